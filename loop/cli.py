@@ -1,0 +1,584 @@
+"""`loop` command line: parse, call one stage function, print. The only module that prints."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from loop.recipe import RecipeError, load_recipe
+
+console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False)
+
+EXAMPLES = """\
+typical session:
+  loop validate recipes/*.yaml          check recipes (exit 2 lists every error)
+  loop pool inspect data/*.jsonl        what is in a pool, and what could not be read
+  loop plan recipes/demo.yaml           the grid of cells, examples, tokens and a cost estimate
+  loop clean recipes/demo.yaml          run the cleaning funnel only
+  loop sweep recipes/demo.yaml          train every cell, track in MLflow, write the report
+  loop status recipes/demo.yaml         done / failed / pending cells with their metrics
+  loop report recipes/demo.yaml         re-analyse finished cells; plots + HTML + JSON
+  loop ui                               open the MLflow UI on the project's store
+  loop curve results.csv --plot c.png   the saturation analysis on results from elsewhere
+"""
+
+
+# ----------------------------------------------------------------------------------------------
+# helpers
+# ----------------------------------------------------------------------------------------------
+
+
+def _recipe(path: str, **kw):
+    try:
+        return load_recipe(path, **kw)
+    except RecipeError as exc:
+        _print_recipe_error(exc)
+        raise SystemExit(2) from None
+
+
+def _print_recipe_error(exc: RecipeError) -> None:
+    err_console.print(f"[bold red]{exc.source}[/]: {len(exc.errors)} error(s)")
+    for e in exc.errors:
+        err_console.print(f"  [red]✗[/] {e}", soft_wrap=True)
+
+
+def _fmt(v, digits: int = 4) -> str:
+    if v is None:
+        return "—"
+    if isinstance(v, float):
+        return f"{v:.{digits}g}"
+    if isinstance(v, (list, tuple)):
+        return "–".join(_fmt(x, digits) for x in v)
+    return str(v)
+
+
+class _Progress:
+    """Sweep/clean progress: a live rich bar on a terminal, plain lines in CI logs."""
+
+    def __init__(self) -> None:
+        self.tty = console.is_terminal and not os.environ.get("CI")
+        self._bar = None
+        self._task = None
+        self._t0 = time.time()
+
+    def __enter__(self):
+        if self.tty:
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
+
+            self._bar = Progress(
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[detail]}"),
+                TimeElapsedColumn(),
+                TextColumn("eta"),
+                TimeRemainingColumn(),
+                console=console,
+            )
+            self._bar.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        if self._bar is not None:
+            self._bar.__exit__(*exc)
+
+    def __call__(self, event) -> None:
+        kind = event.kind
+        if kind == "message":
+            (self._bar.console if self._bar else console).print(event.message)
+            return
+        if self._bar is not None:
+            if self._task is None and event.total:
+                self._task = self._bar.add_task("cells", total=event.total, detail="")
+            if self._task is not None:
+                detail = event.cell or ""
+                if event.max_steps:
+                    detail += f" step {event.step}/{event.max_steps}"
+                if event.message:
+                    detail += f" {event.message}"
+                self._bar.update(self._task, completed=event.done, detail=detail)
+            if kind in ("cell_done", "cell_failed"):
+                self._bar.console.print(_cell_line(event))
+            return
+        # plain lines: one per cell start/end, and every few training steps
+        if kind in ("cell_done", "cell_failed"):
+            console.print(_cell_line(event))
+        elif kind == "cell_start":
+            console.print(f"[{event.done + 1}/{event.total}] {event.cell}: {event.message}")
+        elif kind == "step" and event.step and event.step % 10 == 0:
+            console.print(f"    {event.cell} step {event.step}/{event.max_steps} {event.message}")
+
+
+def _cell_line(event) -> str:
+    ok = event.kind == "cell_done"
+    mark = "[green]✓[/]" if ok else "[red]✗[/]"
+    metrics = "  ".join(f"{k}={_fmt(v)}" for k, v in (event.metrics or {}).items())
+    return f"{mark} [{event.done}/{event.total}] {event.cell}  {metrics}{'' if ok else '  ' + event.message}"
+
+
+# ----------------------------------------------------------------------------------------------
+# commands
+# ----------------------------------------------------------------------------------------------
+
+
+def cmd_validate(args) -> int:
+    bad = 0
+    for path in args.recipes:
+        try:
+            r = load_recipe(path)
+        except RecipeError as exc:
+            _print_recipe_error(exc)
+            bad += 1
+            continue
+        if args.pool:
+            from loop import driver
+
+            try:
+                driver.check_sizes(r)
+            except RecipeError as exc:
+                _print_recipe_error(exc)
+                bad += 1
+                continue
+        console.print(
+            f"[green]✓[/] {path}  ({len(r.tiers)} tiers × {len(r.sizes)} sizes × {len(r.subsets.seeds)} seeds)"
+        )
+    return 2 if bad else 0
+
+
+def cmd_pool_inspect(args) -> int:
+    from loop import pool
+    from loop.recipe import PoolConfig
+
+    cfg = PoolConfig(paths=tuple(args.paths), format=args.format, on_error="skip")
+    result = pool.inspect_paths(list(args.paths), cfg, n_samples=args.samples)
+    table = Table(title="records per detected format")
+    table.add_column("format")
+    table.add_column("records", justify="right")
+    for fmt, n in sorted(result.counts_by_format.items()):
+        table.add_row(fmt, str(n))
+    console.print(table)
+    if result.problems:
+        console.print(f"[red]{len(result.problems)} record(s) could not be read:[/]")
+        for p in result.problems[: args.max_problems]:
+            console.print(f"  {p.message}", soft_wrap=True)
+        if len(result.problems) > args.max_problems:
+            console.print(f"  … and {len(result.problems) - args.max_problems} more")
+    for ex in result.examples[: args.samples]:
+        console.print(f"[dim]{ex.source}[/] id={ex.id} format={ex.format}")
+        for m in ex.messages:
+            console.print(f"   [bold]{m.role}[/]: {m.content[:200]!r}", soft_wrap=True)
+    return 1 if result.problems else 0
+
+
+def cmd_plan(args) -> int:
+    from loop import driver
+
+    r = _recipe(args.recipe)
+    try:
+        plan = driver.plan(r, progress=_Progress())
+    except RecipeError as exc:
+        _print_recipe_error(exc)
+        return 2
+    table = Table(title=f"{r.name}: {len(plan.rows)} cells")
+    for col in ("cell", "tier", "size", "seed", "examples", "train tokens", "steps", "est. time"):
+        table.add_column(col, justify="right" if col not in ("cell", "tier") else "left")
+    for row in plan.rows:
+        table.add_row(
+            row.cell,
+            row.tier,
+            str(row.size),
+            str(row.seed),
+            str(row.examples),
+            f"{row.tokens:,}",
+            str(row.steps),
+            _duration(row.seconds),
+        )
+    console.print(table)
+    for line in plan.notes:
+        console.print(line)
+    console.print(
+        f"total: {sum(x.tokens for x in plan.rows):,} training tokens, "
+        f"about {_duration(sum(x.seconds for x in plan.rows))} on this machine ({plan.device})"
+    )
+    return 0
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    if seconds < 90:
+        return f"{seconds}s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f}m"
+    return f"{seconds / 3600:.1f}h"
+
+
+def cmd_clean(args) -> int:
+    from loop import driver
+
+    r = _recipe(args.recipe)
+    with _Progress() as progress:
+        prep = driver.prepare(r, progress=progress, force_clean=args.force)
+    _print_funnel(prep)
+    return 0
+
+
+def _print_funnel(prep) -> None:
+    table = Table(title="cleaning funnel")
+    for col in ("step", "in", "out", "dropped", "reasons"):
+        table.add_column(col, justify="left" if col in ("step", "reasons") else "right")
+    for step in prep.clean.funnel:
+        reasons = ", ".join(f"{k}: {v}" for k, v in sorted(step.dropped.items()))
+        table.add_row(
+            step.name, str(step.n_in), str(step.n_out), str(step.n_in - step.n_out), reasons
+        )
+    console.print(table)
+    sizes = "  ".join(f"{t}: {n}" for t, n in prep.tier_sizes.items())
+    console.print(f"validation: {len(prep.val)}  training pools per tier → {sizes}")
+    for path in prep.clean.files:
+        console.print(f"  [dim]{path}[/]")
+
+
+def cmd_review_export(args) -> int:
+    from loop import driver
+
+    r = _recipe(args.recipe)
+    path = driver.review_export(r, Path(args.out), per_stratum=args.per_stratum)
+    console.print(
+        f"wrote {path}: fill the `decision` column with accept/reject, then "
+        f"`loop review import {args.recipe} {path}`"
+    )
+    return 0
+
+
+def cmd_review_import(args) -> int:
+    from loop import driver
+
+    r = _recipe(args.recipe)
+    summary = driver.review_import(r, Path(args.file))
+    console.print(summary)
+    return 0
+
+
+def cmd_train(args) -> int:
+    from loop import driver
+    from loop.recipe import Cell
+
+    r = _recipe(args.recipe)
+    with _Progress() as progress:
+        outcome = driver.run_single(
+            r, Cell(args.tier, args.size, args.seed), progress=progress, track=not args.no_track
+        )
+    table = Table(title=f"cell {outcome.cell}")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for k, v in outcome.metrics.items():
+        table.add_row(k, _fmt(v))
+    console.print(table)
+    return 0
+
+
+def cmd_sweep(args) -> int:
+    from loop import driver
+
+    r = _recipe(args.recipe)
+    if args.executor:
+        import dataclasses
+
+        r = dataclasses.replace(r, executor=dataclasses.replace(r.executor, kind=args.executor))
+    try:
+        with _Progress() as progress:
+            outcome = driver.sweep(r, progress=progress)
+    except RecipeError as exc:
+        _print_recipe_error(exc)
+        return 2
+    except KeyboardInterrupt:
+        err_console.print(
+            "[yellow]interrupted: the current cell is marked KILLED; run the same command to resume[/]"
+        )
+        return 130
+    console.print(
+        f"cells: {outcome.ran} ran, {outcome.skipped} already done, {outcome.failed} failed"
+    )
+    if outcome.report is not None:
+        _print_decisions(outcome.report.table)
+        console.print(f"report: {outcome.report.paths.html}")
+        console.print(f"plots:  {', '.join(str(p) for p in outcome.report.paths.plots)}")
+    console.print(f"MLflow: loop ui   (then {outcome.url})")
+    return min(outcome.failed, 100)
+
+
+def _print_decisions(rows: list[dict]) -> None:
+    table = Table(title="where more data stops paying off")
+    cols = ["tier", "metric", "decision", "n_star", "n_star_ci", "plateau", "next_size"]
+    for c in cols:
+        table.add_column(c.replace("_", " "))
+    for row in rows:
+        table.add_row(*[_fmt(row.get(c)) for c in cols])
+    console.print(table)
+    for row in rows:
+        if row.get("summary"):
+            console.print(f"• {row['summary']}", soft_wrap=True)
+
+
+def cmd_status(args) -> int:
+    from loop import driver
+
+    r = _recipe(args.recipe)
+    rows = driver.status(r)
+    table = Table(title=f"{r.name}: cells")
+    metric_cols = sorted({k for row in rows for k in row.metrics})
+    for c in ("cell", "state", *metric_cols, "note"):
+        table.add_column(c)
+    colour = {
+        "done": "green",
+        "failed": "red",
+        "killed": "yellow",
+        "running": "cyan",
+        "pending": "dim",
+    }
+    for row in rows:
+        table.add_row(
+            row.cell,
+            f"[{colour.get(row.state, '')}]{row.state}[/]",
+            *[_fmt(row.metrics.get(m)) for m in metric_cols],
+            (row.note or "")[:80],
+        )
+    console.print(table)
+    counts = {
+        s: sum(1 for x in rows if x.state == s)
+        for s in ("done", "failed", "killed", "running", "pending")
+    }
+    console.print("  ".join(f"{k}: {v}" for k, v in counts.items()))
+    return 0
+
+
+def cmd_report(args) -> int:
+    from loop import driver
+
+    r = _recipe(args.recipe)
+    rep = driver.report(r)
+    if rep is None:
+        err_console.print("no finished cells yet: run `loop sweep` first")
+        return 1
+    _print_decisions(rep.table)
+    console.print(f"report: {rep.paths.html}")
+    return 0
+
+
+def cmd_curve(args) -> int:
+    from loop import curves, report
+
+    try:
+        records = curves.read_curve_csv(Path(args.csv))
+    except curves.CurveInputError as exc:
+        err_console.print(f"[red]{exc}[/]")
+        return 2
+    direction = "lower" if args.lower_is_better else "higher"
+    analysis = curves.analyze(
+        records,
+        direction=direction,
+        epsilon=args.epsilon,
+        confidence=args.confidence,
+        eval_size=args.eval_size,
+    )
+    if args.json:
+        print(json.dumps(curves.to_json(analysis), indent=2))
+    else:
+        _print_decisions(report.decision_table(analysis))
+    if args.plot:
+        report.plot_curve(analysis, Path(args.plot))
+        if not args.json:
+            console.print(f"plot: {args.plot}")
+    return 0
+
+
+def cmd_ui(args) -> int:
+    import subprocess
+
+    from loop import driver
+
+    cmd, url = driver.ui_command(args.recipe and _recipe(args.recipe), port=args.port)
+    console.print(f"MLflow UI: {url}\n(ctrl-c to stop)   {' '.join(cmd)}")
+    try:
+        return subprocess.call(cmd)
+    except KeyboardInterrupt:
+        return 0
+
+
+def cmd_demo(args) -> int:
+    from loop import driver
+
+    r = _recipe(args.recipe)
+    with _Progress() as progress:
+        outcome = driver.demo(r, progress=progress, rows=args.rows)
+    console.print(outcome.cleaning_score)
+    console.print(
+        f"cells: {outcome.sweep.ran} ran, {outcome.sweep.skipped} already done, {outcome.sweep.failed} failed"
+    )
+    if outcome.sweep.report is not None:
+        _print_decisions(outcome.sweep.report.table)
+        console.print(f"report: {outcome.sweep.report.paths.html}")
+        console.print(f"plots:  {', '.join(str(p) for p in outcome.sweep.report.paths.plots)}")
+    console.print(
+        f"open the MLflow UI: [bold]{sys.executable.rsplit('/', 1)[0]}/loop ui[/]  →  {outcome.sweep.url}"
+    )
+    return min(outcome.sweep.failed, 100)
+
+
+# ----------------------------------------------------------------------------------------------
+# parser
+# ----------------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="loop",
+        description="How much fine-tuning data, of what quality, do you need? loop answers with "
+        "experiments: clean a pool, sort it into quality tiers, LoRA fine-tune nested subsets of "
+        "growing size, track every run in MLflow, and report where more data stops paying off.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    s = sub.add_parser("validate", help="check recipes; exit 2 with every error listed")
+    s.add_argument("recipes", nargs="+", metavar="RECIPE")
+    s.add_argument(
+        "--pool", action="store_true", help="also load and clean the pool to check sizes per tier"
+    )
+    s.set_defaults(fn=cmd_validate)
+
+    s = sub.add_parser(
+        "plan", help="the grid of cells with examples, tokens and a cost estimate (trains nothing)"
+    )
+    s.add_argument("recipe")
+    s.set_defaults(fn=cmd_plan)
+
+    s = sub.add_parser("pool", help="pool tools")
+    pool_sub = s.add_subparsers(dest="pool_command", metavar="SUBCOMMAND", required=True)
+    s = pool_sub.add_parser(
+        "inspect", help="counts per format, every unreadable record, a few samples"
+    )
+    s.add_argument(
+        "paths", nargs="+", metavar="PATH", help="files or globs (JSONL, JSON, CSV, Parquet)"
+    )
+    s.add_argument(
+        "--format", default="auto", choices=["auto", "instruction", "chat", "completion"]
+    )
+    s.add_argument("--samples", type=int, default=3, help="normalized samples to show (default 3)")
+    s.add_argument("--max-problems", type=int, default=50, help="problems to list (default 50)")
+    s.set_defaults(fn=cmd_pool_inspect)
+
+    s = sub.add_parser(
+        "clean", help="run the recipe's cleaning funnel; print what was dropped and why"
+    )
+    s.add_argument("recipe")
+    s.add_argument("--force", action="store_true", help="ignore the cached result")
+    s.set_defaults(fn=cmd_clean)
+
+    s = sub.add_parser("review", help="sampled human review of the cleaning decisions")
+    rsub = s.add_subparsers(dest="review_command", metavar="SUBCOMMAND", required=True)
+    s = rsub.add_parser("export", help="write a stratified sample with an empty `decision` column")
+    s.add_argument("recipe")
+    s.add_argument("--out", default="review.csv", help="CSV or JSONL file (default review.csv)")
+    s.add_argument(
+        "--per-stratum", type=int, default=10, help="records per tier / drop reason (default 10)"
+    )
+    s.set_defaults(fn=cmd_review_export)
+    s = rsub.add_parser("import", help="apply accept/reject decisions; later cleaning honours them")
+    s.add_argument("recipe")
+    s.add_argument("file")
+    s.set_defaults(fn=cmd_review_import)
+
+    s = sub.add_parser(
+        "train", help="train and evaluate one cell (tier, size, seed) and print its metrics"
+    )
+    s.add_argument("recipe")
+    s.add_argument("--tier", required=True)
+    s.add_argument("--size", type=int, required=True)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--no-track", action="store_true", help="don't log to MLflow")
+    s.set_defaults(fn=cmd_train)
+
+    s = sub.add_parser(
+        "sweep", help="run every cell (resumes: finished cells are skipped), then report"
+    )
+    s.add_argument("recipe")
+    s.add_argument("--executor", choices=["local", "ray"], help="override the recipe's executor")
+    s.set_defaults(fn=cmd_sweep)
+
+    s = sub.add_parser("status", help="done / failed / pending cells with their key metrics")
+    s.add_argument("recipe")
+    s.set_defaults(fn=cmd_status)
+
+    s = sub.add_parser(
+        "report", help="analyse finished cells: plots, Markdown/HTML report, JSON summary"
+    )
+    s.add_argument("recipe")
+    s.set_defaults(fn=cmd_report)
+
+    s = sub.add_parser(
+        "curve",
+        help="saturation analysis of any CSV with columns size,seed,value (optional tier, metric)",
+        description="Run loop's saturation analysis on results from elsewhere. The CSV needs columns "
+        "size,seed,value and may have tier and metric.",
+    )
+    s.add_argument("csv", metavar="FILE.csv")
+    g = s.add_mutually_exclusive_group()
+    g.add_argument(
+        "--higher-is-better", action="store_true", default=True, help="accuracy-like (default)"
+    )
+    g.add_argument("--lower-is-better", action="store_true", help="loss-like")
+    s.add_argument(
+        "--epsilon",
+        type=float,
+        help="gain from doubling that still pays (default 0.01, or 1%% of loss)",
+    )
+    s.add_argument(
+        "--confidence", type=float, default=0.9, help="confidence for the decision (default 0.9)"
+    )
+    s.add_argument("--eval-size", type=int, help="evaluation items per score (adds sampling error)")
+    s.add_argument("--json", action="store_true", help="print the summary JSON")
+    s.add_argument("--plot", metavar="OUT.png", help="write the learning-curve plot")
+    s.set_defaults(fn=cmd_curve)
+
+    s = sub.add_parser("ui", help="start the MLflow UI on 127.0.0.1 for the project's store")
+    s.add_argument("recipe", nargs="?", help="recipe whose tracking settings to use")
+    s.add_argument("--port", type=int, default=5000)
+    s.set_defaults(fn=cmd_ui)
+
+    s = sub.add_parser("demo", help="build the demo pool and run recipes/demo.yaml end to end")
+    s.add_argument("--recipe", default="recipes/demo.yaml")
+    s.add_argument(
+        "--rows", type=int, default=None, help="demo pool size (default: the generator's)"
+    )
+    s.set_defaults(fn=cmd_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "fn", None):
+        parser.print_help()
+        return 0
+    return args.fn(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

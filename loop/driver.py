@@ -1,0 +1,763 @@
+"""The one orchestrator: pool -> clean -> tiers -> for each cell: subset -> train -> evaluate -> track.
+
+Every function here takes a validated `Recipe` and reports progress through a callback of `Event`s;
+`loop/cli.py` turns those into a progress bar or plain log lines.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from loop import pool as pool_mod
+from loop import subsets as subsets_mod
+from loop.example import Example
+from loop.recipe import Cell, Recipe, RecipeError, expand_cells, recipe_digest, to_dict
+
+
+@dataclass(frozen=True)
+class Event:
+    kind: str  # message | cell_start | step | cell_done | cell_failed
+    cell: str | None = None
+    done: int = 0
+    total: int = 0
+    step: int = 0
+    max_steps: int = 0
+    message: str = ""
+    metrics: dict[str, float] | None = None
+
+
+Progress = Callable[[Event], None]
+
+
+def _silent(_: Event) -> None:
+    return None
+
+
+def work_dir(recipe: Recipe) -> Path:
+    """Working files of a recipe (cleaned pool, manifests, report) — next to the default store."""
+    return Path.cwd() / "mlruns" / "work" / recipe.name
+
+
+# ----------------------------------------------------------------------------------------------
+# Preparation: pool, cleaning, tiers, validation set
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Prepared:
+    raw: Any  # pool.PoolLoad
+    clean: Any  # clean.CleanResult
+    tiers: dict[str, list[Example]]  # training pool per tier
+    val: list[Example]
+    pool_digest: str
+
+    @property
+    def tier_sizes(self) -> dict[str, int]:
+        return {k: len(v) for k, v in self.tiers.items()}
+
+
+def load_raw(recipe: Recipe) -> Any:
+    return pool_mod.load_pool(recipe.pool)
+
+
+def prepare(recipe: Recipe, *, progress: Progress = _silent, force_clean: bool = False) -> Prepared:
+    from loop import clean, models, tiers
+
+    progress(
+        Event(
+            "message",
+            message=f"reading pool ({', '.join(recipe.pool.paths) or recipe.pool.hf_dataset})",
+        )
+    )
+    raw = load_raw(recipe)
+    skipped = sum(raw.skipped_by_reason.values())
+    progress(
+        Event(
+            "message",
+            message=f"  {len(raw.examples)} records read"
+            + (f", {skipped} skipped: {dict(raw.skipped_by_reason)}" if skipped else ""),
+        )
+    )
+    tokenizer = models.load_tokenizer(recipe.model)
+
+    def count_tokens(texts: list[str]) -> list[int]:
+        return [len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
+
+    result = clean.run_clean(
+        recipe,
+        raw.examples,
+        count_tokens=count_tokens,
+        out_dir=work_dir(recipe) / "clean",
+        progress=lambda msg: progress(Event("message", message=f"  {msg}")),
+        force=force_clean,
+    )
+    val = tiers.validation_set(result)
+    pools = {t.name: tiers.tier_pool(result, t.name) for t in recipe.tiers}
+    return Prepared(raw, result, pools, val, pool_mod.pool_digest(raw.examples))
+
+
+def check_sizes(recipe: Recipe, prep: Prepared | None = None) -> Prepared:
+    """Sizes against each tier's training pool: an error now, not mid-sweep."""
+    prep = prep or prepare(recipe)
+    errors = subsets_mod.check_sizes(prep.tier_sizes, recipe.sizes, recipe.subsets.on_too_small)
+    if errors:
+        raise RecipeError(recipe.path or recipe.name, errors)
+    return prep
+
+
+# ----------------------------------------------------------------------------------------------
+# Plan
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PlanRow:
+    cell: str
+    tier: str
+    size: int
+    seed: int
+    examples: int
+    tokens: int
+    steps: int
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Plan:
+    rows: list[PlanRow]
+    notes: list[str]
+    device: str
+
+
+# Measured on 2 CPU cores with SmolLM2-135M + LoRA r16: ~1,000 training tokens/s (a step on
+# 8 × 128 tokens takes 4-5 s); generation of 40 short JSON answers ~12 s. Scaled by parameters.
+_CPU_TOKENS_PER_S_135M = 1000.0
+_GPU_SPEEDUP = 25.0
+
+
+def optimizer_steps(n_examples: int, recipe: Recipe) -> int:
+    eff = recipe.train.batch_size * recipe.train.grad_accum
+    steps = math.ceil(recipe.train.budget.epochs * n_examples / eff)
+    if recipe.train.budget.policy == "min_steps":
+        steps = max(steps, recipe.train.budget.min_steps)
+    return steps
+
+
+def plan(recipe: Recipe, *, progress: Progress = _silent) -> Plan:
+    import torch
+
+    from loop import models
+
+    prep = check_sizes(recipe, prepare(recipe, progress=progress))
+    tokenizer = models.load_tokenizer(recipe.model)
+    eff = recipe.train.batch_size * recipe.train.grad_accum
+    gpu = torch.cuda.is_available()
+    rate = _CPU_TOKENS_PER_S_135M * (_GPU_SPEEDUP if gpu else 1.0)
+    rows = []
+    for cell in expand_cells(recipe):
+        sub = subsets_mod.take(
+            prep.tiers[cell.tier],
+            tier=cell.tier,
+            size=cell.size,
+            seed=cell.seed,
+            stratify_by=recipe.subsets.stratify_by,
+            on_too_small=recipe.subsets.on_too_small,
+        )
+        lengths = _token_lengths(tokenizer, list(sub.examples), recipe.train.max_length)
+        steps = optimizer_steps(len(sub.examples), recipe)
+        mean_len = sum(lengths) / max(1, len(lengths))
+        tokens = int(steps * eff * mean_len)
+        eval_s = _eval_seconds(recipe, len(prep.val))
+        rows.append(
+            PlanRow(
+                cell.id,
+                cell.tier,
+                cell.size,
+                cell.seed,
+                len(sub.examples),
+                tokens,
+                steps,
+                tokens / rate + eval_s,
+            )
+        )
+    notes = [
+        f"validation set: {len(prep.val)} examples (shared by every cell); "
+        f"training pools: {prep.tier_sizes}"
+    ]
+    if recipe.model.name not in ("smollm2-135m-instruct", "tiny-random"):
+        notes.append(
+            "time estimates are scaled from SmolLM2-135M; larger models take proportionally longer"
+        )
+    return Plan(rows, notes, "cuda" if gpu else "cpu")
+
+
+def _token_lengths(tokenizer: Any, examples: list[Example], max_length: int) -> list[int]:
+    if not examples:
+        return []
+    texts = [" ".join(m.content for m in e.messages) for e in examples]
+    ids = tokenizer(texts, add_special_tokens=False)["input_ids"]
+    # + ~12 tokens of chat-template headers per example
+    return [min(max_length, len(x) + 12) for x in ids]
+
+
+def _eval_seconds(recipe: Recipe, n_val: int) -> float:
+    gen = recipe.eval.samples or n_val
+    has_gen = any(e.name != "choice_loglik" for e in recipe.eval.evaluators)
+    return n_val * 0.05 + (gen * 0.3 if has_gen else 0.0)
+
+
+# ----------------------------------------------------------------------------------------------
+# One cell
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CellOutcome:
+    cell: str
+    metrics: dict[str, float]
+    run_id: str | None = None
+    error: str | None = None
+    steps: int = 0
+    seconds: float = 0.0
+
+
+def _subset_frame(examples: tuple[Example, ...]):
+    import pandas as pd
+
+    return pd.DataFrame(
+        {
+            "id": [e.id for e in examples],
+            "source": [e.source for e in examples],
+            "prompt": ["\n".join(f"{m.role}: {m.content}" for m in e.prompt) for e in examples],
+            "answer": [e.answer for e in examples],
+        }
+    )
+
+
+def cell_params(recipe: Recipe) -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+
+    def walk(prefix: str, obj: Any) -> None:
+        if isinstance(obj, dict):
+            for k, v in obj.items():
+                walk(f"{prefix}.{k}" if prefix else k, v)
+        else:
+            flat[prefix] = obj
+
+    d = to_dict(recipe)
+    for section in ("model", "lora", "train"):
+        walk(section, d[section])
+    flat["eval.evaluators"] = ",".join(e.name for e in recipe.eval.evaluators)
+    flat["eval.samples"] = recipe.eval.samples
+    return flat
+
+
+def train_and_evaluate(
+    recipe: Recipe,
+    cell: Cell,
+    subset: subsets_mod.Subset,
+    val: list[Example],
+    base: Any,
+    on_step: Callable[[int, int, dict], None],
+) -> tuple[Any, Any]:
+    """Fine-tune one subset and evaluate it on the shared validation set."""
+    from loop import evaluate, train
+
+    max_steps = optimizer_steps(len(subset.examples), recipe)
+    result = train.train_cell(
+        base,
+        list(subset.examples),
+        recipe.train,
+        recipe.lora,
+        seed=cell.seed,
+        val=val if recipe.train.eval_steps else None,
+        on_log=lambda step, logs: on_step(step, max_steps, logs),
+    )
+    ev = evaluate.evaluate(
+        result.model, base.tokenizer, val, recipe.eval, max_length=recipe.train.max_length
+    )
+    return result, ev
+
+
+@dataclass
+class _Tracker:
+    """What a sweep needs from the store, resolved once."""
+
+    client: Any
+    exp_id: str
+    store: Any
+    recipe_digest: str
+    pool_digest: str
+
+
+def _tracker(recipe: Recipe, pool_digest: str) -> _Tracker:
+    from loop import track
+
+    store = track.resolve_store(recipe.tracking.uri)
+    client = track.client_for(store)
+    exp_id = track.ensure_experiment(store, recipe.experiment)
+    return _Tracker(client, exp_id, store, recipe_digest(recipe), pool_digest)
+
+
+def run_cell(
+    recipe: Recipe,
+    cell: Cell,
+    prep: Prepared,
+    base: Any,
+    tr: _Tracker | None,
+    parent_id: str | None,
+    on_step: Callable[[int, int, dict], None],
+) -> CellOutcome:
+    """subset -> train -> evaluate -> track, for one cell. Exceptions other than Ctrl-C become a
+    FAILED run with its error; Ctrl-C marks the run KILLED and propagates."""
+    from loop import track
+
+    t0 = time.time()
+    subset = subsets_mod.take(
+        prep.tiers[cell.tier],
+        tier=cell.tier,
+        size=cell.size,
+        seed=cell.seed,
+        stratify_by=recipe.subsets.stratify_by,
+        on_too_small=recipe.subsets.on_too_small,
+    )
+    manifest = subsets_mod.write_manifest(subset, work_dir(recipe) / "manifests")
+    run_id = None
+    if tr is not None:
+        tags = {
+            "loop.tier": cell.tier,
+            "loop.size": str(cell.size),
+            "loop.seed": str(cell.seed),
+            "loop.recipe_digest": tr.recipe_digest,
+            "loop.pool_digest": tr.pool_digest,
+            "loop.capped": str(subset.capped).lower(),
+            "loop.subset_sha256": subset.sha256,
+        }
+        run_id = track.start_cell(
+            tr.client,
+            tr.exp_id,
+            parent_id,
+            cell=cell.id,
+            tags=tags,
+            params={**cell_params(recipe), "subset.n_examples": len(subset.examples)},
+        )
+        track.log_subset_input(
+            tr.client,
+            run_id,
+            _subset_frame(subset.examples),
+            name=cell.id,
+            source=manifest.resolve().as_uri(),
+        )
+    history: list[tuple[str, int, float]] = []
+
+    def step_logger(step: int, max_steps: int, logs: dict) -> None:
+        for key in ("train_loss", "loss", "val_loss", "eval_loss"):
+            if key in logs and logs[key] is not None:
+                name = {"loss": "train_loss", "eval_loss": "val_loss"}.get(key, key)
+                history.append((name, step, float(logs[key])))
+        on_step(step, max_steps, logs)
+
+    try:
+        result, ev = train_and_evaluate(recipe, cell, subset, prep.val, base, step_logger)
+        metrics = dict(ev.metrics)
+        if tr is not None:
+            track.log_history(tr.client, run_id, history)
+            track.log_params(
+                tr.client,
+                run_id,
+                {
+                    "budget.steps": result.steps,
+                    "budget.epochs": round(result.epochs, 3),
+                    "budget.policy": result.policy,
+                    "train.micro_batch_used": result.micro_batch,
+                    "train.grad_accum_used": result.grad_accum,
+                    "train.oom_retries": result.oom_retries,
+                },
+            )
+            track.log_metrics(
+                tr.client,
+                run_id,
+                {**metrics, "train_tokens": result.train_tokens, "train_seconds": result.seconds},
+                step=result.steps,
+            )
+            track.log_table(tr.client, run_id, ev.predictions, "predictions.json")
+            track.finish_cell(tr.client, run_id)
+        return CellOutcome(cell.id, metrics, run_id, steps=result.steps, seconds=time.time() - t0)
+    except KeyboardInterrupt:
+        if tr is not None and run_id:
+            track.fail_cell(tr.client, run_id, "interrupted by the user (Ctrl-C)", killed=True)
+        raise
+    except Exception as exc:  # recorded, and the sweep goes on
+        error = f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=8)}"
+        if tr is not None and run_id:
+            if history:
+                track.log_history(tr.client, run_id, history)
+            track.fail_cell(tr.client, run_id, error)
+        return CellOutcome(
+            cell.id, {}, run_id, error=f"{type(exc).__name__}: {exc}", seconds=time.time() - t0
+        )
+
+
+# ----------------------------------------------------------------------------------------------
+# Sweep
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReportOutcome:
+    table: list[dict]
+    paths: Any  # report.ReportPaths
+    analysis: Any
+
+
+@dataclass(frozen=True)
+class SweepOutcome:
+    ran: int
+    skipped: int
+    failed: int
+    interrupted_before: list[str]
+    report: ReportOutcome | None
+    url: str
+    outcomes: list[CellOutcome] = field(default_factory=list)
+
+
+def sweep(
+    recipe: Recipe, *, progress: Progress = _silent, cells: list[Cell] | None = None
+) -> SweepOutcome:
+    """Run every cell not yet finished for this recipe+pool; then write the report."""
+    from loop import models, track
+
+    prep = check_sizes(recipe, prepare(recipe, progress=progress))
+    tr = _tracker(recipe, prep.pool_digest)
+    _log_clean_once(recipe, prep, tr)
+    runs = track.cell_runs(tr.client, tr.exp_id, tr.recipe_digest, tr.pool_digest)
+    interrupted = track.mark_interrupted(tr.client, runs)
+    if interrupted:
+        progress(
+            Event(
+                "message",
+                message=f"marked {len(interrupted)} interrupted cell(s) KILLED; rerunning: "
+                + ", ".join(interrupted),
+            )
+        )
+    done = track.done_cells(runs)
+    parent_id = track.sweep_parent(
+        tr.client,
+        tr.exp_id,
+        recipe_digest=tr.recipe_digest,
+        pool_digest=tr.pool_digest,
+        name=f"sweep-{tr.recipe_digest[:6]}",
+        params={
+            **cell_params(recipe),
+            "tiers": ",".join(prep.tiers),
+            "sizes": ",".join(map(str, recipe.sizes)),
+            "seeds": ",".join(map(str, recipe.subsets.seeds)),
+            "validation.n": len(prep.val),
+        },
+        tags={"loop.recipe": recipe.name},
+    )
+    all_cells = cells if cells is not None else expand_cells(recipe)
+    pending = [c for c in all_cells if c.id not in done]
+    total = len(all_cells)
+    finished = total - len(pending)
+    if finished:
+        progress(
+            Event("message", message=f"{finished} of {total} cells already finished: skipping them")
+        )
+    outcomes: list[CellOutcome] = []
+    failed = 0
+    base = models.load_base(recipe.model) if pending else None
+    try:
+        for cell in pending:
+            progress(
+                Event(
+                    "cell_start",
+                    cell=cell.id,
+                    done=finished,
+                    total=total,
+                    message=f"{cell.size} examples of tier {cell.tier}, seed {cell.seed}",
+                )
+            )
+
+            def on_step(
+                step: int, max_steps: int, logs: dict, cell: Cell = cell, done: int = finished
+            ) -> None:
+                loss = logs.get("loss", logs.get("train_loss"))
+                progress(
+                    Event(
+                        "step",
+                        cell=cell.id,
+                        done=done,
+                        total=total,
+                        step=step,
+                        max_steps=max_steps,
+                        message=f"loss {loss:.3f}" if isinstance(loss, (int, float)) else "",
+                    )
+                )
+
+            out = run_cell(recipe, cell, prep, base, tr, parent_id, on_step)
+            outcomes.append(out)
+            finished += 1
+            if out.error:
+                failed += 1
+                progress(
+                    Event(
+                        "cell_failed", cell=cell.id, done=finished, total=total, message=out.error
+                    )
+                )
+            else:
+                shown = {
+                    k: v for k, v in out.metrics.items() if k == "val_loss" or k.count(".") == 1
+                }
+                progress(
+                    Event("cell_done", cell=cell.id, done=finished, total=total, metrics=shown)
+                )
+    except KeyboardInterrupt:
+        track.finish_parent(tr.client, parent_id, failed=failed, interrupted=True)
+        raise
+    rep = report(recipe, prep=prep, tr=tr, parent_id=parent_id)
+    track.finish_parent(tr.client, parent_id, failed=failed)
+    return SweepOutcome(
+        len(outcomes),
+        total - len(pending),
+        failed,
+        interrupted,
+        rep,
+        track.experiment_url(tr.client, recipe.experiment),
+        outcomes,
+    )
+
+
+def _log_clean_once(recipe: Recipe, prep: Prepared, tr: _Tracker) -> None:
+    """A `clean` run per recipe+pool, with the funnel and the raw pool as a dataset input."""
+    from loop import track
+
+    existing = tr.client.search_runs(
+        [tr.exp_id],
+        filter_string=f"tags.`loop.kind` = 'clean' and tags.`loop.pool_digest` = '{tr.pool_digest}' "
+        f"and tags.`loop.recipe_digest` = '{tr.recipe_digest}'",
+        max_results=1,
+    )
+    if existing:
+        return
+    metrics = {
+        "raw.records": len(prep.raw.examples),
+        "validation.n": len(prep.val),
+        **{f"tier.{k}.n": v for k, v in prep.tier_sizes.items()},
+    }
+    for step in prep.clean.funnel:
+        metrics[f"funnel.{step.name}.out"] = step.n_out
+        for reason, n in step.dropped.items():
+            metrics[f"dropped.{step.name}.{reason}"] = n
+    frame = _subset_frame(tuple(prep.raw.examples))
+    source = ",".join(str(p) for p in prep.raw.files) or str(recipe.pool.hf_dataset)
+    rid = track.log_clean_run(
+        tr.client,
+        tr.exp_id,
+        pool_digest=tr.pool_digest,
+        params=dict(_flat_clean(recipe)),
+        metrics=metrics,
+        files=[Path(p) for p in prep.clean.files if Path(p).is_file()],
+        pool_frame=frame,
+        pool_source=source,
+    )
+    tr.client.set_tag(rid, "loop.recipe_digest", tr.recipe_digest)
+
+
+def _flat_clean(recipe: Recipe):
+    d = to_dict(recipe.clean)
+    for section, value in d.items():
+        if isinstance(value, dict):
+            for k, v in value.items():
+                yield f"clean.{section}.{k}", v
+        else:
+            yield f"clean.{section}", value
+
+
+# ----------------------------------------------------------------------------------------------
+# Status, report, UI
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StatusRow:
+    cell: str
+    state: str  # done | failed | killed | running | pending
+    metrics: dict[str, float]
+    note: str | None
+
+
+def status(recipe: Recipe) -> list[StatusRow]:
+    from loop import track
+
+    raw = load_raw(recipe)
+    tr = _tracker(recipe, pool_mod.pool_digest(raw.examples))
+    runs = track.cell_runs(tr.client, tr.exp_id, tr.recipe_digest, tr.pool_digest)
+    latest: dict[str, Any] = {}
+    for r in runs:  # newest first; a DONE run wins over later failures
+        if r.cell not in latest or (r.status == "DONE" and latest[r.cell].status != "DONE"):
+            latest[r.cell] = r
+    rows = []
+    for cell in expand_cells(recipe):
+        r = latest.get(cell.id)
+        if r is None:
+            rows.append(StatusRow(cell.id, "pending", {}, None))
+            continue
+        state = {"DONE": "done", "FAILED": "failed", "KILLED": "killed", "RUNNING": "running"}.get(
+            r.status, r.status.lower()
+        )
+        shown = {
+            k: v
+            for k, v in r.metrics.items()
+            if k == "val_loss" or (k.startswith("eval.") and k.count(".") == 1)
+        }
+        rows.append(
+            StatusRow(cell.id, state, shown, (r.error or "").splitlines()[0] if r.error else None)
+        )
+    return rows
+
+
+def _records(recipe: Recipe, runs: list[Any]) -> tuple[list[Any], dict[str, str], dict[str, int]]:
+    import evals
+    from loop import curves
+
+    records, direction, eval_size = [], {}, {}
+    wanted = set(recipe.saturation.metrics)
+    for r in runs:
+        if r.status != "DONE":
+            continue
+        tier, size, seed = r.tags["loop.tier"], int(r.tags["loop.size"]), int(r.tags["loop.seed"])
+        for name, value in r.metrics.items():
+            is_eval = name.startswith("eval.") and name.count(".") == 1
+            if not (name == "val_loss" or is_eval) or (wanted and name not in wanted):
+                continue
+            records.append(curves.Record(tier, size, seed, name, float(value)))
+            if name == "val_loss":
+                direction[name] = "lower"
+            else:
+                ev_name = name.split(".", 1)[1]
+                try:
+                    direction[name] = "higher" if evals.get(ev_name).higher_is_better else "lower"
+                except KeyError:
+                    direction[name] = "higher"
+                n = r.metrics.get("eval.n_generated")
+                if n:
+                    eval_size[name] = int(n)
+    return records, direction, eval_size
+
+
+def report(
+    recipe: Recipe,
+    *,
+    prep: Prepared | None = None,
+    tr: _Tracker | None = None,
+    parent_id: str | None = None,
+) -> ReportOutcome | None:
+    """Analyse every finished cell, write plots + Markdown/HTML + JSON, log them on the parent run."""
+    from loop import curves, track
+    from loop import report as report_mod
+
+    if tr is None:
+        digest = prep.pool_digest if prep else pool_mod.pool_digest(load_raw(recipe).examples)
+        tr = _tracker(recipe, digest)
+    runs = track.cell_runs(tr.client, tr.exp_id, tr.recipe_digest, tr.pool_digest)
+    records, direction, eval_size = _records(recipe, runs)
+    if not records:
+        return None
+    analysis = curves.analyze(
+        records,
+        direction=direction,
+        epsilon=recipe.saturation.epsilon,
+        confidence=recipe.saturation.confidence,
+        eval_size=eval_size or None,
+    )
+    capped = sorted(
+        {r.cell for r in runs if r.tags.get("loop.capped") == "true" and r.status == "DONE"}
+    )
+    notes = [
+        f"recipe {recipe.name} (digest {tr.recipe_digest}), pool digest {tr.pool_digest}; "
+        f"{len({r.cell for r in runs if r.status == 'DONE'})} finished cells."
+    ]
+    if capped:
+        notes.append(f"capped cells (tier smaller than the size asked): {', '.join(capped)}")
+    paths = report_mod.write_report(
+        analysis, work_dir(recipe) / "report", title=f"loop report — {recipe.name}", notes=notes
+    )
+    if parent_id is None:
+        found = tr.client.search_runs(
+            [tr.exp_id],
+            filter_string=(
+                f"tags.`loop.kind` = 'sweep' and tags.`loop.recipe_digest` = '{tr.recipe_digest}' "
+                f"and tags.`loop.pool_digest` = '{tr.pool_digest}'"
+            ),
+            max_results=1,
+            order_by=["start_time DESC"],
+        )
+        parent_id = found[0].info.run_id if found else None
+    if parent_id:
+        track.parent_artifacts(tr.client, parent_id, work_dir(recipe) / "report")
+    return ReportOutcome(report_mod.decision_table(analysis), paths, analysis)
+
+
+def ui_command(recipe: Recipe | None, port: int = 5000) -> tuple[list[str], str]:
+    from loop import track
+
+    store = track.resolve_store(recipe.tracking.uri if recipe else None)
+    client = track.client_for(store)
+    name = recipe.experiment if recipe else None
+    url = (
+        track.experiment_url(client, name, port=port)
+        if name
+        else f"http://127.0.0.1:{port}/#/experiments?workflowType=machine_learning"
+    )
+    return track.ui_command(store, port=port), url
+
+
+def run_single(
+    recipe: Recipe, cell: Cell, *, progress: Progress = _silent, track: bool = True
+) -> CellOutcome:
+    """`loop train`: one cell, tracked as a child of the sweep's parent run when `track`."""
+    from loop import models
+    from loop import track as track_mod
+
+    prep = prepare(recipe, progress=progress)
+    if cell.tier not in prep.tiers:
+        raise RecipeError(
+            recipe.path, [f"--tier: must be one of {', '.join(prep.tiers)}, got {cell.tier!r}"]
+        )
+    check_sizes(
+        dataclasses.replace(
+            recipe, subsets=dataclasses.replace(recipe.subsets, sizes=(cell.size,))
+        ),
+        prep,
+    )
+    tr = parent_id = None
+    if track:
+        tr = _tracker(recipe, prep.pool_digest)
+        parent_id = track_mod.sweep_parent(
+            tr.client,
+            tr.exp_id,
+            recipe_digest=tr.recipe_digest,
+            pool_digest=tr.pool_digest,
+            name=f"sweep-{tr.recipe_digest[:6]}",
+            params=cell_params(recipe),
+            tags={"loop.recipe": recipe.name},
+        )
+    base = models.load_base(recipe.model)
+
+    def on_step(step: int, max_steps: int, logs: dict) -> None:
+        progress(Event("step", cell=cell.id, done=0, total=1, step=step, max_steps=max_steps))
+
+    out = run_cell(recipe, cell, prep, base, tr, parent_id, on_step)
+    if tr is not None:
+        tr.client.update_run(parent_id, status="FINISHED")
+    if out.error:
+        raise RuntimeError(f"cell {cell.id} failed: {out.error}")
+    return out

@@ -1,0 +1,778 @@
+"""Read a raw pool (JSONL, JSON, CSV, Parquet, Hugging Face datasets) into canonical Examples.
+
+Every record becomes one `Example` (DESIGN.md, "The canonical example"). Every record that cannot be
+read becomes a `Problem` whose message names the file, the line or row, the field and what was
+expected. With `on_error: fail` any problem stops the load and all of them are listed; with `skip`
+the bad records are left out and counted by reason code. A missing file, a glob that matches
+nothing, an unsupported extension or a dataset that cannot be opened is always an error.
+
+Reason codes:
+  always errors   missing_file, no_match, not_a_file, unknown_extension, dataset_error, no_input,
+                  no_examples
+  whole file      empty_file, bad_document, bad_file, missing_column
+  one record      not_utf8, bad_json, not_object, bad_row, unknown_format, missing_field, bad_type,
+                  empty_prompt, empty_answer, bad_messages, unknown_role, no_final_assistant
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import glob
+import hashlib
+import io
+import json
+import os
+import reprlib
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from loop.example import ROLES, Example, Message, make_example
+from loop.recipe import FieldMap, PoolConfig
+
+Progress = Callable[[str, int], None]
+"""progress(file, records read so far), called every PROGRESS_EVERY records and after each file."""
+
+PROGRESS_EVERY = 10_000
+SHOWN_PROBLEMS = 50
+EXTENSIONS = {
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "json",
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+}
+FATAL_REASONS = frozenset(
+    {"missing_file", "no_match", "not_a_file", "unknown_extension", "dataset_error", "no_input"}
+)
+_BOM = b"\xef\xbb\xbf"
+_ABSENT = object()
+_repr = reprlib.Repr()
+_repr.maxstring = 60
+_repr.maxother = 60
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing that could not be read. `message` starts with `source`."""
+
+    source: str  # "file.jsonl:12", "file.csv:row 3", "file.parquet[7]", "dataset[7]" or "file"
+    reason: str  # a reason code (module docstring)
+    message: str
+
+
+@dataclass(frozen=True)
+class PoolLoad:
+    """What a load produced; nothing read is unaccounted for."""
+
+    examples: tuple[Example, ...]
+    problems: tuple[Problem, ...]
+    counts_by_format: dict[str, int]  # format -> examples loaded
+    skipped_by_reason: dict[str, int]  # reason -> records skipped (a file with none counts once)
+    files: tuple[str, ...]  # files (and dataset) read, as shown in sources
+    records: int  # records read, good and bad
+
+
+class PoolError(ValueError):
+    """The pool could not be loaded; `problems` holds every problem found."""
+
+    def __init__(self, problems: Iterable[Problem], hint: str = ""):
+        self.problems = tuple(problems)
+        by_reason = Counter(p.reason for p in self.problems)
+        head = f"{len(self.problems)} problem(s) reading the pool (" + ", ".join(
+            f"{reason} {n}" for reason, n in by_reason.most_common()
+        )
+        lines = [p.message for p in self.problems[:SHOWN_PROBLEMS]]
+        if len(self.problems) > SHOWN_PROBLEMS:
+            lines.append(f"... and {len(self.problems) - SHOWN_PROBLEMS} more")
+        if hint:
+            lines.append(hint)
+        super().__init__(head + ")\n" + "\n".join(f"  {line}" for line in lines))
+
+
+class _Bad(Exception):
+    """A problem found while reading; `records` is how many records it stands for."""
+
+    def __init__(self, reason: str, detail: str, records: int = 1):
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+        self.records = records
+
+
+@dataclass(frozen=True)
+class _Source:
+    shown: str
+    kind: str  # jsonl | json | csv | tsv | parquet | hf
+    path: Path | None = None
+
+
+# --------------------------------------------------------------------------------------------
+# Public API
+# --------------------------------------------------------------------------------------------
+
+
+def load_pool(
+    cfg: PoolConfig, *, base_dir: Path | None = None, progress: Progress | None = None
+) -> PoolLoad:
+    """Read every file / dataset named by `cfg` into Examples; raises PoolError on problems.
+
+    With `on_error: fail` any problem raises (all of them listed); with `skip` bad records are
+    counted in `skipped_by_reason`. A load that yields no example at all always raises.
+    """
+    base = Path(base_dir) if base_dir is not None else Path.cwd()
+    sources, fatal = _resolve(cfg, base)
+    if fatal:
+        raise PoolError(fatal)
+    result = _read(cfg, sources, base, progress, samples=None)
+    fatal = [p for p in result.problems if p.reason in FATAL_REASONS]
+    if fatal:  # a dataset that cannot be opened is never "skipped"
+        raise PoolError(fatal)
+    if result.problems and cfg.on_error == "fail":
+        raise PoolError(
+            result.problems, hint="set pool.on_error: skip to leave these records out (counted)"
+        )
+    if not result.examples:
+        raise PoolError(
+            [*result.problems, Problem("pool", "no_examples", "pool: no example could be read")]
+        )
+    return result
+
+
+def inspect_paths(
+    paths: list[str],
+    cfg: PoolConfig | None = None,
+    n_samples: int = 3,
+    *,
+    base_dir: Path | None = None,
+) -> PoolLoad:
+    """Read `paths` (or `cfg`'s sources when `paths` is empty) and report without raising.
+
+    `examples` holds the first `n_samples` normalized examples of each format; `counts_by_format`
+    and `problems` cover every record. Missing files are problems here, not exceptions.
+    """
+    cfg = cfg or PoolConfig()
+    if paths:
+        cfg = replace(cfg, paths=tuple(paths), hf_dataset=None)
+    cfg = replace(cfg, on_error="skip")
+    base = Path(base_dir) if base_dir is not None else Path.cwd()
+    sources, fatal = _resolve(cfg, base)
+    result = _read(cfg, sources, base, None, samples=n_samples)
+    if not fatal:
+        return result
+    skipped = Counter(result.skipped_by_reason)
+    skipped.update(p.reason for p in fatal)
+    return replace(result, problems=(*fatal, *result.problems), skipped_by_reason=dict(skipped))
+
+
+def pool_digest(examples: Iterable[Example]) -> str:
+    """sha256 (hex) over the sorted example ids: the same pool in any order gives the same digest."""
+    blob = "\n".join(sorted(ex.id for ex in examples))
+    return hashlib.sha256(blob.encode("ascii")).hexdigest()
+
+
+def count_records(cfg: PoolConfig, *, base_dir: Path | None = None) -> int:
+    """Records in the pool (good or bad, capped by `limit`), without normalizing them."""
+    base = Path(base_dir) if base_dir is not None else Path.cwd()
+    sources, fatal = _resolve(cfg, base)
+    if fatal:
+        raise PoolError(fatal)
+    total = 0
+    for src in sources:
+        if src.kind == "jsonl":
+            with open(src.path or "", "rb") as f:
+                total += sum(1 for raw in f if raw and not raw.isspace())
+        elif src.kind == "parquet":
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            # An unreadable file holds no records; load_pool reports it.
+            with contextlib.suppress(pa.ArrowException, OSError):
+                total += pq.ParquetFile(src.path).metadata.num_rows
+        elif src.kind == "hf":
+            total += len(_open_hf(cfg, base))
+        else:
+            for _src, value in _iter_source(src, cfg, base):
+                total += value.records if isinstance(value, _Bad) else 1
+        if cfg.limit is not None and total >= cfg.limit:
+            return cfg.limit
+    return total
+
+
+# --------------------------------------------------------------------------------------------
+# Finding the sources
+# --------------------------------------------------------------------------------------------
+
+
+def _has_magic(pattern: str) -> bool:
+    return any(c in pattern for c in "*?[")
+
+
+def _resolve(cfg: PoolConfig, base: Path) -> tuple[list[_Source], list[Problem]]:
+    """Expand paths and globs against `base`; every problem here is fatal."""
+    sources: list[_Source] = []
+    fatal: list[Problem] = []
+    seen: set[Path] = set()
+    expected = "expected a file or glob of " + ", ".join(sorted(set(EXTENSIONS))) + " files"
+    for pattern in cfg.paths:
+        expanded = os.path.expanduser(pattern)
+        if _has_magic(expanded):
+            if os.path.isabs(expanded):
+                found = [(Path(m), m) for m in sorted(glob.glob(expanded, recursive=True))]
+            else:
+                matches = sorted(glob.glob(expanded, root_dir=base, recursive=True))
+                found = [(base / m, m) for m in matches]
+            found = [(full, shown) for full, shown in found if full.is_file()]
+            if not found:
+                fatal.append(
+                    Problem(
+                        pattern,
+                        "no_match",
+                        f"{pattern}: no file matches (searched in {base}); {expected}",
+                    )
+                )
+                continue
+        else:
+            full = Path(expanded) if os.path.isabs(expanded) else base / expanded
+            if not full.exists():
+                fatal.append(
+                    Problem(
+                        pattern,
+                        "missing_file",
+                        f"{pattern}: file not found (looked for {full}); {expected}",
+                    )
+                )
+                continue
+            if not full.is_file():
+                fatal.append(
+                    Problem(pattern, "not_a_file", f"{pattern}: is a directory; {expected}")
+                )
+                continue
+            found = [(full, pattern)]
+        for full, shown in found:
+            key = full.resolve()
+            if key in seen:
+                continue
+            seen.add(key)
+            kind = EXTENSIONS.get(full.suffix.lower())
+            if kind is None:
+                fatal.append(
+                    Problem(
+                        shown,
+                        "unknown_extension",
+                        f"{shown}: unsupported file type {full.suffix or '(no extension)'!r}; {expected}",
+                    )
+                )
+                continue
+            sources.append(_Source(shown, kind, full))
+    if cfg.hf_dataset:
+        sources.append(_Source(cfg.hf_dataset, "hf"))
+    if not cfg.paths and not cfg.hf_dataset:
+        fatal.append(
+            Problem("pool", "no_input", "pool: give `paths` (files or globs) or `hf_dataset`")
+        )
+    return sources, fatal
+
+
+# --------------------------------------------------------------------------------------------
+# Reading and normalizing
+# --------------------------------------------------------------------------------------------
+
+
+def _read(
+    cfg: PoolConfig,
+    sources: list[_Source],
+    base: Path,
+    progress: Progress | None,
+    samples: int | None,
+) -> PoolLoad:
+    """Read every source; `samples` keeps only the first n examples of each format."""
+    examples: list[Example] = []
+    problems: list[Problem] = []
+    counts: Counter[str] = Counter()
+    skipped: Counter[str] = Counter()
+    files: list[str] = []
+    records = 0
+    limit = cfg.limit
+    for src in sources:
+        if limit is not None and records >= limit:
+            break
+        tabular = src.kind in ("csv", "tsv", "parquet", "hf")
+        items = _iter_source(src, cfg, base)
+        files.append(src.shown)
+        try:
+            for where, value in items:
+                if limit is not None and records >= limit:
+                    break
+                if isinstance(value, _Bad):
+                    records += value.records
+                    skipped[value.reason] += max(value.records, 1)
+                    problems.append(Problem(where, value.reason, f"{where}: {value.detail}"))
+                    continue
+                records += 1
+                try:
+                    if not isinstance(value, dict):
+                        raise _Bad(
+                            "not_object",
+                            f"expected a JSON object (one record), got {_kind(value)} "
+                            f"{_repr.repr(value)}",
+                        )
+                    ex = _to_example(value, where, cfg, tabular)
+                except _Bad as bad:
+                    skipped[bad.reason] += 1
+                    problems.append(Problem(where, bad.reason, f"{where}: {bad.detail}"))
+                    continue
+                counts[ex.format] += 1
+                if samples is None or counts[ex.format] <= samples:
+                    examples.append(ex)
+                if progress is not None and records % PROGRESS_EVERY == 0:
+                    progress(src.shown, records)
+        finally:
+            items.close()
+        if progress is not None:
+            progress(src.shown, records)
+    return PoolLoad(
+        examples=tuple(examples),
+        problems=tuple(problems),
+        counts_by_format=dict(counts),
+        skipped_by_reason=dict(skipped),
+        files=tuple(files),
+        records=records,
+    )
+
+
+def _iter_source(src: _Source, cfg: PoolConfig, base: Path) -> Iterator[tuple[str, Any]]:
+    """(source, record) pairs; a `_Bad` in place of the record is a problem found reading."""
+    if src.kind == "hf" or src.path is None:
+        return _read_hf(src.shown, cfg, base)
+    if src.kind == "jsonl":
+        return _read_jsonl(src.path, src.shown)
+    if src.kind == "json":
+        return _read_json(src.path, src.shown)
+    if src.kind == "parquet":
+        return _read_parquet(src.path, src.shown, cfg)
+    return _read_csv(src.path, src.shown, cfg, "\t" if src.kind == "tsv" else ",")
+
+
+def _read_jsonl(path: Path, shown: str) -> Iterator[tuple[str, Any]]:
+    with path.open("rb") as f:
+        yield from _jsonl_lines(f, shown)
+
+
+def _jsonl_lines(f: BinaryIO, shown: str) -> Iterator[tuple[str, Any]]:
+    """One record per line, streamed: a 50 MB line is held once as bytes and once as text."""
+    any_line = False
+    for lineno, raw in enumerate(f, 1):
+        if lineno == 1 and raw.startswith(_BOM):
+            raw = raw[3:]
+        if not raw or raw.isspace():
+            continue
+        any_line = True
+        where = f"{shown}:{lineno}"
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            yield where, _Bad("not_utf8", _utf8_detail(raw, exc))
+            continue
+        try:
+            yield where, json.loads(text)
+        except json.JSONDecodeError as exc:
+            yield (
+                where,
+                _Bad(
+                    "bad_json",
+                    f"not valid JSON ({exc.msg} at column {exc.colno}); expected one JSON object per line",
+                ),
+            )
+    if not any_line:
+        yield shown, _Bad("empty_file", "the file is empty; expected one JSON object per line", 0)
+
+
+def _read_json(path: Path, shown: str) -> Iterator[tuple[str, Any]]:
+    data = path.read_bytes()
+    if data.startswith(_BOM):
+        data = data[3:]
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        yield f"{shown}:{line}", _Bad("not_utf8", _utf8_detail(data, exc, line_start=True), 0)
+        return
+    expected = 'expected an array of records or {"data": [...]}'
+    if not text.strip():
+        yield shown, _Bad("empty_file", f"the file is empty; {expected}", 0)
+        return
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as exc:
+        if exc.msg == "Extra data" and text.lstrip().startswith("{"):
+            del text  # one object per line under a .json name: JSON Lines
+            yield from _jsonl_lines(io.BytesIO(data), shown)
+            return
+        yield (
+            f"{shown}:{exc.lineno}",
+            _Bad("bad_json", f"not valid JSON ({exc.msg} at column {exc.colno}); {expected}", 0),
+        )
+        return
+    del text, data
+    if isinstance(doc, dict) and isinstance(doc.get("data"), list):
+        items = doc["data"]
+    elif isinstance(doc, list):
+        items = doc
+    else:
+        got = f"an object with keys {sorted(doc)[:10]}" if isinstance(doc, dict) else _kind(doc)
+        yield shown, _Bad("bad_document", f"{expected}, got {got}", 0)
+        return
+    if not items:
+        yield shown, _Bad("empty_file", f"the file holds no records; {expected}", 0)
+        return
+    for i, item in enumerate(items):
+        yield f"{shown}[{i}]", item
+
+
+def _read_csv(path: Path, shown: str, cfg: PoolConfig, delimiter: str) -> Iterator[tuple[str, Any]]:
+    """One record per row; `row N` is the file line the row starts on (the header is line 1)."""
+    # Answers longer than csv's default 128 KiB field limit are legitimate.
+    csv.field_size_limit(max(csv.field_size_limit(), 2**31 - 1))
+    bad_lines: dict[int, str] = {}
+
+    with path.open("rb") as f:
+
+        def lines() -> Iterator[str]:
+            # Bytes split on b"\n" only, so CRLF and quoted newlines reach csv as with newline="".
+            for lineno, raw in enumerate(f, 1):
+                if lineno == 1 and raw.startswith(_BOM):
+                    raw = raw[3:]
+                try:
+                    yield raw.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    bad_lines[lineno] = _utf8_detail(raw, exc)
+                    yield raw.decode("utf-8", "replace")
+
+        reader = csv.reader(lines(), delimiter=delimiter)
+        prev, rows = 0, 0
+        header: list[str] | None = None
+        column_problem: str | None = None
+        try:
+            for row in reader:
+                start, prev = prev + 1, reader.line_num
+                if not row:
+                    continue
+                bad = next((bad_lines[n] for n in range(start, prev + 1) if n in bad_lines), None)
+                if header is None:
+                    if bad is not None:
+                        yield f"{shown}:row {start}", _Bad("not_utf8", f"header: {bad}", 0)
+                        return
+                    header = [h.strip() for h in row]
+                    column_problem = _column_problem(header, cfg)
+                    continue
+                rows += 1
+                if column_problem is not None:
+                    continue  # counted; the file is reported once below
+                where = f"{shown}:row {start}"
+                if bad is not None:
+                    yield where, _Bad("not_utf8", bad)
+                elif len(row) != len(header):
+                    yield (
+                        where,
+                        _Bad(
+                            "bad_row",
+                            f"expected {len(header)} columns as in the header, got {len(row)}",
+                        ),
+                    )
+                else:
+                    yield where, dict(zip(header, row, strict=True))
+        except csv.Error as exc:
+            yield f"{shown}:row {prev + 1}", _Bad("bad_row", f"unreadable CSV from here on ({exc})")
+            return
+        if header is None:
+            yield (
+                shown,
+                _Bad("empty_file", "the file is empty; expected a header row and data rows", 0),
+            )
+        elif column_problem is not None:
+            yield f"{shown}:row 1", _Bad("missing_column", column_problem, rows)
+        elif rows == 0:
+            yield (
+                shown,
+                _Bad("empty_file", "no data rows under the header; expected one record per row", 0),
+            )
+
+
+def _read_parquet(path: Path, shown: str, cfg: PoolConfig) -> Iterator[tuple[str, Any]]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        pf = pq.ParquetFile(path)
+    except (pa.ArrowException, OSError) as exc:
+        yield shown, _Bad("bad_file", f"not a readable Parquet file ({exc})", 0)
+        return
+    n = pf.metadata.num_rows
+    if n == 0:
+        yield shown, _Bad("empty_file", "the file holds no rows; expected one record per row", 0)
+        return
+    column_problem = _column_problem(pf.schema_arrow.names, cfg)
+    if column_problem is not None:
+        yield shown, _Bad("missing_column", column_problem, n)
+        return
+    i = 0
+    try:
+        for batch in pf.iter_batches(batch_size=2048):
+            for row in batch.to_pylist():
+                yield f"{shown}[{i}]", row
+                i += 1
+    except (pa.ArrowException, OSError) as exc:
+        yield f"{shown}[{i}]", _Bad("bad_file", f"unreadable from this row on ({exc})", n - i)
+
+
+def _open_hf(cfg: PoolConfig, base: Path) -> Any:
+    """The `datasets.Dataset` named by cfg: a save_to_disk folder, or a name for load_dataset."""
+    import datasets
+
+    name = cfg.hf_dataset or ""
+    local = Path(os.path.expanduser(name))
+    local = local if local.is_absolute() else base / local
+    try:
+        if local.is_dir() and (
+            (local / "state.json").is_file() or (local / "dataset_dict.json").is_file()
+        ):
+            ds = datasets.load_from_disk(str(local))
+            if isinstance(ds, datasets.DatasetDict):
+                if cfg.hf_split not in ds:
+                    raise _Bad(
+                        "dataset_error",
+                        f"hf_split: expected one of {sorted(ds)}, got {cfg.hf_split!r}",
+                        0,
+                    )
+                ds = ds[cfg.hf_split]
+            return ds
+        target = str(local) if local.exists() else name
+        return datasets.load_dataset(target, cfg.hf_config, split=cfg.hf_split)
+    except _Bad:
+        raise
+    except Exception as exc:  # the hub, the network and the loaders raise many kinds
+        raise _Bad(
+            "dataset_error",
+            f"cannot open dataset (config {cfg.hf_config!r}, split {cfg.hf_split!r}): "
+            f"{type(exc).__name__}: {exc}",
+            0,
+        ) from exc
+
+
+def _read_hf(name: str, cfg: PoolConfig, base: Path) -> Iterator[tuple[str, Any]]:
+    try:
+        ds = _open_hf(cfg, base)
+    except _Bad as bad:
+        yield name, bad
+        return
+    if len(ds) == 0:
+        yield name, _Bad("empty_file", f"split {cfg.hf_split!r} holds no rows", 0)
+        return
+    cols = list(ds.column_names)
+    column_problem = _column_problem(cols, cfg)
+    if column_problem is not None:
+        yield name, _Bad("missing_column", column_problem, len(ds))
+        return
+    i = 0
+    for batch in ds.iter(batch_size=1000):
+        for values in zip(*(batch[c] for c in cols), strict=True):
+            yield f"{name}[{i}]", dict(zip(cols, values, strict=True))
+            i += 1
+
+
+def _column_problem(columns: list[str], cfg: PoolConfig) -> str | None:
+    """A table whose header cannot hold any record of the wanted format(s)."""
+    fm = cfg.fields
+    need = {
+        "instruction": (fm.instruction, fm.output),
+        "chat": (fm.messages,),
+        "completion": (fm.prompt, fm.completion),
+    }
+    formats = list(need) if cfg.format == "auto" else [cfg.format]
+    have = set(columns)
+    if any(all(c in have for c in need[f]) for f in formats):
+        return None
+    wanted = " or ".join(" + ".join(f"`{c}`" for c in need[f]) + f" ({f} format)" for f in formats)
+    return f"missing columns: expected {wanted}; the header has {list(columns)}"
+
+
+def _detect(rec: dict, fm: FieldMap) -> str | None:
+    def has(key: str) -> bool:
+        value = rec.get(key)
+        return value is not None and not (isinstance(value, str) and value == "")
+
+    if has(fm.messages):
+        return "chat"
+    if has(fm.instruction) or has(fm.output):
+        return "instruction"
+    if has(fm.prompt) or has(fm.completion):
+        return "completion"
+    return None
+
+
+def _to_example(rec: dict, where: str, cfg: PoolConfig, tabular: bool) -> Example:
+    fm = cfg.fields
+    fmt = cfg.format if cfg.format != "auto" else _detect(rec, fm)
+    if fmt is None:
+        raise _Bad(
+            "unknown_format",
+            f"cannot tell the record's format: expected field `{fm.messages}` (chat), "
+            f"`{fm.instruction}` + `{fm.output}` (instruction) or `{fm.prompt}` + "
+            f"`{fm.completion}` (completion); got fields {list(rec)[:12]}",
+        )
+    if fmt == "chat":
+        messages = _chat_messages(rec.get(fm.messages, _ABSENT), fm.messages, tabular)
+        if cfg.system_prompt and messages[0].role != "system":
+            messages.insert(0, Message("system", cfg.system_prompt))
+        used: tuple[str, ...] = (fm.messages,)
+    else:
+        if fmt == "instruction":
+            user_key, answer_key = fm.instruction, fm.output
+            user = _text(rec, user_key, "the instruction", required=True)
+            extra = _text(rec, fm.input, "the optional input", required=False)
+            if extra.strip():
+                user = f"{user}\n\n{extra}"
+            used = (fm.instruction, fm.input, fm.output, fm.system)
+        else:
+            user_key, answer_key = fm.prompt, fm.completion
+            user = _text(rec, user_key, "the prompt", required=True)
+            used = (fm.prompt, fm.completion, fm.system)
+        answer = _text(rec, answer_key, "the answer", required=True)
+        if not user.strip():
+            raise _Bad(
+                "empty_prompt", f"field `{user_key}`: expected a non-empty string, got {user!r}"
+            )
+        if not answer.strip():
+            raise _Bad(
+                "empty_answer", f"field `{answer_key}`: expected a non-empty answer, got {answer!r}"
+            )
+        system = _text(rec, fm.system, "the system prompt", required=False)
+        if not system.strip():
+            system = cfg.system_prompt or ""
+        messages = [Message("user", user), Message("assistant", answer)]
+        if system:
+            messages.insert(0, Message("system", system))
+    task = cfg.task_field
+    meta = {k: v for k, v in rec.items() if k not in used and k != task}
+    if task is not None and rec.get(task) is not None:
+        meta["task"] = rec[task]
+    if tabular:
+        meta = {k: _plain(v) for k, v in meta.items()}
+    return make_example(messages, source=where, format=fmt, meta=meta)
+
+
+def _text(rec: dict, key: str, what: str, *, required: bool) -> str:
+    value = rec.get(key)
+    if value is None:
+        if required:
+            got = "null" if key in rec else "no such field"
+            raise _Bad("missing_field", f"field `{key}`: expected a string ({what}), got {got}")
+        return ""
+    if not isinstance(value, str):
+        raise _Bad(
+            "bad_type",
+            f"field `{key}`: expected a string ({what}), got {_kind(value)} {_repr.repr(value)}",
+        )
+    return value
+
+
+def _chat_messages(value: Any, key: str, tabular: bool) -> list[Message]:
+    shape = "a non-empty list of {role, content} objects"
+    if value is _ABSENT or value is None:
+        got = "no such field" if value is _ABSENT else "null"
+        raise _Bad("missing_field", f"field `{key}`: expected {shape}, got {got}")
+    if tabular and isinstance(value, str):  # CSV cells hold the list as JSON text
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise _Bad(
+                "bad_messages",
+                f"field `{key}`: expected {shape} as JSON text, got invalid JSON ({exc.msg})",
+            ) from None
+    if not isinstance(value, list) or not value:
+        raise _Bad(
+            "bad_messages",
+            f"field `{key}`: expected {shape}, got {_kind(value)} {_repr.repr(value)}",
+        )
+    out: list[Message] = []
+    for i, m in enumerate(value):
+        at = f"{key}[{i}]"
+        if not isinstance(m, dict):
+            raise _Bad(
+                "bad_messages",
+                f"field `{at}`: expected an object with `role` and `content`, got {_kind(m)} {_repr.repr(m)}",
+            )
+        role = m.get("role")
+        if role is None:
+            raise _Bad(
+                "missing_field",
+                f"field `{at}.role`: expected one of {', '.join(ROLES)}, got nothing",
+            )
+        if role not in ROLES:
+            raise _Bad(
+                "unknown_role",
+                f"field `{at}.role`: expected one of {', '.join(ROLES)}, got {_repr.repr(role)}",
+            )
+        content = m.get("content")
+        if content is None:
+            raise _Bad("missing_field", f"field `{at}.content`: expected a string, got nothing")
+        if not isinstance(content, str):
+            raise _Bad(
+                "bad_type",
+                f"field `{at}.content`: expected a string, got {_kind(content)} {_repr.repr(content)}",
+            )
+        out.append(Message(role, content))
+    last = out[-1]
+    if last.role != "assistant":
+        raise _Bad(
+            "no_final_assistant",
+            f"field `{key}`: expected the conversation to end with an assistant turn, "
+            f"the last turn ({key}[{len(out) - 1}]) is {last.role!r}",
+        )
+    if not last.content.strip():
+        raise _Bad(
+            "empty_answer",
+            f"field `{key}[{len(out) - 1}].content`: expected a non-empty answer, got {last.content!r}",
+        )
+    return out
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
+
+
+def _plain(value: Any) -> Any:
+    """JSON-able copy of a Parquet / Arrow value (dates, decimals, bytes become strings)."""
+    if value is None or isinstance(value, (str, bool, int, float)):
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return str(value)
+
+
+def _utf8_detail(raw: bytes, exc: UnicodeDecodeError, line_start: bool = False) -> str:
+    pos = exc.start
+    col = pos - (raw.rfind(b"\n", 0, pos) + 1) + 1 if line_start else pos + 1
+    return f"byte 0x{raw[pos]:02x} at column {col} is not UTF-8; expected UTF-8 text"

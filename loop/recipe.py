@@ -1,0 +1,738 @@
+"""YAML recipe -> frozen dataclasses, with every error collected and named by field path.
+
+A recipe is data. `load_recipe` reads it, `parse_recipe` validates a dict: unknown keys, wrong types,
+out-of-range values and cross-field problems are all collected into one `RecipeError` whose lines
+read like `subsets.sizes[2]: must be within (0, 4213] (training pool size), got 6000`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import hashlib
+import json
+import math
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Union
+
+import yaml
+
+# --------------------------------------------------------------------------------------------
+# Sections. Field metadata `ge/gt/le/lt` are range checks; `doc` feeds `loop recipe --help`-style
+# references in the README.
+# --------------------------------------------------------------------------------------------
+
+
+def _f(default: Any = dataclasses.MISSING, *, doc: str = "", **checks: float) -> Any:
+    meta = {"doc": doc, **checks}
+    if isinstance(default, dict):
+        return field(default_factory=lambda: dict(default), metadata=meta)
+    if default is dataclasses.MISSING:
+        return field(metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True)
+class FieldMap:
+    """Source field names for each canonical role (e.g. Dolly: instruction/context/response)."""
+
+    instruction: str = _f("instruction", doc="instruction-format prompt field")
+    input: str = _f("input", doc="instruction-format optional input field")
+    output: str = _f("output", doc="instruction-format answer field")
+    messages: str = _f("messages", doc="chat-format list of {role, content}")
+    prompt: str = _f("prompt", doc="completion-format prompt field")
+    completion: str = _f("completion", doc="completion-format answer field")
+    system: str = _f("system", doc="optional system prompt field (instruction/completion formats)")
+
+
+@dataclass(frozen=True)
+class PoolConfig:
+    paths: tuple[str, ...] = _f(
+        (), doc="files or globs (JSONL, JSON, CSV, Parquet), relative to the working directory"
+    )
+    hf_dataset: str | None = _f(None, doc="Hugging Face dataset name or local save_to_disk folder")
+    hf_split: str = _f("train", doc="split of hf_dataset")
+    hf_config: str | None = _f(None, doc="config name of hf_dataset")
+    format: Literal["auto", "instruction", "chat", "completion"] = _f(
+        "auto", doc="record format; auto detects it per record"
+    )
+    fields: FieldMap = _f(FieldMap(), doc="custom field names")
+    task_field: str | None = _f(
+        None, doc="field holding a task/category label (kept in meta['task'])"
+    )
+    system_prompt: str | None = _f(None, doc="system message prepended to every example")
+    on_error: Literal["fail", "skip"] = _f(
+        "fail", doc="a bad record stops the load, or is skipped and counted"
+    )
+    limit: int | None = _f(None, doc="read at most this many records", gt=0)
+
+
+@dataclass(frozen=True)
+class ExactDedupConfig:
+    lowercase: bool = _f(True, doc="compare case-insensitively")
+    collapse_whitespace: bool = _f(True, doc="treat runs of whitespace as one space")
+    unicode: Literal["NFC", "NFKC", "none"] = _f("NFKC", doc="Unicode normalization")
+    on: Literal["prompt", "full"] = _f("full", doc="key: the prompt only, or prompt + answer")
+
+
+@dataclass(frozen=True)
+class NearDedupConfig:
+    threshold: float = _f(
+        0.8,
+        doc="estimated Jaccard similarity at or above which two records are duplicates",
+        gt=0,
+        le=1,
+    )
+    num_perm: int = _f(128, doc="MinHash permutations", ge=16, le=1024)
+    shingle: Literal["word", "char"] = _f("word", doc="shingle unit")
+    ngram: int = _f(3, doc="shingle size", ge=1, le=20)
+    on: Literal["prompt", "full"] = _f(
+        "full", doc="text hashed: the prompt only, or prompt + answer"
+    )
+
+
+@dataclass(frozen=True)
+class SemanticDedupConfig:
+    threshold: float = _f(
+        0.92, doc="cosine similarity at or above which prompts are duplicates", gt=0, le=1
+    )
+    batch_size: int = _f(64, doc="embedding batch size", ge=1)
+    max_chars: int = _f(
+        512, doc="prompt characters embedded (MiniLM reads at most 256 tokens)", ge=16
+    )
+    exact_search_max: int = _f(
+        20000, doc="pools up to this size use exact search; larger use an IVF index", ge=1
+    )
+
+
+@dataclass(frozen=True)
+class LengthConfig:
+    min_answer_tokens: int = _f(10, doc="drop answers shorter than this many tokens", ge=0)
+    max_tokens: int | None = _f(
+        None, doc="drop examples longer than this (default: train.max_length)", gt=0
+    )
+
+
+@dataclass(frozen=True)
+class FormatConfig:
+    answer_format: Literal["json", "none"] = _f("json", doc="declared answer format")
+    schema: Literal["flag", "drop", "ignore"] = _f(
+        "flag", doc="key sets that differ from the task's dominant schema"
+    )
+
+
+@dataclass(frozen=True)
+class PiiConfig:
+    policy: Literal["anonymize", "drop", "flag"] = _f(
+        "anonymize", doc="what to do with a record holding PII"
+    )
+    kinds: tuple[str, ...] = _f(("email", "phone", "ip", "credit_card"), doc="detectors to run")
+    patterns: dict[str, str] = _f({}, doc="extra named regexes, e.g. {employee_id: 'EMP-\\d{6}'}")
+    phone_region: str = _f("US", doc="default region for numbers without a country code")
+
+
+@dataclass(frozen=True)
+class HarmfulConfig:
+    policy: Literal["drop", "flag"] = _f("drop", doc="what to do with a harmful record")
+    extra_terms: tuple[str, ...] = _f((), doc="extra phrases to treat as harmful")
+
+
+@dataclass(frozen=True)
+class ContradictionsConfig:
+    policy: Literal["keep_one", "drop_all", "flag"] = _f(
+        "keep_one", doc="same prompt, materially different answers"
+    )
+    similarity: float = _f(0.9, doc="answers below this similarity count as different", gt=0, le=1)
+
+
+@dataclass(frozen=True)
+class QualityConfig:
+    weights: dict[str, float] = _f({}, doc="signal -> weight; default: every signal weighs 1")
+    model_loss: bool = _f(
+        False, doc="add the base model's per-token loss on the answer as a signal (slow)"
+    )
+
+
+@dataclass(frozen=True)
+class SplitConfig:
+    validation: float = _f(
+        0.1, doc="fraction of the cleaned pool held out for validation", ge=0.05, le=0.3
+    )
+    max_validation: int | None = _f(None, doc="cap on validation examples", gt=0)
+    stratify_by: str | None = _f(None, doc="meta field to stratify on (e.g. task)")
+    seed: int = _f(0, doc="split seed", ge=0)
+
+
+CLEAN_STEPS: tuple[str, ...] = (
+    "exact_dedup",
+    "near_dedup",
+    "semantic_dedup",
+    "length",
+    "format",
+    "pii",
+    "harmful",
+    "contradictions",
+    "quality",
+)
+
+
+@dataclass(frozen=True)
+class CleanConfig:
+    steps: tuple[str, ...] = _f(
+        (
+            "exact_dedup",
+            "near_dedup",
+            "length",
+            "format",
+            "pii",
+            "harmful",
+            "contradictions",
+            "quality",
+        ),
+        doc=f"steps in order; any of {', '.join(CLEAN_STEPS)}",
+    )
+    exact_dedup: ExactDedupConfig = _f(ExactDedupConfig())
+    near_dedup: NearDedupConfig = _f(NearDedupConfig())
+    semantic_dedup: SemanticDedupConfig = _f(SemanticDedupConfig())
+    length: LengthConfig = _f(LengthConfig())
+    format: FormatConfig = _f(FormatConfig())
+    pii: PiiConfig = _f(PiiConfig())
+    harmful: HarmfulConfig = _f(HarmfulConfig())
+    contradictions: ContradictionsConfig = _f(ContradictionsConfig())
+    quality: QualityConfig = _f(QualityConfig())
+    split: SplitConfig = _f(SplitConfig())
+    review: str | None = _f(
+        None, doc="file of review decisions (from `loop review import`) to honour"
+    )
+
+
+@dataclass(frozen=True)
+class TierSpec:
+    name: str = _f(doc="tier name; `raw` means the pool before cleaning")
+    top: float | None = _f(
+        None, doc="the top fraction of the cleaned pool by quality score", gt=0, le=1
+    )
+    min_score: float | None = _f(
+        None, doc="or: every cleaned example scoring at least this", ge=0, le=1
+    )
+
+
+@dataclass(frozen=True)
+class Ladder:
+    start: int = _f(doc="first size", gt=0)
+    max: int = _f(doc="largest size (included when the ladder lands on it)", gt=0)
+    factor: float = _f(2.0, doc="growth factor", gt=1)
+
+
+@dataclass(frozen=True)
+class SubsetsConfig:
+    sizes: tuple[int, ...] | Ladder = _f(
+        Ladder(start=32, factor=2.0, max=256), doc="a list of sizes, or {start, factor, max}"
+    )
+    seeds: tuple[int, ...] = _f((0,), doc="one seeded permutation per tier and seed")
+    strategy: Literal["grid", "adaptive"] = _f(
+        "grid", doc="run every size, or choose sizes from the curve"
+    )
+    stratify_by: str | None = _f(None, doc="meta field whose mix each subset keeps")
+    on_too_small: Literal["error", "cap"] = _f(
+        "error", doc="a tier smaller than a size: error, or cap the size"
+    )
+    initial_sizes: int = _f(3, doc="adaptive: sizes in the first round", ge=2)
+    max_rounds: int = _f(6, doc="adaptive: rounds after the first", ge=1)
+    budget_tokens: int | None = _f(None, doc="adaptive: total training tokens allowed", gt=0)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    name: str = _f(
+        "smollm2-135m-instruct", doc="packaged default, hub id, local folder, or tiny-random"
+    )
+    revision: str | None = _f(None, doc="hub revision")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = _f(
+        "auto", doc="auto: bf16 on GPU, fp32 on CPU"
+    )
+    chat_template: str | None = _f(None, doc="Jinja chat template for models without one")
+
+
+@dataclass(frozen=True)
+class LoraConfig:
+    r: int = _f(16, doc="LoRA rank", ge=1, le=1024)
+    alpha: float = _f(32, doc="LoRA alpha", gt=0)
+    dropout: float = _f(0.05, doc="LoRA dropout", ge=0, lt=1)
+    target_modules: str | tuple[str, ...] = _f("all-linear", doc="module names, or all-linear")
+
+
+@dataclass(frozen=True)
+class BudgetConfig:
+    policy: Literal["epochs", "min_steps"] = _f(
+        "min_steps",
+        doc="epochs: fixed passes; min_steps: epochs, but never fewer optimizer steps than min_steps",
+    )
+    epochs: float = _f(2.0, doc="passes over the subset", gt=0)
+    min_steps: int = _f(30, doc="floor on optimizer steps (min_steps policy)", ge=1)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    learning_rate: float = _f(2e-4, doc="peak learning rate", gt=0, le=1)
+    batch_size: int = _f(8, doc="micro-batch size per device", ge=1)
+    grad_accum: int = _f(1, doc="gradient accumulation steps", ge=1)
+    max_length: int = _f(512, doc="tokens per example (longer ones are truncated)", ge=16)
+    budget: BudgetConfig = _f(BudgetConfig())
+    warmup_ratio: float = _f(0.05, doc="linear warm-up fraction", ge=0, lt=1)
+    weight_decay: float = _f(0.0, doc="AdamW weight decay", ge=0)
+    scheduler: Literal["linear", "cosine", "constant"] = _f("linear", doc="learning-rate schedule")
+    logging_steps: int = _f(5, doc="log train_loss every this many steps", ge=1)
+    eval_steps: int | None = _f(
+        None, doc="log val_loss every this many steps (default: only at the end)", ge=1
+    )
+    completion_as_text: bool = _f(
+        False, doc="completion format: train as plain continuation, no chat template"
+    )
+
+
+@dataclass(frozen=True)
+class EvaluatorSpec:
+    name: str = _f(doc="registered evaluator name or a dotted path module:function")
+    params: dict[str, Any] = _f({}, doc="evaluator parameters")
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    evaluators: tuple[EvaluatorSpec, ...] = _f((), doc="task-accuracy evaluators")
+    samples: int | None = _f(
+        None, doc="generation metrics on a fixed seeded sample of this many validation items", gt=0
+    )
+    max_new_tokens: int = _f(128, doc="generation length limit", ge=1)
+    batch_size: int = _f(16, doc="generation / scoring batch size", ge=1)
+    seed: int = _f(0, doc="seed of the generation sample", ge=0)
+
+
+@dataclass(frozen=True)
+class TrackingConfig:
+    uri: str | None = _f(
+        None, doc="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else mlruns/ here)"
+    )
+    experiment: str | None = _f(None, doc="experiment name (default: the recipe name)")
+
+
+@dataclass(frozen=True)
+class SaturationConfig:
+    epsilon: float | None = _f(
+        None,
+        doc="gain from doubling below which data stops paying (default: 1 point / 1% of loss)",
+        gt=0,
+    )
+    confidence: float = _f(0.9, doc="confidence that the gain is below epsilon", gt=0.5, lt=1)
+    metrics: tuple[str, ...] = _f(
+        (), doc="metrics analysed (default: val_loss and every eval.* metric)"
+    )
+
+
+@dataclass(frozen=True)
+class ExecutorConfig:
+    kind: Literal["local", "ray"] = _f("local", doc="run cells one by one here, or as Ray tasks")
+    address: str | None = _f(
+        None, doc="Ray address: auto, host:port, or none to start a local instance"
+    )
+    num_gpus: float | None = _f(
+        None, doc="GPUs per cell (default: 1 when CUDA is present, else 0)", ge=0
+    )
+    num_cpus: float = _f(1, doc="CPUs per cell", gt=0)
+    max_retries: int = _f(2, doc="Ray retries for a cell whose worker died", ge=0)
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str = _f(doc="experiment name")
+    description: str = _f("", doc="free text")
+    pool: PoolConfig = _f(PoolConfig())
+    clean: CleanConfig = _f(CleanConfig())
+    tiers: tuple[TierSpec, ...] = _f((TierSpec(name="all", top=1.0),), doc="quality tiers")
+    subsets: SubsetsConfig = _f(SubsetsConfig())
+    model: ModelConfig = _f(ModelConfig())
+    lora: LoraConfig = _f(LoraConfig())
+    train: TrainConfig = _f(TrainConfig())
+    eval: EvalConfig = _f(EvalConfig())
+    tracking: TrackingConfig = _f(TrackingConfig())
+    saturation: SaturationConfig = _f(SaturationConfig())
+    executor: ExecutorConfig = _f(ExecutorConfig())
+    path: str = field(default="", metadata={"internal": True})  # where it was read from
+
+    @property
+    def sizes(self) -> tuple[int, ...]:
+        return ladder_sizes(self.subsets.sizes)
+
+    @property
+    def experiment(self) -> str:
+        return self.tracking.experiment or self.name
+
+
+class RecipeError(ValueError):
+    """Every problem found in one recipe, one per line."""
+
+    def __init__(self, source: str, errors: list[str]):
+        self.source = source
+        self.errors = errors
+        super().__init__(
+            f"{source}: {len(errors)} error(s)\n" + "\n".join(f"  {e}" for e in errors)
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# Generic validation over the dataclass type hints.
+# --------------------------------------------------------------------------------------------
+
+_MISSING = object()
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if tp is type(None):
+        return "null"
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
+    if origin in (Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(tp))
+    if origin is tuple:
+        return f"a list of {_type_name(typing.get_args(tp)[0])}"
+    if origin is dict:
+        return "a mapping"
+    if dataclasses.is_dataclass(tp):
+        return "a mapping with keys " + ", ".join(f.name for f in _public_fields(tp))
+    return {int: "an integer", float: "a number", str: "a string", bool: "true/false"}.get(
+        tp, getattr(tp, "__name__", str(tp))
+    )
+
+
+def _public_fields(cls: Any) -> list[dataclasses.Field]:
+    return [f for f in dataclasses.fields(cls) if not f.metadata.get("internal")]
+
+
+def _given(value: Any) -> str:
+    text = json.dumps(value, default=str) if not isinstance(value, str) else repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _check_range(value: float, meta: dict, path: str, errors: list[str]) -> None:
+    lo, lo_open = (meta["gt"], True) if "gt" in meta else (meta.get("ge"), False)
+    hi, hi_open = (meta["lt"], True) if "lt" in meta else (meta.get("le"), False)
+    bad = (lo is not None and (value <= lo if lo_open else value < lo)) or (
+        hi is not None and (value >= hi if hi_open else value > hi)
+    )
+    if bad:
+        left = "(" if lo_open else "["
+        right = ")" if hi_open else "]"
+        lo_s = "-inf" if lo is None else f"{lo:g}"
+        hi_s = "inf" if hi is None else f"{hi:g}"
+        if lo is None:
+            left = "("
+        if hi is None:
+            right = ")"
+        errors.append(f"{path}: must be within {left}{lo_s}, {hi_s}{right}, got {_given(value)}")
+
+
+def _convert(tp: Any, value: Any, path: str, errors: list[str], meta: dict) -> Any:
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        # Pick the member by the shape of the value, so errors speak about the right one.
+        for arg in args:
+            if arg is type(None):
+                continue
+            if _shape_matches(arg, value):
+                return _convert(arg, value, path, errors, meta)
+        errors.append(f"{path}: expected {_type_name(tp)}, got {_given(value)}")
+        return _MISSING
+    if origin is Literal:
+        allowed = typing.get_args(tp)
+        if value not in allowed:
+            hint = _suggest(str(value), [str(a) for a in allowed])
+            errors.append(
+                f"{path}: must be one of {', '.join(repr(a) for a in allowed)}, got {_given(value)}{hint}"
+            )
+            return _MISSING
+        return value
+    if origin is tuple:
+        (item_tp, *_rest) = typing.get_args(tp)
+        if (
+            isinstance(value, (str, int, float))
+            and not isinstance(value, bool)
+            and item_tp in (str, int)
+        ):
+            value = [value]  # a single item where a list is expected is fine
+        if not isinstance(value, (list, tuple)):
+            errors.append(f"{path}: expected {_type_name(tp)}, got {_given(value)}")
+            return _MISSING
+        out = [_convert(item_tp, v, f"{path}[{i}]", errors, meta) for i, v in enumerate(value)]
+        return tuple(out)
+    if origin is dict:
+        if not isinstance(value, dict):
+            errors.append(f"{path}: expected a mapping, got {_given(value)}")
+            return _MISSING
+        _k, v_tp = typing.get_args(tp)
+        return {str(k): _convert(v_tp, v, f"{path}.{k}", errors, {}) for k, v in value.items()}
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            errors.append(f"{path}: expected {_type_name(tp)}, got {_given(value)}")
+            return _MISSING
+        return _build(tp, value, path, errors)
+    if tp is Any:
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            errors.append(f"{path}: expected true/false, got {_given(value)}")
+            return _MISSING
+        return value
+    if tp in (int, float):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if tp is int and ok and float(value) != int(value):
+            ok = False
+        if isinstance(value, str) and tp is float:
+            # YAML reads 2e-4 as a string (YAML 1.1); accept what Python reads as a float.
+            try:
+                value, ok = float(value), True
+            except ValueError:
+                ok = False
+        if not ok or (isinstance(value, float) and not math.isfinite(value)):
+            errors.append(f"{path}: expected {_type_name(tp)}, got {_given(value)}")
+            return _MISSING
+        value = tp(value)
+        _check_range(value, meta, path, errors)
+        return value
+    if tp is str:
+        if not isinstance(value, str):
+            errors.append(f"{path}: expected a string, got {_given(value)}")
+            return _MISSING
+        return value
+    raise TypeError(f"unsupported recipe type {tp!r} at {path}")
+
+
+def _shape_matches(tp: Any, value: Any) -> bool:
+    origin = typing.get_origin(tp)
+    if origin is tuple:
+        return isinstance(value, (list, tuple))
+    if origin is dict or dataclasses.is_dataclass(tp):
+        return isinstance(value, dict)
+    if origin is Literal:
+        return True
+    if tp is str:
+        return isinstance(value, str)
+    if tp in (int, float):
+        return isinstance(value, (int, float, str)) and not isinstance(value, bool)
+    if tp is bool:
+        return isinstance(value, bool)
+    return True
+
+
+def _suggest(given: str, allowed: list[str]) -> str:
+    close = difflib.get_close_matches(given, allowed, n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _build(cls: Any, data: dict, path: str, errors: list[str]) -> Any:
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in _public_fields(cls)}
+    kwargs: dict[str, Any] = {}
+    for key in data:
+        if key not in fields:
+            where = f"{path}.{key}" if path else str(key)
+            hint = _suggest(str(key), list(fields))
+            errors.append(f"{where}: unknown key{hint}; allowed: {', '.join(fields)}")
+    for name, f in fields.items():
+        where = f"{path}.{name}" if path else name
+        if name in data:
+            value = _convert(hints[name], data[name], where, errors, dict(f.metadata))
+            if value is not _MISSING:
+                kwargs[name] = value
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            errors.append(f"{where}: required ({_type_name(hints[name])}), not given")
+    try:
+        return cls(**kwargs)
+    except TypeError:
+        return _MISSING  # a required field already reported
+
+
+# --------------------------------------------------------------------------------------------
+# Public API
+# --------------------------------------------------------------------------------------------
+
+
+def ladder_sizes(sizes: tuple[int, ...] | Ladder) -> tuple[int, ...]:
+    """The sorted, de-duplicated list of sizes a recipe asks for."""
+    if isinstance(sizes, Ladder):
+        out, n = [], float(sizes.start)
+        while round(n) <= sizes.max:
+            out.append(int(round(n)))
+            n *= sizes.factor
+        return tuple(sorted(set(out)))
+    return tuple(sorted(set(sizes)))
+
+
+def parse_recipe(data: Any, *, source: str = "<recipe>", pool_size: int | None = None) -> Recipe:
+    """Validate a recipe dict. `pool_size` (training pool size) enables the size checks."""
+    errors: list[str] = []
+    if not isinstance(data, dict):
+        raise RecipeError(
+            source, [f"(top level): expected a mapping of sections, got {_given(data)}"]
+        )
+    recipe = _build(Recipe, data, "", errors)
+    if recipe is not _MISSING:
+        errors.extend(_cross_checks(recipe, pool_size))
+    if errors:
+        raise RecipeError(source, errors)
+    return dataclasses.replace(recipe, path=source)
+
+
+def load_recipe(path: str | Path, *, pool_size: int | None = None) -> Recipe:
+    """Read and validate a YAML recipe file; raises RecipeError naming every problem."""
+    path = Path(path)
+    if not path.is_file():
+        raise RecipeError(str(path), ["file not found"])
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        raise RecipeError(
+            str(path), [f"{where}not valid YAML ({getattr(exc, 'problem', exc)})"]
+        ) from None
+    except UnicodeDecodeError as exc:
+        raise RecipeError(
+            str(path), [f"not UTF-8 text ({exc.reason} at byte {exc.start})"]
+        ) from None
+    return parse_recipe(data, source=str(path), pool_size=pool_size)
+
+
+def _cross_checks(r: Recipe, pool_size: int | None) -> list[str]:
+    errors: list[str] = []
+    for i, step in enumerate(r.clean.steps):
+        if step not in CLEAN_STEPS:
+            errors.append(
+                f"clean.steps[{i}]: unknown step {step!r}{_suggest(step, list(CLEAN_STEPS))}; "
+                f"allowed: {', '.join(CLEAN_STEPS)}"
+            )
+    if len(set(r.clean.steps)) != len(r.clean.steps):
+        errors.append(f"clean.steps: each step at most once, got {list(r.clean.steps)}")
+    if not r.pool.paths and not r.pool.hf_dataset:
+        errors.append("pool: give `paths` (files or globs) or `hf_dataset`, got neither")
+    names = [t.name for t in r.tiers]
+    if len(set(names)) != len(names):
+        errors.append(f"tiers: names must be unique, got {names}")
+    if not r.tiers:
+        errors.append("tiers: at least one tier is required, got []")
+    for i, t in enumerate(r.tiers):
+        if t.name == "raw" and (t.top is not None or t.min_score is not None):
+            errors.append(
+                f"tiers[{i}]: the `raw` tier is the uncleaned pool; it takes no top/min_score"
+            )
+        if t.name != "raw" and t.top is not None and t.min_score is not None:
+            errors.append(f"tiers[{i}]: give `top` or `min_score`, not both")
+        if t.name != "raw" and not t.name.replace("_", "").replace("-", "").isalnum():
+            errors.append(f"tiers[{i}].name: letters, digits, - and _ only, got {t.name!r}")
+    sizes = r.subsets.sizes
+    if isinstance(sizes, Ladder) and sizes.max < sizes.start:
+        errors.append(f"subsets.sizes.max: must be >= start ({sizes.start}), got {sizes.max}")
+    if isinstance(sizes, tuple):
+        if not sizes:
+            errors.append("subsets.sizes: at least one size, got []")
+        for i, n in enumerate(sizes):
+            if n <= 0:
+                errors.append(f"subsets.sizes[{i}]: must be > 0, got {n}")
+    if not r.subsets.seeds:
+        errors.append("subsets.seeds: at least one seed, got []")
+    if pool_size is not None and r.subsets.on_too_small == "error":
+        too_big = [n for n in ladder_sizes(sizes) if n > pool_size]
+        if too_big:
+            errors.append(
+                f"subsets.sizes: must be within (0, {pool_size}] (training pool size), got {too_big}"
+            )
+    from evals import registered_names  # light import: the registry, no model code
+
+    known = registered_names()
+    for i, ev in enumerate(r.eval.evaluators):
+        if ":" in ev.name:
+            continue  # user function as module:function, checked when the evaluator is built
+        if ev.name not in known:
+            errors.append(
+                f"eval.evaluators[{i}].name: unknown evaluator {ev.name!r}{_suggest(ev.name, known)}; "
+                f"registered: {', '.join(known)}, or a dotted path module:function"
+            )
+    return errors
+
+
+def to_dict(obj: Any) -> Any:
+    """Plain JSON-able form of a recipe (or any section)."""
+    if dataclasses.is_dataclass(obj):
+        return {f.name: to_dict(getattr(obj, f.name)) for f in _public_fields(obj)}
+    if isinstance(obj, (tuple, list)):
+        return [to_dict(v) for v in obj]
+    if isinstance(obj, dict):
+        return {k: to_dict(v) for k, v in obj.items()}
+    return obj
+
+
+# Sections whose change does not change any number a cell produces.
+_COSMETIC = ("name", "description", "tracking", "saturation", "executor")
+
+
+def recipe_digest(r: Recipe) -> str:
+    """Hash of everything that changes results; cosmetic fields (name, tracking, …) excluded."""
+    d = to_dict(r)
+    for key in _COSMETIC:
+        d.pop(key, None)
+    # Changing the generation batch size changes nothing measured.
+    d["eval"].pop("batch_size", None)
+    blob = json.dumps(d, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+# --------------------------------------------------------------------------------------------
+# Cells
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Cell:
+    tier: str
+    size: int
+    seed: int
+
+    @property
+    def id(self) -> str:
+        return f"{self.tier}-n{self.size}-s{self.seed}"
+
+
+def expand_cells(r: Recipe, sizes: tuple[int, ...] | None = None) -> list[Cell]:
+    """Every (tier, size, seed), small sizes first so curves fill in early."""
+    sizes = sizes if sizes is not None else r.sizes
+    order = {t.name: i for i, t in enumerate(r.tiers)}
+    cells = [Cell(t.name, n, s) for t in r.tiers for n in sizes for s in r.subsets.seeds]
+    return sorted(cells, key=lambda c: (c.size, r.subsets.seeds.index(c.seed), order[c.tier]))
+
+
+def reference_rows(cls: Any = Recipe, prefix: str = "") -> list[tuple[str, str, str, str]]:
+    """(field path, type, default, doc) for every recipe field: the README's recipe reference."""
+    rows = []
+    hints = typing.get_type_hints(cls)
+    for f in _public_fields(cls):
+        tp = hints[f.name]
+        path = f"{prefix}{f.name}"
+        default = f.default if f.default is not dataclasses.MISSING else "(required)"
+        if dataclasses.is_dataclass(tp):
+            rows.extend(reference_rows(tp, path + "."))
+            continue
+        if typing.get_origin(tp) is tuple and dataclasses.is_dataclass(typing.get_args(tp)[0]):
+            rows.append(
+                (path, "list", json.dumps(to_dict(default), default=str), f.metadata.get("doc", ""))
+            )
+            rows.extend(reference_rows(typing.get_args(tp)[0], path + "[]."))
+            continue
+        shown = json.dumps(to_dict(default), default=str) if default != "(required)" else default
+        rows.append((path, _type_name(tp), shown, f.metadata.get("doc", "")))
+    return rows
