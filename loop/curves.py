@@ -602,87 +602,76 @@ def _analyze_curve(
     crossing = np.where(hit.any(1), grid[hit.argmax(1)], np.inf)
     ok = np.nonzero(p_below >= confidence)[0]
     d2_max, (d2_lo, d2_hi) = float(d2_p[i_max]), map(float, d2_ci[:, i_max])
-    p_rising = float((d2B[:, i_max] > 0).mean())
     p_pays = float((d2B[:, i_max] >= eps).mean())
+    noise = float(np.median(se))
     n_star = n_star_ci = next_size = None
-    two_max = int(2 * sizes[-1])
+    max_n, two_max = int(sizes[-1]), int(2 * sizes[-1])
     stub = CurveResult(
-        **base,
-        decision="",
-        reason="",
-        summary="",
-        n_star=None,
-        n_star_ci=None,
-        plateau=None,
-        plateau_ci=None,
-        delta2_at_max=None,
-        delta2_at_max_ci=None,
-        next_size=None,
-        trend="",
-        sizes=(),
-        power_law=None,
-        log_linear=None,
-        weights=None,
-        band=None,
-        warnings=(),
+        **base, decision="", reason="", summary="", n_star=None, n_star_ci=None, plateau=None,
+        plateau_ci=None, delta2_at_max=None, delta2_at_max_ci=None, next_size=None, trend="",
+        sizes=(), power_law=None, log_linear=None, weights=None, band=None, warnings=(),
     )  # carries the units for the text helpers; completed with replace() at the end
 
-    def gain_at(i: int) -> str:
-        return _gain_phrase(float(d2_p[i]), stub)
+    def g(x: float) -> str:
+        return format_gain(x, stub)
 
     conf_pct = f"{100 * confidence:.0f}%"
-    if len(ok):
+    d2_txt = f"{g(d2_max)} ({conf_pct} CI {g(d2_lo)} to {g(d2_hi)})"
+    # With a per-size SE above epsilon a flat-looking stretch is as likely noise as a plateau:
+    # the fit (a sharp knee fits noise well) would claim saturation that the data cannot show.
+    if len(ok) and noise <= eps:
         i = int(ok[0])
         n_star = int(round(grid[i]))
         lo, hi = _interval(crossing, confidence)
         n_star_ci = (int(round(lo)), int(round(hi)) if np.isfinite(hi) else None)
         decision = SATURATED
-        next_size = two_max if n_star > sizes[-1] else None
-        where = "within" if n_star <= sizes[-1] else "past"
+        next_size = two_max if n_star > max_n else None
+        where = "within" if n_star <= max_n else "one doubling or less past"
         reason = (
-            f"P(delta2 < epsilon) reaches {conf_pct} at n={n_star:,}, {where} the largest size run "
-            f"({int(sizes[-1]):,})"
+            f"P(delta2 < epsilon {g(eps)}) reaches {conf_pct} at n={n_star:,}, {where} the "
+            f"largest size run ({max_n:,})"
         )
         hi_txt = _fmt_n(n_star_ci[1]) if n_star_ci[1] is not None else f">{two_max:,}"
         summary = (
             f"{label}: saturated at ~{_fmt_n(n_star)} examples ({conf_pct} CI "
             f"{_fmt_n(n_star_ci[0])}–{hi_txt}); doubling to {_fmt_n(2 * n_star)} "
-            f"{gain_at(i)}."
+            f"{_gain_phrase(float(d2_p[i]), stub)}."
         )
-    elif p_rising >= confidence and p_pays >= 0.5:
+    elif p_pays >= confidence:
         decision = MORE_DATA_PAYS
         next_size = two_max
         reason = (
-            f"still rising at the largest size ({int(sizes[-1]):,}): doubling gains "
-            f"{format_gain(d2_max, stub)} (> epsilon {format_gain(eps, stub)} with "
-            f"P={p_pays:.2f})"
+            f"doubling the largest size ({max_n:,}) gains {d2_txt}, at least epsilon "
+            f"({g(eps)}) with P={p_pays:.2f}"
         )
         summary = (
-            f"{label}: more data still pays: doubling {int(sizes[-1]):,} to {two_max:,} "
-            f"{gain_at(i_max)} ({conf_pct} CI {format_gain(d2_lo, stub)} to "
-            f"{format_gain(d2_hi, stub)}); run {two_max:,} next."
+            f"{label}: more data still pays: doubling {max_n:,} to {two_max:,} "
+            f"{_gain_phrase(d2_max, stub)} ({conf_pct} CI {g(d2_lo)} to {g(d2_hi)}); "
+            f"run {two_max:,} next."
         )
     else:
         decision = INCONCLUSIVE
-        width = d2_hi - d2_lo
-        if width > 2 * eps and d2_lo < eps < d2_hi:
+        if noise > eps or (d2_hi - d2_lo > 2 * eps and d2_lo < eps < d2_hi):
+            lean = (
+                f"the fit suggests saturation near {_fmt_n(grid[ok[0]])}"
+                if len(ok)
+                else f"delta2 at n={max_n:,} is {d2_txt}"
+            )
             reason = (
-                f"too noisy: the {conf_pct} interval of delta2 at n={int(sizes[-1]):,} runs from "
-                f"{format_gain(d2_lo, stub)} to {format_gain(d2_hi, stub)}, wider than 2x "
-                f"epsilon ({format_gain(eps, stub)}); per-size SE is "
-                f"{format_gain(float(np.median(se)), stub)}: add seeds or evaluation items"
+                f"too noisy to resolve epsilon ({g(eps)}): per-size SE is {g(noise)}; {lean}; "
+                "add seeds or evaluation items"
             )
         elif d2_max < eps:
             next_size = two_max
             reason = (
-                f"delta2 at n={int(sizes[-1]):,} is probably below epsilon (P={1 - p_pays:.2f}) "
-                f"but not with {conf_pct} confidence; run {two_max:,} to confirm"
+                f"delta2 at n={max_n:,} is {d2_txt}: probably below epsilon ({g(eps)}, "
+                f"P={1 - p_pays:.2f}) but not with {conf_pct} confidence; run {two_max:,} to confirm"
             )
         else:
             next_size = two_max
             reason = (
-                f"delta2 at n={int(sizes[-1]):,} is {format_gain(d2_max, stub)}, about epsilon "
-                f"({format_gain(eps, stub)}), and not clearly rising (P(rising)={p_rising:.2f})"
+                f"delta2 at n={max_n:,} is {d2_txt}: probably above epsilon ({g(eps)}, "
+                f"P={p_pays:.2f}) but not with {conf_pct} confidence; run {two_max:,} to see"
             )
         summary = f"{label}: inconclusive: {reason}."
 
@@ -705,13 +694,12 @@ def _analyze_curve(
         if drop > 2 * comb:
             warnings.append(
                 f"non-monotone: mean at n={int(sizes[i]):,} ({means[i]:.4g}) is worse than at "
-                f"n={int(sizes[i - 1]):,} ({means[i - 1]:.4g}) by {format_gain(drop, stub)}, "
-                f"more than 2x the combined SE ({format_gain(comb, stub)})"
+                f"n={int(sizes[i - 1]):,} ({means[i - 1]:.4g}) by {g(drop)}, "
+                f"more than 2x the combined SE ({g(comb)})"
             )
-    if float(np.median(se)) > eps:
+    if noise > eps:
         warnings.append(
-            f"per-size SE ({format_gain(float(np.median(se)), stub)}) exceeds epsilon "
-            f"({format_gain(eps, stub)}): decisions need many sizes or more seeds/eval items"
+            f"per-size SE ({g(noise)}) exceeds epsilon ({g(eps)}): add seeds or evaluation items"
         )
     p_up = float((predB[:, i_max] > predB[:, 0]).mean())
     trend = "improving" if p_up >= confidence else "worsening" if p_up <= 1 - confidence else "flat"

@@ -195,7 +195,12 @@ def count_records(cfg: PoolConfig, *, base_dir: Path | None = None) -> int:
             with contextlib.suppress(pa.ArrowException, OSError):
                 total += pq.ParquetFile(src.path).metadata.num_rows
         elif src.kind == "hf":
-            total += len(_open_hf(cfg, base))
+            try:
+                total += len(_open_hf(cfg, base))
+            except _Bad as bad:
+                raise PoolError(
+                    [Problem(src.shown, bad.reason, f"{src.shown}: {bad.detail}")]
+                ) from None
         else:
             for _src, value in _iter_source(src, cfg, base):
                 total += value.records if isinstance(value, _Bad) else 1

@@ -292,12 +292,18 @@ class TrainConfig:
     completion_as_text: bool = _f(
         False, doc="completion format: train as plain continuation, no chat template"
     )
+    gradient_checkpointing: bool = _f(
+        False, doc="recompute activations to save memory (~20% slower); for large models"
+    )
 
 
 @dataclass(frozen=True)
 class EvaluatorSpec:
     name: str = _f(doc="registered evaluator name or a dotted path module:function")
     params: dict[str, Any] = _f({}, doc="evaluator parameters")
+    label: str | None = _f(
+        None, doc="metric name eval.<label> (default: the registered or function name)"
+    )
 
 
 @dataclass(frozen=True)

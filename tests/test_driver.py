@@ -1,0 +1,194 @@
+"""End-to-end sweeps on the tiny random model: tracking layout, resume after SIGKILL, the UI."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import mlflow
+import pytest
+import yaml
+
+from loop import driver
+from loop.recipe import load_recipe
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def write_pool(path: Path, n: int = 60) -> None:
+    """Tiny JSON-extraction task: `name=<w> age=<k>` -> {"name": w, "age": k}."""
+    words = ["ann", "bob", "cy", "dee", "eve", "fay", "gus", "hal", "ivy", "jo"]
+    with path.open("w") as f:
+        for i in range(n):
+            name, age = words[i % 10], 20 + i
+            rec = {"instruction": "Extract the fields as JSON.", "input": f"name={name} age={age}",
+                   "output": json.dumps({"name": name, "age": age})}
+            f.write(json.dumps(rec) + "\n")
+
+
+def tiny_recipe(tmp: Path, *, name: str = "tiny", sizes=(4, 8, 16), seeds=(0, 1), min_steps: int = 2) -> Path:
+    write_pool(tmp / "pool.jsonl")
+    recipe = {
+        "name": name,
+        "pool": {"paths": [str(tmp / "pool.jsonl")]},
+        "clean": {"steps": ["exact_dedup", "length", "format", "quality"],
+                  "length": {"min_answer_tokens": 1}, "split": {"validation": 0.1}},
+        "tiers": [{"name": "high", "top": 0.5}, {"name": "raw"}],
+        "subsets": {"sizes": list(sizes), "seeds": list(seeds)},
+        "model": {"name": "tiny-random"},
+        "lora": {"r": 4, "alpha": 8},
+        "train": {"batch_size": 4, "max_length": 64, "budget": {"policy": "min_steps", "min_steps": min_steps,
+                                                                 "epochs": 1}},
+        "eval": {"evaluators": [{"name": "json_match"}, {"name": "exact_match"}], "samples": 4,
+                 "max_new_tokens": 8, "batch_size": 4},
+    }
+    path = tmp / "tiny.yaml"
+    path.write_text("# loop sweep tiny.yaml\n" + yaml.safe_dump(recipe, sort_keys=False))
+    return path
+
+
+@pytest.fixture()
+def in_tmp(tmp_path: Path, monkeypatch) -> Path:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    return tmp_path
+
+
+def children(exp_name: str) -> tuple[str, object]:
+    mlflow.set_tracking_uri(f"sqlite:///{Path.cwd() / 'mlruns' / 'mlflow.db'}")
+    exp = mlflow.get_experiment_by_name(exp_name)
+    parents = mlflow.search_runs([exp.experiment_id], filter_string="tags.`loop.kind` = 'sweep'")
+    assert len(parents) == 1
+    parent = parents.iloc[0]["run_id"]
+    kids = mlflow.search_runs([exp.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent}'")
+    return parent, kids
+
+
+def test_sweep_tracks_every_cell_under_one_parent(in_tmp: Path):
+    recipe = load_recipe(tiny_recipe(in_tmp))
+    events = []
+    out = driver.sweep(recipe, progress=events.append)
+    assert (out.ran, out.skipped, out.failed) == (12, 0, 0)
+
+    parent, kids = children("tiny")
+    assert len(kids) == 12
+    assert set(kids["status"]) == {"FINISHED"}
+    assert sorted(kids["tags.loop.cell"]) == sorted(
+        f"{t}-n{n}-s{s}" for t in ("high", "raw") for n in (4, 8, 16) for s in (0, 1))
+    for col in ("tags.loop.tier", "tags.loop.size", "tags.loop.seed", "tags.loop.recipe_digest",
+                "tags.loop.pool_digest", "metrics.val_loss", "metrics.eval.json_match",
+                "metrics.eval.exact_match"):
+        assert kids[col].notna().all(), col
+    client = mlflow.MlflowClient()
+    run_id = kids.iloc[0]["run_id"]
+    run = client.get_run(run_id)
+    assert run.inputs.dataset_inputs[0].dataset.name == run.data.tags["loop.cell"]
+    assert client.get_metric_history(run_id, "train_loss"), "per-step train_loss missing"
+    assert "predictions.json" in [a.path for a in client.list_artifacts(run_id)]
+    parent_files = [a.path for a in client.list_artifacts(parent, "report")]
+    assert "report/summary.json" in parent_files and "report/report.html" in parent_files
+    # progress: one start and one done event per cell, counting up to the total
+    done = [e for e in events if e.kind == "cell_done"]
+    assert [e.done for e in done] == list(range(1, 13)) and done[-1].total == 12
+
+    again = driver.sweep(recipe)
+    assert (again.ran, again.skipped) == (0, 12)
+    assert len(children("tiny")[1]) == 12
+
+    rows = driver.status(recipe)
+    assert {r.state for r in rows} == {"done"} and len(rows) == 12
+
+
+def test_changing_results_fields_starts_a_new_sweep(in_tmp: Path):
+    path = tiny_recipe(in_tmp, sizes=(4,), seeds=(0,))
+    driver.sweep(load_recipe(path))
+    text = path.read_text()
+    path.write_text(text.replace("description: ''", "") + "description: cosmetic only\n")
+    assert driver.sweep(load_recipe(path)).skipped == 1
+    path.write_text(text.replace("r: 4", "r: 2"))
+    assert driver.sweep(load_recipe(path)).ran == 1
+
+
+def _done_runs() -> dict[str, list[str]]:
+    mlflow.set_tracking_uri(f"sqlite:///{Path.cwd() / 'mlruns' / 'mlflow.db'}")
+    exp = mlflow.get_experiment_by_name("tiny")
+    if exp is None:
+        return {}
+    runs = mlflow.search_runs([exp.experiment_id], filter_string="tags.`loop.kind` = 'cell'")
+    out: dict[str, list[str]] = {}
+    for _, r in runs.iterrows():
+        if r["status"] == "FINISHED" and r.get("tags.loop.done") == "1":
+            out.setdefault(r["tags.loop.cell"], []).append(r["run_id"])
+    return out
+
+
+def test_sigkill_mid_sweep_loses_no_finished_cell(in_tmp: Path):
+    path = tiny_recipe(in_tmp, sizes=(4, 8, 16), seeds=(0,), min_steps=40)
+    cmd = [sys.executable, "-m", "loop.cli", "sweep", str(path)]
+    env = {**os.environ, "CI": "1"}
+    proc = subprocess.Popen(cmd, cwd=in_tmp, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    deadline = time.time() + 240
+    while time.time() < deadline and len(_done_runs()) < 2:
+        time.sleep(0.5)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    before = _done_runs()
+    assert 2 <= len(before) < 6, before
+
+    rerun = subprocess.run(cmd, cwd=in_tmp, env=env, capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    after = _done_runs()
+    assert len(after) == 6
+    for cell, ids in before.items():
+        assert after[cell] == ids, f"{cell} was rerun"
+    assert all(len(ids) == 1 for ids in after.values())
+    mlflow.set_tracking_uri(f"sqlite:///{in_tmp / 'mlruns' / 'mlflow.db'}")
+    exp = mlflow.get_experiment_by_name("tiny")
+    killed = mlflow.search_runs([exp.experiment_id], filter_string="attributes.status = 'KILLED'")
+    assert len(killed) <= 1  # the cell running at the kill, if it had started
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_mlflow_server_lists_the_sweep_runs(in_tmp: Path):
+    recipe = load_recipe(tiny_recipe(in_tmp, sizes=(4,), seeds=(0,)))
+    driver.sweep(recipe)
+    cmd, _url = driver.ui_command(recipe, port=_free_port())
+    port = int(cmd[cmd.index("--port") + 1])
+    cmd[0] = str(Path(sys.executable).parent / "mlflow")
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    server = subprocess.Popen(cmd, cwd=in_tmp, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              start_new_session=True)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.time() + 90
+        while time.time() < deadline:
+            try:
+                urllib.request.urlopen(base + "/health", timeout=2)
+                break
+            except OSError:
+                time.sleep(1)
+        exp = json.load(urllib.request.urlopen(
+            base + "/api/2.0/mlflow/experiments/get-by-name?experiment_name=tiny", timeout=10))
+        eid = exp["experiment"]["experiment_id"]
+        req = urllib.request.Request(base + "/api/2.0/mlflow/runs/search", method="POST",
+                                     data=json.dumps({"experiment_ids": [eid]}).encode(),
+                                     headers={"Content-Type": "application/json"})
+        runs = json.load(urllib.request.urlopen(req, timeout=10))["runs"]
+        kinds = sorted(next(t["value"] for t in r["data"]["tags"] if t["key"] == "loop.kind") for r in runs)
+        assert kinds == ["cell", "clean", "sweep"]
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
