@@ -1,10 +1,221 @@
-"""Built-in evaluators (registered on import)."""
+"""Built-in evaluators (registered on import). Calling conventions: see `evals/__init__.py`."""
 
 from __future__ import annotations
 
+import json
+import re
+import unicodedata
+from collections.abc import Callable, Sequence
+from typing import Any
+
 from evals import register
+
+# --------------------------------------------------------------------------------------------
+# Text matching
+# --------------------------------------------------------------------------------------------
+
+
+def normalize(text: str) -> str:
+    """Lower-case, drop punctuation and symbols, collapse whitespace (NFKC first)."""
+    text = unicodedata.normalize("NFKC", text).lower()
+    text = "".join(" " if unicodedata.category(c)[0] in "PS" else c for c in text)
+    return " ".join(text.split())
 
 
 @register("exact_match")
-def exact_match(prediction: str, reference: str) -> float:
-    return float(prediction.strip() == reference.strip())
+def exact_match(prediction: str, reference: str, *, ignore_case: bool = False) -> float:
+    """1 when the stripped prediction equals the stripped reference."""
+    p, r = prediction.strip(), reference.strip()
+    if ignore_case:
+        p, r = p.casefold(), r.casefold()
+    return float(p == r)
+
+
+@register("normalized_match")
+def normalized_match(prediction: str, reference: str) -> float:
+    """1 when both are equal after `normalize` (case, whitespace, punctuation ignored)."""
+    return float(normalize(prediction) == normalize(reference))
+
+
+@register("contains")
+def contains(prediction: str, reference: str, *, ignore_case: bool = True) -> float:
+    """1 when the reference (whitespace collapsed) occurs in the prediction."""
+    p, r = " ".join(prediction.split()), " ".join(reference.split())
+    if ignore_case:
+        p, r = p.casefold(), r.casefold()
+    return float(bool(r) and r in p)
+
+
+@register("regex")
+def regex(
+    prediction: str,
+    reference: str,
+    *,
+    pattern: str,
+    mode: str = "search",
+    ignore_case: bool = False,
+) -> float:
+    """1 when `pattern` matches the prediction (`mode`: search, match or fullmatch).
+
+    `{reference}` in the pattern is replaced by the escaped reference, e.g.
+    `pattern: "^Answer: {reference}$"`.
+    """
+    if mode not in ("search", "match", "fullmatch"):
+        raise ValueError(f"regex: mode must be search, match or fullmatch, got {mode!r}")
+    compiled = re.compile(
+        pattern.replace("{reference}", re.escape(reference.strip())),
+        re.IGNORECASE if ignore_case else 0,
+    )
+    return float(getattr(compiled, mode)(prediction.strip()) is not None)
+
+
+# --------------------------------------------------------------------------------------------
+# JSON
+# --------------------------------------------------------------------------------------------
+
+_FENCE = re.compile(r"```[ \t]*(?:json|JSON)?[ \t]*\n?(.*?)```", re.DOTALL)
+_MISSING = object()
+
+
+def parse_json(text: str, *, lenient: bool = False) -> Any:
+    """The JSON value in `text`, or `_MISSING`. A ```json fence is unwrapped; `lenient` also takes
+    the first JSON object or array embedded in other text."""
+    text = text.strip()
+    fenced = _FENCE.search(text)
+    candidates = [fenced.group(1).strip()] if fenced else []
+    candidates.append(text)
+    for cand in candidates:
+        try:
+            return json.loads(cand)
+        except (json.JSONDecodeError, ValueError):
+            pass
+    if lenient:
+        decoder = json.JSONDecoder()
+        for i, ch in enumerate(text):
+            if ch in "{[":
+                try:
+                    return decoder.raw_decode(text, i)[0]
+                except json.JSONDecodeError:
+                    continue
+    return _MISSING
+
+
+def _same(a: Any, b: Any, ignore_case: bool) -> bool:
+    if ignore_case and isinstance(a, str) and isinstance(b, str):
+        return normalize(a) == normalize(b)
+    if isinstance(a, bool) or isinstance(b, bool):
+        return a is b
+    return a == b
+
+
+@register("json_match")
+def json_match(
+    prediction: str,
+    reference: str,
+    *,
+    fields: Sequence[str] | None = None,
+    lenient: bool = False,
+    ignore_case: bool = False,
+) -> dict[str, float]:
+    """Parse both as JSON and compare.
+
+    score: 1 when every compared field is equal (with no `fields`: the whole values are equal, so
+    extra or missing keys fail). valid: the prediction parses as JSON (an object when the reference
+    is one). field_acc: the share of compared fields that are equal (the reference's keys, or
+    `fields`). `lenient`: accept JSON embedded in other text; `ignore_case`: compare strings
+    normalized (case, whitespace, punctuation).
+    """
+    ref = parse_json(reference)
+    if ref is _MISSING:
+        raise ValueError(f"json_match: the reference is not valid JSON: {reference[:80]!r}")
+    pred = parse_json(prediction, lenient=lenient)
+    valid = pred is not _MISSING and (not isinstance(ref, dict) or isinstance(pred, dict))
+    if not valid:
+        return {"score": 0.0, "valid": 0.0, "field_acc": 0.0}
+    if not isinstance(ref, dict):
+        same = float(_same(pred, ref, ignore_case))
+        return {"score": same, "valid": 1.0, "field_acc": same}
+    keys = list(fields) if fields is not None else list(ref)
+    hits = [k in pred and k in ref and _same(pred[k], ref[k], ignore_case) for k in keys]
+    field_acc = sum(hits) / len(hits) if hits else 1.0
+    same_keys = fields is not None or set(pred) == set(ref)
+    return {"score": float(same_keys and all(hits)), "valid": 1.0, "field_acc": field_acc}
+
+
+# --------------------------------------------------------------------------------------------
+# Overlap
+# --------------------------------------------------------------------------------------------
+
+
+def _lcs(a: Sequence[str], b: Sequence[str]) -> int:
+    prev = [0] * (len(b) + 1)
+    for x in a:
+        cur = [0]
+        for j, y in enumerate(b):
+            cur.append(prev[j] + 1 if x == y else max(prev[j + 1], cur[j]))
+        prev = cur
+    return prev[-1]
+
+
+@register("rouge_l")
+def rouge_l(prediction: str, reference: str) -> dict[str, float]:
+    """ROUGE-L: F1 of the longest common subsequence of normalized words (score), and its
+    precision and recall."""
+    p, r = normalize(prediction).split(), normalize(reference).split()
+    if not p or not r:
+        same = float(p == r)
+        return {"score": same, "precision": same, "recall": same}
+    lcs = _lcs(p, r)
+    if lcs == 0:
+        return {"score": 0.0, "precision": 0.0, "recall": 0.0}
+    precision, recall = lcs / len(p), lcs / len(r)
+    return {
+        "score": 2 * precision * recall / (precision + recall),
+        "precision": precision,
+        "recall": recall,
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# Log-likelihood
+# --------------------------------------------------------------------------------------------
+
+
+@register("choice_loglik", kind="loglik")
+def choice_loglik(
+    score: Callable[[list[str]], list[tuple[float, int]]],
+    example: Any,
+    *,
+    choices_field: str = "choices",
+    answer_field: str | None = None,
+    length_normalize: bool = False,
+) -> dict[str, Any]:
+    """Multiple choice without generation: the option the model finds most likely is its answer.
+
+    Options come from `example.meta[choices_field]` (a list of strings). The correct option is
+    `example.meta[answer_field]` (its index or its text) when `answer_field` is set, else the
+    example's reference answer, which must be one of the options. Each option is scored as the
+    assistant's whole answer (summed log-probability; per token with `length_normalize`).
+    """
+    where = f"example {example.id} ({example.source})"
+    options = example.meta.get(choices_field)
+    if not isinstance(options, list) or not options or not all(isinstance(o, str) for o in options):
+        raise ValueError(
+            f"choice_loglik: {where}: meta[{choices_field!r}] must be a non-empty list of strings, "
+            f"got {options!r}"
+        )
+    answer = example.meta.get(answer_field) if answer_field else example.answer
+    if isinstance(answer, int) and not isinstance(answer, bool) and 0 <= answer < len(options):
+        correct = answer
+    elif isinstance(answer, str) and answer.strip() in [o.strip() for o in options]:
+        correct = [o.strip() for o in options].index(answer.strip())
+    else:
+        source = f"meta[{answer_field!r}]" if answer_field else "the reference answer"
+        raise ValueError(
+            f"choice_loglik: {where}: {source} must be one of the options {options!r} "
+            f"(or an index into them), got {answer!r}"
+        )
+    scored = score(options)
+    values = [lp / max(n, 1) if length_normalize else lp for lp, n in scored]
+    chosen = max(range(len(options)), key=lambda i: values[i])
+    return {"score": float(chosen == correct), "choice": options[chosen]}

@@ -27,7 +27,7 @@ SATURATED, MORE_DATA_PAYS, INCONCLUSIVE = "saturated", "more_data_pays", "inconc
 # Data exponents seen in practice are ~0.07-0.35 (Hestness 2017); 2 still allows a sharp knee
 # and 0.01 a curve that is log-linear over the range.
 B_MIN, B_MAX = 0.01, 2.0
-_B_GRID = np.geomspace(B_MIN, B_MAX, 160)  # 3.4% steps in b, refined by a parabola afterwards
+_B_GRID = np.geomspace(B_MIN, B_MAX, 100)  # 5.5% steps in b, refined by a parabola afterwards
 _GRID_POINTS = 97  # dense size grid from the smallest size to 2x the largest: ~16 points a doubling
 _MIN_SIZES = 3  # a 3-parameter law needs at least 3 distinct sizes
 
@@ -97,6 +97,8 @@ class ModelWeights:
     held_out: tuple[int, ...]  # sizes predicted from all smaller ones; empty -> equal weights
     z_power_law: tuple[float, ...]  # standardized prediction errors at those sizes
     z_log_linear: tuple[float, ...]
+    # the same weight re-derived on every bootstrap replicate, averaged: how settled the choice is
+    power_law_boot_mean: float = float("nan")
 
 
 @dataclass(frozen=True)
@@ -216,13 +218,39 @@ def _fit_c_a(X: np.ndarray, Y: np.ndarray, W: np.ndarray, c_max: float):
     return c, a, (W * r**2).sum(-1)
 
 
+def _grid_sse(X: np.ndarray, Y: np.ndarray, W: np.ndarray, c_max: float) -> np.ndarray:
+    """Weighted SSE of the best (c, a) for every row of Y (B, K) and every row of X (G, K).
+
+    `_fit_c_a` written with matrix products, so no (B, G, K) array is ever built.
+    """
+    sw = W.sum()
+    WX = W * X  # (G, K)
+    sx = WX.sum(1)  # (G,)
+    sx2 = (WX * X).sum(1)
+    xm = sx / sw
+    ym = Y @ W / sw  # (B,)
+    Yc = Y - ym[:, None]  # centred, so the expanded SSE below does not cancel catastrophically
+    syy = (Yc**2) @ W
+    sxy = Yc @ WX.T  # (B, G)
+    sxx = sx2 - sw * xm**2
+    a = np.maximum(-sxy / np.where(sxx > 0, sxx, np.inf)[None, :], 0.0)
+    cc = a * xm[None, :]  # c - ym
+    if np.isfinite(c_max):
+        over = ym[:, None] + cc > c_max
+        if over.any():
+            c_fix = c_max - ym[:, None]
+            a_fix = np.maximum((c_fix * sx[None, :] - sxy) / sx2[None, :], 0.0)
+            a = np.where(over, a_fix, a)
+            cc = np.where(over, c_fix, cc)
+    return syy[:, None] + cc**2 * sw + a**2 * sx2 + 2 * a * sxy - 2 * a * cc * sx
+
+
 def _profile_b(logn: np.ndarray, Y: np.ndarray, W: np.ndarray, c_max: float):
     """Least-squares power law for each row of Y (B, K): exact in (c, a) on a grid of b.
 
     Used for every bootstrap replicate: one vectorized pass, no iterative solver, no start guess.
     """
-    X = np.exp(-_B_GRID[:, None] * logn[None, :])[None]  # (1, G, K)
-    _, _, sse = _fit_c_a(X, Y[:, None, :], W, c_max)  # (B, G)
+    sse = _grid_sse(np.exp(-_B_GRID[:, None] * logn[None, :]), Y, W, c_max)  # (B, G)
     i = np.clip(sse.argmin(1), 1, len(_B_GRID) - 2)
     rows = np.arange(len(Y))
     s0, s1, s2 = sse[rows, i - 1], sse[rows, i], sse[rows, i + 1]
@@ -233,7 +261,7 @@ def _profile_b(logn: np.ndarray, Y: np.ndarray, W: np.ndarray, c_max: float):
     b = np.clip(b, B_MIN, B_MAX)
     c, a, sse_b = _fit_c_a(np.exp(-b[:, None] * logn[None, :]), Y, W, c_max)
     # keep the grid point where the parabola step did not help (flat or kinked profiles)
-    better = sse_b <= s1 + 1e-12
+    better = sse_b <= sse.min(1) + 1e-12
     bg = _B_GRID[sse.argmin(1)]
     cg, ag, _ = _fit_c_a(np.exp(-bg[:, None] * logn[None, :]), Y, W, c_max)
     return np.where(better, c, cg), np.where(better, a, ag), np.where(better, b, bg)
@@ -338,6 +366,19 @@ def _holdout_weights(n, y, se, c_max) -> ModelWeights:
     return ModelWeights(w_pl, 1.0 - w_pl, tuple(int(n[j]) for j in held), tuple(z_pl), tuple(z_ll))
 
 
+def _holdout_weights_boot(n, Y, se, c_max) -> np.ndarray:
+    """`_holdout_weights` for every bootstrap replicate (rows of Y), with the fast profile fit."""
+    K = len(n)
+    d = np.zeros(len(Y))
+    for j in range(max(_MIN_SIZES, K - 2), K):
+        c, a, b = _profile_b(np.log(n[:j]), Y[:, :j], 1.0 / se[:j] ** 2, c_max)
+        al, be = _fit_log_linear(np.log2(n[:j]), Y[:, :j], 1.0 / se[:j] ** 2)
+        z_pl = (Y[:, j] - (c - a * n[j] ** -b)) / se[j]
+        z_ll = (Y[:, j] - (al + be * np.log2(n[j]))) / se[j]
+        d += 0.5 * (z_ll**2 - z_pl**2)
+    return 1.0 / (1.0 + np.exp(-np.clip(d, -700, 700)))
+
+
 # ----------------------------------------------------------------------------- helpers
 
 
@@ -363,21 +404,34 @@ def _fmt_n(x: float | None) -> str:
     return f"{_round_sig(x):,}"
 
 
-def format_gain(gain: float, curve: CurveResult) -> str:
+@dataclass(frozen=True)
+class _Units:
+    accuracy_like: bool
+    direction: str
+    metric: str
+
+
+def format_gain(gain: float, curve: CurveResult | _Units) -> str:
     """A gain in improvement units as people read it: points for accuracy-like metrics."""
     if curve.accuracy_like:
         return f"{100 * gain:.1f} points"
     return f"{gain:.3g}"
 
 
-def _gain_phrase(gain: float, curve: CurveResult) -> str:
+def _ci_text(lo: float, hi: float, curve: CurveResult | _Units) -> str:
+    if curve.accuracy_like:
+        return f"{100 * lo:.1f}–{100 * hi:.1f} points"
+    return f"{lo:.3g}–{hi:.3g}"
+
+
+def _gain_phrase(gain: float, curve: CurveResult | _Units) -> str:
     if curve.accuracy_like:
         return f"gains {format_gain(gain, curve)}"
     verb = "lowers" if curve.direction == LOWER else "raises"
     return f"{verb} {curve.metric} by {format_gain(gain, curve)}"
 
 
-def _as_map(value, metrics: Iterable[str], name: str) -> dict:
+def _as_map(value, metrics: Iterable[str]) -> dict:
     if isinstance(value, Mapping):
         return dict(value)
     return {m: value for m in metrics}
@@ -448,11 +502,12 @@ def _analyze_curve(
         shrunk = (np.nan_to_num(seed_var) * dof + 4.0 * pooled) / (dof + 4.0)
     else:
         shrunk = np.full(len(sizes), np.nan)
-        warnings.append(
-            "one seed per size: seed noise is estimated from the scatter around the fit"
-        )
     eval_var = np.zeros(len(sizes))
     eval_se: list[float | None] = [None] * len(sizes)
+    if eval_size and not accuracy_like:
+        warnings.append(
+            f"eval_size ignored for {metric}: p(1-p)/m needs a higher-is-better score in [0, 1]"
+        )
     if eval_size and accuracy_like:
         p = np.clip(means, 0.0, 1.0)
         eval_var = p * (1 - p) / eval_size
@@ -464,6 +519,9 @@ def _analyze_curve(
             c, a, b = _fit_power_law(sizes, y, se0, c_max)
             resid = y - (c - a * sizes**-b)
             shrunk = np.full(len(sizes), float((resid**2).sum() / (len(sizes) - 3)))
+            warnings.append(
+                "one seed per size: seed noise is estimated from the scatter around the fit"
+            )
         else:
             shrunk = np.zeros(len(sizes))
             if not eval_size:
@@ -553,12 +611,6 @@ def _analyze_curve(
         )
         return res, None
 
-    if parametric:
-        warnings.append(
-            f"{int(k.min())} seed(s) at some size: parametric bootstrap with per-size SE "
-            "sqrt(max(seed variance, p(1-p)/m)/k)"
-        )
-
     # --- point fits and model weights ----------------------------------------------------------
     W = 1.0 / se**2
     log2n = np.log2(sizes)
@@ -572,22 +624,29 @@ def _analyze_curve(
     # --- bootstrap refits (vectorized) ----------------------------------------------------------
     cB, aB, bB = _profile_b(np.log(sizes), Y, W, c_max)
     alB, beB = _fit_log_linear(log2n, Y, W)
+    # weights re-derived per replicate, so the intervals carry the model-choice uncertainty too
+    wB = _holdout_weights_boot(sizes, Y, se, c_max) if weights.held_out else np.full(n_boot, w)
+    weights = replace(weights, power_law_boot_mean=float(wB.mean()))
 
     grid = np.unique(np.concatenate([np.geomspace(sizes[0], 2 * sizes[-1], _GRID_POINTS), sizes]))
     lg = np.log(grid)
 
-    def curves(c_, a_, b_, al_, be_):
-        c_, a_, b_, al_, be_ = (
-            np.asarray(t, dtype=float)[..., None] for t in (c_, a_, b_, al_, be_)
+    def curves(c_, a_, b_, al_, be_, w):
+        c_, a_, b_, al_, be_, w = (
+            np.asarray(t, dtype=float)[..., None] for t in (c_, a_, b_, al_, be_, w)
         )
         pw = np.exp(-b_ * lg)
-        pred = w * (c_ - a_ * pw) + (1 - w) * (al_ + be_ * lg / math.log(2))
-        d2 = w * a_ * pw * (1 - 2.0**-b_) + (1 - w) * be_
-        g1k = 1000 * (w * a_ * b_ * pw / grid + (1 - w) * be_ / (grid * math.log(2)))
+        ll = al_ + be_ * lg / math.log(2)
+        # a straight line in log n would walk through a bounded score's ceiling (accuracy 1)
+        ll_n, ll_2n = np.minimum(ll, c_max), np.minimum(ll + be_, c_max)
+        ll_slope = np.where(ll < c_max, be_ / (grid * math.log(2)), 0.0)
+        pred = w * (c_ - a_ * pw) + (1 - w) * ll_n
+        d2 = w * a_ * pw * (1 - 2.0**-b_) + (1 - w) * (ll_2n - ll_n)
+        g1k = 1000 * (w * a_ * b_ * pw / grid + (1 - w) * ll_slope)
         return pred, d2, g1k
 
-    pred_p, d2_p, g1k_p = curves(c, a, b, al, be)
-    predB, d2B, g1kB = curves(cB, aB, bB, alB, beB)
+    pred_p, d2_p, g1k_p = curves(c, a, b, al, be, w)
+    predB, d2B, g1kB = curves(cB, aB, bB, alB, beB, wB)
     pred_ci = _interval(predB, confidence)
     d2_ci = _interval(d2B, confidence)
     g1k_ci = _interval(g1kB, confidence)
@@ -606,17 +665,13 @@ def _analyze_curve(
     noise = float(np.median(se))
     n_star = n_star_ci = next_size = None
     max_n, two_max = int(sizes[-1]), int(2 * sizes[-1])
-    stub = CurveResult(
-        **base, decision="", reason="", summary="", n_star=None, n_star_ci=None, plateau=None,
-        plateau_ci=None, delta2_at_max=None, delta2_at_max_ci=None, next_size=None, trend="",
-        sizes=(), power_law=None, log_linear=None, weights=None, band=None, warnings=(),
-    )  # carries the units for the text helpers; completed with replace() at the end
+    units = _Units(accuracy_like, direction, metric)  # what the text helpers need
 
     def g(x: float) -> str:
-        return format_gain(x, stub)
+        return format_gain(x, units)
 
     conf_pct = f"{100 * confidence:.0f}%"
-    d2_txt = f"{g(d2_max)} ({conf_pct} CI {g(d2_lo)} to {g(d2_hi)})"
+    d2_txt = f"{g(d2_max)} ({conf_pct} CI {_ci_text(d2_lo, d2_hi, units)})"
     # With a per-size SE above epsilon a flat-looking stretch is as likely noise as a plateau:
     # the fit (a sharp knee fits noise well) would claim saturation that the data cannot show.
     if len(ok) and noise <= eps:
@@ -635,7 +690,7 @@ def _analyze_curve(
         summary = (
             f"{label}: saturated at ~{_fmt_n(n_star)} examples ({conf_pct} CI "
             f"{_fmt_n(n_star_ci[0])}–{hi_txt}); doubling to {_fmt_n(2 * n_star)} "
-            f"{_gain_phrase(float(d2_p[i]), stub)}."
+            f"{_gain_phrase(float(d2_p[i]), units)}."
         )
     elif p_pays >= confidence:
         decision = MORE_DATA_PAYS
@@ -646,7 +701,7 @@ def _analyze_curve(
         )
         summary = (
             f"{label}: more data still pays: doubling {max_n:,} to {two_max:,} "
-            f"{_gain_phrase(d2_max, stub)} ({conf_pct} CI {g(d2_lo)} to {g(d2_hi)}); "
+            f"{_gain_phrase(d2_max, units)} ({conf_pct} CI {_ci_text(d2_lo, d2_hi, units)}); "
             f"run {two_max:,} next."
         )
     else:
@@ -676,14 +731,19 @@ def _analyze_curve(
         summary = f"{label}: inconclusive: {reason}."
 
     # --- fit diagnostics ------------------------------------------------------------------------
-    plateau = sign * c
-    plateau_ci = tuple(sorted(float(sign * q) for q in _interval(cB, confidence)))
     at_bound = np.isfinite(c_max) and abs(c - c_max) < 1e-6 * max(1.0, abs(c_max))
-    if b <= B_MIN * 1.05 or at_bound or w < 0.5:
+    # a plateau pinned to the metric's bound (accuracy 1, loss 0) is an assumption, not an estimate
+    plateau = None if at_bound else float(sign * c)
+    plateau_ci = (
+        None if at_bound else tuple(sorted(float(sign * q) for q in _interval(cB, confidence)))
+    )
+    flat = a * (sizes[0] ** -b - sizes[-1] ** -b) < eps / 10  # no rise: c is just the mean
+    b_floor = b <= B_MIN * 1.05 and not flat
+    if b_floor or at_bound or w < 0.5:
         why = []
         if at_bound:
             why.append(f"at its bound {sign * c_max:g}")
-        if b <= B_MIN * 1.05:
+        if b_floor:
             why.append(f"exponent at its floor {B_MIN}")
         if w < 0.5:
             why.append(f"power law weighted only {w:.2f}")
@@ -718,14 +778,14 @@ def _analyze_curve(
         delta2_hi=tuple(map(float, d2_ci[1])),
         p_below=tuple(map(float, p_below)),
     )
-    res = replace(
-        stub,
+    res = CurveResult(
+        **base,
         decision=decision,
         reason=reason,
         summary=summary,
         n_star=n_star,
         n_star_ci=n_star_ci,
-        plateau=float(plateau),
+        plateau=plateau,
         plateau_ci=plateau_ci,
         delta2_at_max=d2_max,
         delta2_at_max_ci=(d2_lo, d2_hi),
@@ -753,17 +813,14 @@ def _invert(grid: np.ndarray, pred: np.ndarray, target: np.ndarray) -> np.ndarra
     target = np.broadcast_to(np.asarray(target, dtype=float), (len(pred),))
     reached = pred >= target[:, None]
     first = reached.argmax(1)
-    out = np.full(len(pred), np.inf)
-    out[reached.any(1)] = 0.0
-    for r in np.nonzero(reached.any(1))[0]:
-        j = first[r]
-        if j == 0:
-            out[r] = -np.inf
-            continue
-        p0, p1 = pred[r, j - 1], pred[r, j]
-        t = (target[r] - p0) / (p1 - p0) if p1 > p0 else 1.0
-        out[r] = math.exp(math.log(grid[j - 1]) + t * (math.log(grid[j]) - math.log(grid[j - 1])))
-    return out
+    j = np.clip(first, 1, len(grid) - 1)
+    rows = np.arange(len(pred))
+    p0, p1 = pred[rows, j - 1], pred[rows, j]
+    rise = p1 - p0
+    t = np.clip(np.where(rise > 0, (target - p0) / np.where(rise > 0, rise, 1.0), 1.0), 0, 1)
+    lg = np.log(grid)
+    val = np.exp(lg[j - 1] + t * (lg[j] - lg[j - 1]))
+    return np.where(~reached.any(1), np.inf, np.where(first == 0, -np.inf, val))
 
 
 def _exchange(metric, better, worse, bb: _Boot, bw: _Boot, cb, cw, confidence) -> Exchange:
@@ -808,11 +865,21 @@ def _exchange(metric, better, worse, bb: _Boot, bw: _Boot, cb, cw, confidence) -
         )
         rows.append(ExchangeRow(s.size, s.fitted, n_pt, ci, n_pt / s.size, ""))
     usable = [r for r in rows if r.other_size is not None]
-    if usable:
-        r = usable[-1]
+    # quote rows that need no extrapolation of the other tier when there are any
+    inside = [r for r in usable if r.other_size <= cw.max_size] or usable
+    if inside:
+        ratios = [r.ratio for r in inside]
+        r = inside[-1]
+        spread = (
+            f"{min(ratios):.1f}–{max(ratios):.1f}x"
+            if max(ratios) - min(ratios) >= 0.05
+            else f"{r.ratio:.1f}x"
+        )
+        where = f"tier-{better} sizes {inside[0].size:,}–{r.size:,}" if len(inside) > 1 else ""
         summary = (
-            f"{metric}: {r.size:,} tier-{better} examples score like ~{_fmt_n(r.other_size)} "
-            f"tier-{worse} examples ({r.ratio:.1f}x)"
+            f"{metric}: tier {worse} needs {spread} as many examples as tier {better} for the "
+            f"same score{f' ({where})' if where else ''}; e.g. {r.size:,} tier-{better} examples "
+            f"score like ~{_fmt_n(r.other_size)} tier-{worse} examples"
         )
     else:
         summary = (
@@ -883,9 +950,9 @@ def analyze(
     if n_boot < 100:
         raise ValueError(f"n_boot must be at least 100, got {n_boot}")
     metrics = list(dict.fromkeys(r.metric for r in records))
-    dirs = _as_map(direction, metrics, "direction")
-    epss = _as_map(epsilon, metrics, "epsilon")
-    evals = _as_map(eval_size, metrics, "eval_size")
+    dirs = _as_map(direction, metrics)
+    epss = _as_map(epsilon, metrics)
+    evals = _as_map(eval_size, metrics)
     for m in metrics:
         if dirs.get(m) not in (HIGHER, LOWER):
             raise ValueError(
@@ -894,7 +961,12 @@ def analyze(
     groups: dict[tuple[str, str], dict[int, list[tuple[int, float]]]] = defaultdict(
         lambda: defaultdict(list)
     )
+    seen: set[tuple] = set()
     for r in records:
+        key = (r.tier, r.metric, r.size, r.seed)
+        if key in seen:
+            raise ValueError(f"duplicate record for tier, metric, size, seed {key}")
+        seen.add(key)
         if int(r.size) != r.size or r.size <= 0:
             raise ValueError(f"size must be a positive integer, got {r.size!r} in {r}")
         if not math.isfinite(float(r.value)):
@@ -903,7 +975,8 @@ def analyze(
 
     results: list[CurveResult] = []
     boots: dict[tuple[str, str], _Boot] = {}
-    for tier, metric in sorted(groups, key=lambda t: (metrics.index(t[1]), t[0])):
+    tiers = list(dict.fromkeys(str(r.tier) for r in records))
+    for tier, metric in sorted(groups, key=lambda t: (metrics.index(t[1]), tiers.index(t[0]))):
         rng = np.random.default_rng([seed, zlib.crc32(f"{tier}\0{metric}".encode())])
         res, boot = _analyze_curve(
             tier,
@@ -1008,6 +1081,7 @@ def curve_to_dict(c: CurveResult) -> dict:
                         "power_law": c.weights.power_law,
                         "log_linear": c.weights.log_linear,
                         "held_out_sizes": list(c.weights.held_out),
+                        "power_law_boot_mean": c.weights.power_law_boot_mean,
                     }
                     if c.weights
                     else None
@@ -1095,7 +1169,9 @@ def read_curve_csv(path: str | Path) -> list[Record]:
         while header is not None and not any(h.strip() for h in header):
             header = next(reader, None)
         if header is None:
-            raise fail("empty file: expected a header row size,seed,value (optional tier, metric)")
+            raise fail(
+                "empty file: expected a header row size,seed,value (optional tier, metric)", 1
+            )
         header_line = reader.line_num
         names = [h.strip().lower() for h in header]
         for col in _REQUIRED:
@@ -1108,6 +1184,7 @@ def read_curve_csv(path: str | Path) -> list[Record]:
                 )
         idx = {n: i for i, n in enumerate(names)}
         records: list[Record] = []
+        last_line = header_line
         for row in reader:
             line = reader.line_num
             if not any(cell.strip() for cell in row):
@@ -1146,10 +1223,11 @@ def read_curve_csv(path: str | Path) -> list[Record]:
                 for col, default in _OPTIONAL.items()
             }
             records.append(Record(extra["tier"], size, seed, extra["metric"], value))
+            last_line = line
     if len(records) < 2:
         raise fail(
             f"expected at least 2 data rows (a curve needs several sizes), got {len(records)}",
-            header_line,
+            last_line,
             "size",
         )
     return records

@@ -7,7 +7,7 @@ Every function here takes a validated `Recipe` and reports progress through a ca
 from __future__ import annotations
 
 import dataclasses
-import math
+import hashlib
 import time
 import traceback
 from collections.abc import Callable
@@ -100,7 +100,10 @@ def prepare(recipe: Recipe, *, progress: Progress = _silent, force_clean: bool =
     )
     val = tiers.validation_set(result)
     pools = {t.name: tiers.tier_pool(result, t.name) for t in recipe.tiers}
-    return Prepared(raw, result, pools, val, pool_mod.pool_digest(raw.examples))
+    # The cells' data depend on the raw pool and on the cleaning result (which also covers review
+    # decisions): both go into the digest that identifies finished cells.
+    digest = hashlib.sha256(f"{pool_mod.pool_digest(raw.examples)}:{result.key}".encode()).hexdigest()[:16]
+    return Prepared(raw, result, pools, val, digest)
 
 
 def check_sizes(recipe: Recipe, prep: Prepared | None = None) -> Prepared:
@@ -136,18 +139,16 @@ class Plan:
     device: str
 
 
-# Measured on 2 CPU cores with SmolLM2-135M + LoRA r16: ~1,000 training tokens/s (a step on
-# 8 × 128 tokens takes 4-5 s); generation of 40 short JSON answers ~12 s. Scaled by parameters.
-_CPU_TOKENS_PER_S_135M = 1000.0
+# Measured on 2 CPU cores with SmolLM2-135M + LoRA r16 (all linear layers), fp32: 110-150
+# training tokens/s through the trainer; `plan` says so when the recipe uses another model.
+_CPU_TOKENS_PER_S_135M = 140.0
 _GPU_SPEEDUP = 25.0
 
 
 def optimizer_steps(n_examples: int, recipe: Recipe) -> int:
-    eff = recipe.train.batch_size * recipe.train.grad_accum
-    steps = math.ceil(recipe.train.budget.epochs * n_examples / eff)
-    if recipe.train.budget.policy == "min_steps":
-        steps = max(steps, recipe.train.budget.min_steps)
-    return steps
+    from loop.train import plan_budget
+
+    return plan_budget(n_examples, recipe.train).steps
 
 
 def plan(recipe: Recipe, *, progress: Progress = _silent) -> Plan:
@@ -280,9 +281,18 @@ def train_and_evaluate(
         val=val if recipe.train.eval_steps else None,
         on_log=lambda step, logs: on_step(step, max_steps, logs),
     )
-    ev = evaluate.evaluate(
-        result.model, base.tokenizer, val, recipe.eval, max_length=recipe.train.max_length
-    )
+    try:
+        ev = evaluate.evaluate(
+            result.model,
+            base.tokenizer,
+            val,
+            recipe.eval,
+            max_length=recipe.train.max_length,
+            as_text=recipe.train.completion_as_text,
+            val_loss=result.val_loss[-1][1] if result.val_loss else None,
+        )
+    finally:
+        train.release(result)  # unwrap the adapter: the base is clean for the next cell
     return result, ev
 
 
@@ -597,8 +607,7 @@ class StatusRow:
 def status(recipe: Recipe) -> list[StatusRow]:
     from loop import track
 
-    raw = load_raw(recipe)
-    tr = _tracker(recipe, pool_mod.pool_digest(raw.examples))
+    tr = _tracker(recipe, prepare(recipe).pool_digest)
     runs = track.cell_runs(tr.client, tr.exp_id, tr.recipe_digest, tr.pool_digest)
     latest: dict[str, Any] = {}
     for r in runs:  # newest first; a DONE run wins over later failures
@@ -665,8 +674,7 @@ def report(
     from loop import report as report_mod
 
     if tr is None:
-        digest = prep.pool_digest if prep else pool_mod.pool_digest(load_raw(recipe).examples)
-        tr = _tracker(recipe, digest)
+        tr = _tracker(recipe, (prep or prepare(recipe)).pool_digest)
     runs = track.cell_runs(tr.client, tr.exp_id, tr.recipe_digest, tr.pool_digest)
     records, direction, eval_size = _records(recipe, runs)
     if not records:
@@ -761,3 +769,59 @@ def run_single(
     if out.error:
         raise RuntimeError(f"cell {cell.id} failed: {out.error}")
     return out
+
+
+# ----------------------------------------------------------------------------------------------
+# Review
+# ----------------------------------------------------------------------------------------------
+
+
+def review_export(recipe: Recipe, out: Path, *, per_stratum: int = 10) -> Path:
+    from loop import review
+
+    prep = prepare(recipe)
+    return review.export_review(prep.clean, out, per_stratum=per_stratum).path
+
+
+def review_import(recipe: Recipe, path: Path) -> str:
+    from loop import review
+
+    target = Path(recipe.clean.review) if recipe.clean.review else work_dir(recipe) / "review_decisions.json"
+    result = review.import_review(path, out=target)
+    counts = ", ".join(f"{k}: {v}" for k, v in sorted(result.counts.items()))
+    text = f"{counts}; {len(result.decisions)} decisions in {result.path}"
+    if not recipe.clean.review:
+        text += f"\nset `clean.review: {result.path}` in {recipe.path} so cleaning honours them"
+    return text
+
+
+# ----------------------------------------------------------------------------------------------
+# Demo
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DemoOutcome:
+    sweep: SweepOutcome
+    cleaning_score: str  # how well cleaning removed the records the generator spoiled
+    pool_paths: list[Path]
+
+
+DEMO_ROWS = 1200
+
+
+def demo(recipe: Recipe, *, progress: Progress = _silent, rows: int | None = None) -> DemoOutcome:
+    """Write the seeded demo pool where the recipe reads it, run the sweep, score the cleaning."""
+    from loop import demo as demo_mod
+
+    if not recipe.pool.paths:
+        raise RecipeError(recipe.path, ["pool.paths: the demo writes its pool to a file; give one path"])
+    target = Path(recipe.pool.paths[0])
+    made = demo_mod.write_demo_pool(target.parent, rows=rows or DEMO_ROWS, seed=0)
+    progress(Event("message", message=f"demo pool: {made.rows} records with planted defects → {target.parent}"))
+    outcome = sweep(recipe, progress=progress)
+    prep = prepare(recipe)
+    kept = {demo_mod.source_line(e.source) for e in prep.clean.examples}
+    dropped = {demo_mod.source_line(d.example.source) for d in prep.clean.dropped if d.step != "raw_tier"}
+    score = demo_mod.score_cleaning(made.truth, kept, dropped - kept)
+    return DemoOutcome(outcome, demo_mod.format_score(score), list(made.paths))

@@ -292,9 +292,6 @@ class TrainConfig:
     completion_as_text: bool = _f(
         False, doc="completion format: train as plain continuation, no chat template"
     )
-    gradient_checkpointing: bool = _f(
-        False, doc="recompute activations to save memory (~20% slower); for large models"
-    )
 
 
 @dataclass(frozen=True)

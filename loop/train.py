@@ -17,25 +17,27 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import math
 import tempfile
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
-from peft import LoraConfig as PeftLoraConfig
-from peft import PeftModel
-from peft.tuners.tuners_utils import BaseTunerLayer
-from transformers import PrinterCallback, ProgressCallback, TrainerCallback
-from trl import SFTConfig, SFTTrainer
 
 from loop.example import Example
 from loop.models import Base, answer_logprobs, encode_example, training_row
 from loop.recipe import LoraConfig, TrainConfig
+
+if TYPE_CHECKING:  # trl/peft load in ~5 s: imported on first use, so `plan_budget` stays cheap
+    from peft import LoraConfig as PeftLoraConfig
+    from transformers import TrainerCallback
+    from trl import SFTConfig, SFTTrainer
 
 OnLog = Callable[[int, dict[str, float]], None]
 
@@ -64,8 +66,11 @@ class TrainResult:
     grad_accum: int
     oom_retries: int
     n_examples: int
+    truncated: int  # examples cut at max_length
+    dropped: int  # examples with no answer token left after truncation (TRL skips them)
     trainable_params: int
-    extra: dict[str, float] = field(default_factory=dict)  # last logged grad_norm, token accuracy, ...
+    # the last logged grad_norm, learning_rate, train_token_accuracy, train_entropy
+    extra: dict[str, float] = field(default_factory=dict)
 
 
 def plan_budget(n: int, cfg: TrainConfig) -> Budget:
@@ -96,6 +101,8 @@ def plan_budget(n: int, cfg: TrainConfig) -> Budget:
 
 
 def peft_config(lora: LoraConfig) -> PeftLoraConfig:
+    from peft import LoraConfig as PeftLoraConfig
+
     targets = lora.target_modules
     return PeftLoraConfig(
         r=lora.r,
@@ -147,45 +154,61 @@ class _BucketSampler(torch.utils.data.Sampler[int]):
             yield from batch
 
 
-class _Trainer(SFTTrainer):
-    def _get_train_sampler(self, train_dataset: Any = None) -> torch.utils.data.Sampler | None:
-        ds = train_dataset if train_dataset is not None else self.train_dataset
-        lengths = [len(ids) for ids in ds["input_ids"]]
-        return _BucketSampler(lengths, self.args.per_device_train_batch_size, self.args.seed)
+@functools.cache
+def _classes() -> tuple[type, type]:
+    """(trainer class, logging callback class), defined on first use (see the lazy imports)."""
+    from transformers import TrainerCallback
+    from trl import SFTTrainer
 
+    class _Trainer(SFTTrainer):
+        def _get_train_sampler(self, train_dataset: Any = None) -> torch.utils.data.Sampler | None:
+            ds = train_dataset if train_dataset is not None else self.train_dataset
+            lengths = [len(ids) for ids in ds["input_ids"]]
+            return _BucketSampler(lengths, self.args.per_device_train_batch_size, self.args.seed)
 
-class _LogCallback(TrainerCallback):
-    """Collects the loss history, computes validation loss at eval steps, forwards to `on_log`."""
+    class _LogCallback(TrainerCallback):
+        """Collects the loss history, computes validation loss at eval steps, forwards to `on_log`."""
 
-    def __init__(self, on_log: OnLog | None, val_loss: Callable[[Any], float] | None, eval_steps: int | None):
-        self.sink, self.val_fn, self.eval_steps = on_log, val_loss, eval_steps
-        self.train_loss: list[tuple[int, float]] = []
-        self.val_loss: list[tuple[int, float]] = []
-        self.last: dict[str, float] = {}
+        def __init__(
+            self,
+            on_log: OnLog | None,
+            val_loss: Callable[[Any], float] | None,
+            eval_steps: int | None,
+        ):
+            self.sink, self.val_fn, self.eval_steps = on_log, val_loss, eval_steps
+            self.train_loss: list[tuple[int, float]] = []
+            self.val_loss: list[tuple[int, float]] = []
+            self.last: dict[str, float] = {}
 
-    def on_log(self, args, state, control, logs=None, **kwargs):  # noqa: ANN001
-        if not logs or "loss" not in logs:
-            return
-        step = state.global_step
-        self.train_loss.append((step, float(logs["loss"])))
-        keys = {"loss": "train_loss", "learning_rate": "learning_rate", "grad_norm": "grad_norm"}
-        keys.update(mean_token_accuracy="train_token_accuracy", entropy="train_entropy")
-        payload = {new: float(logs[old]) for old, new in keys.items() if old in logs}
-        self.last = payload
-        if self.sink:
-            self.sink(step, payload)
-
-    def on_step_end(self, args, state, control, model=None, **kwargs):  # noqa: ANN001
-        if self.val_fn is None or model is None:
-            return
-        step = state.global_step
-        if step == state.max_steps or (self.eval_steps and step % self.eval_steps == 0):
-            model.eval()
-            loss = self.val_fn(model)
-            model.train()
-            self.val_loss.append((step, loss))
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if not logs or "loss" not in logs:
+                return
+            step = state.global_step
+            self.train_loss.append((step, float(logs["loss"])))
+            keys = {
+                "loss": "train_loss",
+                "learning_rate": "learning_rate",
+                "grad_norm": "grad_norm",
+            }
+            keys.update(mean_token_accuracy="train_token_accuracy", entropy="train_entropy")
+            payload = {new: float(logs[old]) for old, new in keys.items() if old in logs}
+            self.last = payload
             if self.sink:
-                self.sink(step, {"val_loss": loss})
+                self.sink(step, payload)
+
+        def on_step_end(self, args, state, control, model=None, **kwargs):
+            if self.val_fn is None or model is None:
+                return
+            step = state.global_step
+            if step == state.max_steps or (self.eval_steps and step % self.eval_steps == 0):
+                model.eval()
+                loss = self.val_fn(model)
+                model.train()
+                self.val_loss.append((step, loss))
+                if self.sink:
+                    self.sink(step, {"val_loss": loss})
+
+    return _Trainer, _LogCallback
 
 
 @contextlib.contextmanager
@@ -213,10 +236,17 @@ def sft_config(
     dtype: torch.dtype,
     output_dir: str,
 ) -> SFTConfig:
-    # TRL turns checkpointing on by default; it costs ~20% speed and small models don't need it.
+    # TRL turns activation checkpointing on by default; it costs ~20% speed and the small models
+    # this tool targets don't need it (a CUDA OOM halves the micro-batch instead).
     # transformers 5.2x renamed the field (the old name still works, with a warning).
+    from trl import SFTConfig
+
     fields = SFTConfig.__dataclass_fields__
-    ckpt = "activation_checkpointing" if "activation_checkpointing" in fields else "gradient_checkpointing"
+    ckpt = (
+        "activation_checkpointing"
+        if "activation_checkpointing" in fields
+        else "gradient_checkpointing"
+    )
     bf16 = device == "cuda" and dtype == torch.bfloat16
     fp16 = device == "cuda" and dtype == torch.float16
     return SFTConfig(
@@ -244,7 +274,7 @@ def sft_config(
         completion_only_loss=True,
         packing=False,
         padding_free=False,
-        **{ckpt: cfg.gradient_checkpointing},
+        **{ckpt: False},
     )
 
 
@@ -263,6 +293,7 @@ def build_trainer(
 ) -> SFTTrainer:
     """The SFTTrainer for one cell; wraps `base.model` with a fresh LoRA adapter (undo with `release`)."""
     import datasets
+    from transformers import PrinterCallback, ProgressCallback
 
     release(base)
     rows = [training_row(ex, as_text=cfg.completion_as_text) for ex in train]
@@ -276,8 +307,10 @@ def build_trainer(
         dtype=base.dtype,
         output_dir=output_dir,
     )
-    with _quiet_datasets():
-        trainer = _Trainer(
+    with _quiet_datasets(), warnings.catch_warnings():
+        # peft 0.21 reads a property transformers 5.2x renamed; nothing for us to change.
+        warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated")
+        trainer = _classes()[0](
             model=base.model,
             args=args,
             train_dataset=datasets.Dataset.from_list(rows),
@@ -297,6 +330,9 @@ def release(obj: Base | TrainResult | Any) -> None:
     very tensors the base had before the cell: LoRA layers wrap them and are unwrapped, nothing is
     merged.
     """
+    from peft import PeftModel
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
     model = obj.model if isinstance(obj, (Base, TrainResult)) else obj
     if isinstance(model, PeftModel):
         model = model.get_base_model()
@@ -328,7 +364,8 @@ def _checkpointing_off(model: Any) -> None:
 
 def _unwrap(trainer: SFTTrainer, base: Base) -> None:
     """After training: drop the trainer's hold on memory, keep the adapter in place for evaluation."""
-    base.model.__dict__.pop("forward", None)  # TRL's fused LM-head patch; generation doesn't need it
+    # TRL's fused LM-head patch on the instance; generation doesn't need it
+    base.model.__dict__.pop("forward", None)
     _checkpointing_off(base.model)
     trainer.optimizer = None
     trainer.lr_scheduler = None
@@ -361,19 +398,32 @@ def train_cell(
         raise ValueError("train_cell: the training subset is empty")
     budget = plan_budget(len(train), cfg)
     micro, accum, retries = budget.micro_batch, budget.grad_accum, 0
+    tok = base.tokenizer
+    as_text = cfg.completion_as_text
+    truncated = sum(
+        len(encode_example(tok, ex, max_length=None, as_text=as_text)[0]) > cfg.max_length
+        for ex in train
+    )
     val_encoded = (
-        [encode_example(base.tokenizer, ex, max_length=cfg.max_length, as_text=cfg.completion_as_text) for ex in val]
+        [
+            encode_example(
+                base.tokenizer, ex, max_length=cfg.max_length, as_text=cfg.completion_as_text
+            )
+            for ex in val
+        ]
         if val
         else None
     )
 
     def val_loss(model: Any) -> float:
-        pairs = answer_logprobs(model, val_encoded, batch_size=max(micro, 1), pad_id=base.tokenizer.pad_token_id)
+        pairs = answer_logprobs(
+            model, val_encoded, batch_size=max(micro, 1), pad_id=base.tokenizer.pad_token_id
+        )
         total, count = sum(p[0] for p in pairs), sum(p[1] for p in pairs)
         return -total / max(count, 1)
 
     while True:
-        callback = _LogCallback(on_log, val_loss if val_encoded else None, cfg.eval_steps)
+        callback = _classes()[1](on_log, val_loss if val_encoded else None, cfg.eval_steps)
         trainer = None
         try:
             with tempfile.TemporaryDirectory(prefix="loop-train-") as tmp:
@@ -402,6 +452,7 @@ def train_cell(
             micro, accum, retries = micro // 2, accum * 2, retries + 1
 
     model = trainer.model
+    dropped = len(train) - len(trainer.train_dataset)
     tokens = int(getattr(trainer, "_total_train_tokens", 0))
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     _unwrap(trainer, base)
@@ -424,6 +475,8 @@ def train_cell(
         grad_accum=accum,
         oom_retries=retries,
         n_examples=len(train),
+        truncated=truncated,
+        dropped=dropped,
         trainable_params=trainable,
         extra={k: v for k, v in callback.last.items() if k != "train_loss"},
     )

@@ -77,21 +77,60 @@ def simulate(shape: Shape, seed: int, n_seeds: int = 3, tier: str = "all") -> li
 
 
 SHAPES = {
-    # true delta2 crosses 1 point at ~580: ladder n* = 800, well inside 100..3200
-    "fast": Shape("fast", "power", c=0.75, a=0.76, b=0.5),
+    # true delta2 falls below 1 point at ~330: ladder n* = 400, well inside 100..3200
+    "fast": Shape("fast", "power", c=0.75, a=1.5, b=0.7, seed_sd=0.003, eval_size=10_000),
+    # saturated by 800, but late gains (0.8, 0.55, 0.4 points) sit near the noise (0.65 points)
+    "fast_hard": Shape("fast_hard", "power", c=0.75, a=0.76, b=0.5),
     # keeps gaining >2.5 points a doubling up to 6,400; true n* ~ 180k
     "slow": Shape("slow", "power", c=0.95, a=2.0, b=0.3),
     # 3 points per doubling forever
     "loglinear": Shape("loglinear", "loglinear", c=0.30, a=0.03),
-    # 3-point seed spread, 500 eval items and a 6-point dip at 800
+    # a 6-point dip at 800 on a curve with ~1-point standard errors: should be flagged
+    "dip": Shape(
+        "dip", "power", c=0.6, a=0.5, b=0.5, seed_sd=0.01, eval_size=1000, dip_at=800, dip=0.06
+    ),
+    # 3-point seed spread and 500 eval items: per-size SE ~2 points, twice epsilon
     "noisy_dip": Shape(
-        "noisy_dip", "power", c=0.6, a=0.5, b=0.5, seed_sd=0.03, eval_size=500, dip_at=800,
+        "noisy_dip",
+        "power",
+        c=0.6,
+        a=0.5,
+        b=0.5,
+        seed_sd=0.03,
+        eval_size=500,
+        dip_at=800,
         dip=0.06,
     ),
-    "two_sizes": Shape("two_sizes", "power", c=0.75, a=0.76, b=0.5, sizes=(400, 800)),
+    "two_sizes": Shape("two_sizes", "power", c=0.75, a=1.5, b=0.7, sizes=(400, 800)),
     # validation loss, epsilon = 1% of ~0.80; ladder n* = 400
     "loss_fast": Shape(
-        "loss_fast", "power", c=0.8, a=3.0, b=0.9, direction="lower", seed_sd=0.002,
+        "loss_fast",
+        "power",
+        c=0.8,
+        a=3.0,
+        b=0.9,
+        direction="lower",
+        seed_sd=0.002,
         eval_size=None,
     ),
 }
+
+
+def demo_records(seed: int = 0) -> list[Record]:
+    """Three tiers, two metrics: the better the tier, the fewer examples a score costs.
+
+    Tier mid scores like tier high with half the data, low like high with a quarter (accuracy);
+    low's loss keeps falling past 3,200 while high's flattens early.
+    """
+    rng = np.random.default_rng(seed)
+    out = []
+    for tier, shift in (("high", 1.0), ("mid", 2.0), ("low", 4.0)):
+        for s in range(3):
+            for n in LADDER:
+                m = n / shift
+                acc = 0.78 - 1.6 * m**-0.55 + 0.004 * rng.standard_normal()
+                acc = rng.binomial(5000, min(max(acc, 0.0), 1.0)) / 5000
+                loss = 0.85 + 2.5 * m**-0.6 + 0.003 * rng.standard_normal()
+                out.append(Record(tier, n, s, "accuracy", float(acc)))
+                out.append(Record(tier, n, s, "val_loss", float(loss)))
+    return out

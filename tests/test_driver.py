@@ -28,26 +28,41 @@ def write_pool(path: Path, n: int = 60) -> None:
     with path.open("w") as f:
         for i in range(n):
             name, age = words[i % 10], 20 + i
-            rec = {"instruction": "Extract the fields as JSON.", "input": f"name={name} age={age}",
-                   "output": json.dumps({"name": name, "age": age})}
+            rec = {
+                "instruction": "Extract the fields as JSON.",
+                "input": f"name={name} age={age}",
+                "output": json.dumps({"name": name, "age": age}),
+            }
             f.write(json.dumps(rec) + "\n")
 
 
-def tiny_recipe(tmp: Path, *, name: str = "tiny", sizes=(4, 8, 16), seeds=(0, 1), min_steps: int = 2) -> Path:
+def tiny_recipe(
+    tmp: Path, *, name: str = "tiny", sizes=(4, 8, 16), seeds=(0, 1), min_steps: int = 2
+) -> Path:
     write_pool(tmp / "pool.jsonl")
     recipe = {
         "name": name,
         "pool": {"paths": [str(tmp / "pool.jsonl")]},
-        "clean": {"steps": ["exact_dedup", "length", "format", "quality"],
-                  "length": {"min_answer_tokens": 1}, "split": {"validation": 0.1}},
+        "clean": {
+            "steps": ["exact_dedup", "length", "format", "quality"],
+            "length": {"min_answer_tokens": 1},
+            "split": {"validation": 0.1},
+        },
         "tiers": [{"name": "high", "top": 0.5}, {"name": "raw"}],
         "subsets": {"sizes": list(sizes), "seeds": list(seeds)},
         "model": {"name": "tiny-random"},
         "lora": {"r": 4, "alpha": 8},
-        "train": {"batch_size": 4, "max_length": 64, "budget": {"policy": "min_steps", "min_steps": min_steps,
-                                                                 "epochs": 1}},
-        "eval": {"evaluators": [{"name": "json_match"}, {"name": "exact_match"}], "samples": 4,
-                 "max_new_tokens": 8, "batch_size": 4},
+        "train": {
+            "batch_size": 4,
+            "max_length": 128,
+            "budget": {"policy": "min_steps", "min_steps": min_steps, "epochs": 1},
+        },
+        "eval": {
+            "evaluators": [{"name": "json_match"}, {"name": "exact_match"}],
+            "samples": 4,
+            "max_new_tokens": 8,
+            "batch_size": 4,
+        },
     }
     path = tmp / "tiny.yaml"
     path.write_text("# loop sweep tiny.yaml\n" + yaml.safe_dump(recipe, sort_keys=False))
@@ -67,7 +82,9 @@ def children(exp_name: str) -> tuple[str, object]:
     parents = mlflow.search_runs([exp.experiment_id], filter_string="tags.`loop.kind` = 'sweep'")
     assert len(parents) == 1
     parent = parents.iloc[0]["run_id"]
-    kids = mlflow.search_runs([exp.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent}'")
+    kids = mlflow.search_runs(
+        [exp.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent}'"
+    )
     return parent, kids
 
 
@@ -81,10 +98,18 @@ def test_sweep_tracks_every_cell_under_one_parent(in_tmp: Path):
     assert len(kids) == 12
     assert set(kids["status"]) == {"FINISHED"}
     assert sorted(kids["tags.loop.cell"]) == sorted(
-        f"{t}-n{n}-s{s}" for t in ("high", "raw") for n in (4, 8, 16) for s in (0, 1))
-    for col in ("tags.loop.tier", "tags.loop.size", "tags.loop.seed", "tags.loop.recipe_digest",
-                "tags.loop.pool_digest", "metrics.val_loss", "metrics.eval.json_match",
-                "metrics.eval.exact_match"):
+        f"{t}-n{n}-s{s}" for t in ("high", "raw") for n in (4, 8, 16) for s in (0, 1)
+    )
+    for col in (
+        "tags.loop.tier",
+        "tags.loop.size",
+        "tags.loop.seed",
+        "tags.loop.recipe_digest",
+        "tags.loop.pool_digest",
+        "metrics.val_loss",
+        "metrics.eval.json_match",
+        "metrics.eval.exact_match",
+    ):
         assert kids[col].notna().all(), col
     client = mlflow.MlflowClient()
     run_id = kids.iloc[0]["run_id"]
@@ -111,9 +136,11 @@ def test_changing_results_fields_starts_a_new_sweep(in_tmp: Path):
     driver.sweep(load_recipe(path))
     text = path.read_text()
     path.write_text(text.replace("description: ''", "") + "description: cosmetic only\n")
-    assert driver.sweep(load_recipe(path)).skipped == 1
+    again = driver.sweep(load_recipe(path))
+    assert (again.ran, again.skipped) == (0, 2)  # 2 tiers x 1 size x 1 seed
     path.write_text(text.replace("r: 4", "r: 2"))
-    assert driver.sweep(load_recipe(path)).ran == 1
+    changed = driver.sweep(load_recipe(path))
+    assert (changed.ran, changed.skipped) == (2, 0)
 
 
 def _done_runs() -> dict[str, list[str]]:
@@ -133,8 +160,14 @@ def test_sigkill_mid_sweep_loses_no_finished_cell(in_tmp: Path):
     path = tiny_recipe(in_tmp, sizes=(4, 8, 16), seeds=(0,), min_steps=40)
     cmd = [sys.executable, "-m", "loop.cli", "sweep", str(path)]
     env = {**os.environ, "CI": "1"}
-    proc = subprocess.Popen(cmd, cwd=in_tmp, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        cmd,
+        cwd=in_tmp,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     deadline = time.time() + 240
     while time.time() < deadline and len(_done_runs()) < 2:
         time.sleep(0.5)
@@ -169,8 +202,14 @@ def test_mlflow_server_lists_the_sweep_runs(in_tmp: Path):
     port = int(cmd[cmd.index("--port") + 1])
     cmd[0] = str(Path(sys.executable).parent / "mlflow")
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-    server = subprocess.Popen(cmd, cwd=in_tmp, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                              start_new_session=True)
+    server = subprocess.Popen(
+        cmd,
+        cwd=in_tmp,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         base = f"http://127.0.0.1:{port}"
         deadline = time.time() + 90
@@ -180,15 +219,23 @@ def test_mlflow_server_lists_the_sweep_runs(in_tmp: Path):
                 break
             except OSError:
                 time.sleep(1)
-        exp = json.load(urllib.request.urlopen(
-            base + "/api/2.0/mlflow/experiments/get-by-name?experiment_name=tiny", timeout=10))
+        exp = json.load(
+            urllib.request.urlopen(
+                base + "/api/2.0/mlflow/experiments/get-by-name?experiment_name=tiny", timeout=10
+            )
+        )
         eid = exp["experiment"]["experiment_id"]
-        req = urllib.request.Request(base + "/api/2.0/mlflow/runs/search", method="POST",
-                                     data=json.dumps({"experiment_ids": [eid]}).encode(),
-                                     headers={"Content-Type": "application/json"})
+        req = urllib.request.Request(
+            base + "/api/2.0/mlflow/runs/search",
+            method="POST",
+            data=json.dumps({"experiment_ids": [eid]}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
         runs = json.load(urllib.request.urlopen(req, timeout=10))["runs"]
-        kinds = sorted(next(t["value"] for t in r["data"]["tags"] if t["key"] == "loop.kind") for r in runs)
-        assert kinds == ["cell", "clean", "sweep"]
+        kinds = sorted(
+            next(t["value"] for t in r["data"]["tags"] if t["key"] == "loop.kind") for r in runs
+        )
+        assert kinds == ["cell", "cell", "clean", "sweep"]  # 2 tiers x 1 size x 1 seed
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)

@@ -47,7 +47,9 @@ def test_nested_tiers_keep_relative_order():
 def test_stratified_prefixes_keep_the_mix():
     p = pool(300, tasks=("a", "a", "b"))  # 2:1 mix
     for n in (9, 30, 90):
-        counts = Counter(e.meta["task"] for e in take(p, tier="t", size=n, seed=2, stratify_by="task").examples)
+        counts = Counter(
+            e.meta["task"] for e in take(p, tier="t", size=n, seed=2, stratify_by="task").examples
+        )
         assert abs(counts["a"] - 2 * n / 3) <= 1, (n, counts)
 
 

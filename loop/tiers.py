@@ -1,0 +1,110 @@
+"""Quality tiers over the cleaned training pool, and the `raw` tier.
+
+A tier is the top fraction of the training pool by `scores['quality']` (`top: 0.3`; ties keep
+pool order), every example scoring at least `min_score`, or, with neither, the whole pool.
+Tiers may overlap (top 30% is inside top 70%), so membership is a list of names in
+meta['tiers'] on each training example; `tier_pool` returns a tier's training pool.
+
+`raw` is the pool before cleaning minus the validation set and its duplicates (same record,
+same prompt, or a MinHash near-duplicate), for the quality-vs-quantity comparison; those raw
+records carry split `train`, the removed ones `held_out` with the reason in meta['held_out'].
+The validation set is shared by every tier and cell: `validation_set`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from loop.example import Example
+from loop.recipe import NearDedupConfig, TierSpec
+
+if TYPE_CHECKING:
+    from loop.clean import CleanResult
+
+RAW = "raw"
+
+
+def needs_scores(spec: TierSpec) -> bool:
+    return spec.name != RAW and (spec.min_score is not None or (spec.top or 1.0) < 1.0)
+
+
+def check_tiers(specs: Sequence[TierSpec], steps: Sequence[str]) -> list[str]:
+    """Problems with the tier specs given the clean steps run, one per line."""
+    return [
+        f"tiers[{i}] ({s.name}): selects by quality score, but `quality` is not in clean.steps"
+        for i, s in enumerate(specs)
+        if needs_scores(s) and "quality" not in steps
+    ]
+
+
+def select(train: Sequence[Example], spec: TierSpec) -> list[int]:
+    """Indices of `train` that belong to the tier `spec` (not for `raw`)."""
+    n = len(train)
+    if not needs_scores(spec):
+        return list(range(n))
+    missing = [ex.id for ex in train if "quality" not in ex.scores]
+    if missing:
+        raise ValueError(
+            f"tier {spec.name!r}: {len(missing)} example(s) have no quality score "
+            f"(e.g. {missing[0]}); run the `quality` clean step"
+        )
+    if spec.min_score is not None:
+        return [i for i, ex in enumerate(train) if ex.scores["quality"] >= spec.min_score]
+    k = max(1, int(n * (spec.top or 1.0) + 0.5)) if n else 0
+    order = sorted(range(n), key=lambda i: (-train[i].scores["quality"], i))
+    return sorted(order[:k])
+
+
+def assign_tiers(train: Sequence[Example], specs: Sequence[TierSpec]) -> list[Example]:
+    """Copies of `train` with meta['tiers'] listing the (non-raw) tiers each belongs to."""
+    members = {s.name: set(select(train, s)) for s in specs if s.name != RAW}
+    out = []
+    for i, ex in enumerate(train):
+        names = [name for name, idx in members.items() if i in idx]
+        out.append(dataclasses.replace(ex, meta={**ex.meta, "tiers": names}))
+    return out
+
+
+def raw_pool(
+    raw: Sequence[Example], validation: Sequence[Example], near: NearDedupConfig
+) -> list[Example]:
+    """The raw pool with split `train`, or `held_out` when it duplicates a validation example."""
+    from loop.clean.split import leaks
+
+    found = leaks(validation, raw, near)
+    out = []
+    for i, ex in enumerate(raw):
+        if i in found:
+            out.append(
+                dataclasses.replace(ex, split="held_out", meta={**ex.meta, "held_out": found[i]})
+            )
+        else:
+            out.append(dataclasses.replace(ex, split="train", meta={**ex.meta, "tiers": [RAW]}))
+    return out
+
+
+def tier_names(result: CleanResult) -> list[str]:
+    return [t.name for t in result.tiers]
+
+
+def tier_pool(result: CleanResult, name: str) -> list[Example]:
+    """The training pool of tier `name`, in pool order."""
+    if name not in tier_names(result):
+        raise KeyError(f"unknown tier {name!r}; the recipe has {', '.join(tier_names(result))}")
+    if name == RAW:
+        return [ex for ex in result.raw if ex.split == "train"]
+    return [
+        ex for ex in result.examples if ex.split == "train" and name in (ex.meta.get("tiers") or ())
+    ]
+
+
+def validation_set(result: CleanResult) -> list[Example]:
+    """The validation examples shared by every tier and cell, in pool order."""
+    return [ex for ex in result.examples if ex.split == "validation"]
+
+
+def tier_sizes(result: CleanResult) -> dict[str, int]:
+    """Training-pool size per tier, in recipe order."""
+    return {name: len(tier_pool(result, name)) for name in tier_names(result)}

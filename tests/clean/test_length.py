@@ -1,0 +1,49 @@
+import pytest
+
+from loop.clean import length
+from loop.clean.base import StepContext
+from loop.example import Message, make_example
+from loop.recipe import LengthConfig
+
+
+def words(texts):
+    return [len(t.split()) for t in texts]
+
+
+def ex(prompt_words, answer_words):
+    return make_example(
+        [
+            Message("user", " ".join(["p"] * prompt_words)),
+            Message("assistant", " ".join(["a"] * answer_words)),
+        ],
+        source="t",
+        format="chat",
+    )
+
+
+def drops(out):
+    return [(d.index, d.reason) for d in out.drops]
+
+
+def test_short_answers_and_long_examples():
+    # total = prompt + answer + 5 per message (2 messages) = prompt + answer + 10
+    pool = [ex(5, 9), ex(5, 10), ex(80, 10), ex(81, 10), ex(1, 0)]
+    ctx = StepContext(count_tokens=words, max_tokens=100)
+    out = length.run(pool, LengthConfig(), ctx)
+    assert drops(out) == [(0, "answer_too_short"), (3, "too_long"), (4, "answer_too_short")]
+    assert out.drops[1].detail == "example has 101 tokens > 100"
+
+
+def test_recipe_max_tokens_overrides_the_training_context():
+    pool = [ex(40, 20), ex(10, 20)]
+    ctx = StepContext(count_tokens=words, max_tokens=1000)
+    assert drops(length.run(pool, LengthConfig(max_tokens=50), ctx)) == [(0, "too_long")]
+    assert drops(length.run(pool, LengthConfig(min_answer_tokens=0), ctx)) == []
+
+
+def test_needs_a_tokenizer_that_counts_every_text():
+    with pytest.raises(ValueError, match="count_tokens"):
+        length.run([ex(1, 20)], LengthConfig(), StepContext())
+    bad = StepContext(count_tokens=lambda texts: [1], max_tokens=10)
+    with pytest.raises(ValueError, match="returned 1 counts for 2 texts"):
+        length.run([ex(1, 20), ex(1, 20)], LengthConfig(), bad)

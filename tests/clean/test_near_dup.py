@@ -1,0 +1,125 @@
+import numpy as np
+import pytest
+
+from loop.clean import near_dup
+from loop.clean.base import StepContext
+from loop.example import Message, make_example
+from loop.recipe import NearDedupConfig
+
+WORDS = [
+    "river", "stone", "amber", "quiet", "harbor", "lantern", "meadow", "copper", "violet",
+    "thunder", "maple", "orbit", "canvas", "falcon", "velvet", "ember", "glacier", "saffron",
+    "willow", "prism", "tundra", "cobalt", "marble", "jasmine", "summit", "breeze", "cedar",
+    "onyx", "quartz", "lagoon",
+]  # fmt: skip
+
+
+def text(seed, n=60):
+    rng = np.random.default_rng(seed)
+    return " ".join(rng.choice(WORDS, n))
+
+
+def ex(prompt, answer, quality=None):
+    e = make_example(
+        [Message("user", prompt), Message("assistant", answer)], source=prompt[:10], format="chat"
+    )
+    if quality is not None:
+        e.scores["quality"] = quality
+    return e
+
+
+def jaccard(a, b, n=3):
+    wa, wb = a.lower().split(), b.lower().split()
+    sa = {tuple(wa[i : i + n]) for i in range(len(wa) - n + 1)}
+    sb = {tuple(wb[i : i + n]) for i in range(len(wb) - n + 1)}
+    return len(sa & sb) / len(sa | sb)
+
+
+def edit(t, positions):
+    w = t.split()
+    for p in positions:
+        w[p] = "zzz" + str(p)
+    return " ".join(w)
+
+
+def test_drops_near_duplicates_and_keeps_near_misses():
+    base = text(1)
+    close = edit(base, [59])  # one word changed at the end
+    far = edit(base, range(0, 60, 6))  # ten words changed: shares few 3-grams
+    assert jaccard(base, close) > 0.9 and jaccard(base, far) < 0.5
+    pool = [
+        ex("Tell me a story.", base),
+        ex("Tell me a story.", close),
+        ex("Tell me a story.", far),
+    ]
+    pool.append(ex("Another prompt entirely.", text(2)))
+    out = near_dup.run(pool, NearDedupConfig(), StepContext())
+    assert [(d.index, d.reason) for d in out.drops] == [(1, "near_duplicate")]
+    assert out.drops[0].duplicate_of == pool[0].id
+    assert "estimated Jaccard" in out.drops[0].detail
+
+
+def test_keeps_the_highest_quality_member():
+    base = text(3)
+    pool = [ex("P", base, quality=0.3), ex("P", edit(base, [10]), quality=0.8)]
+    out = near_dup.run(pool, NearDedupConfig(), StepContext())
+    assert [(d.index, d.duplicate_of) for d in out.drops] == [(0, pool[1].id)]
+
+
+def test_words_ignore_case_and_punctuation_and_short_texts_compare_on_words():
+    flat, off = near_dup.shingle_hashes(["Hello, World!", "hello world", "b a", "a b", ""], ngram=3)
+    rows = [set(flat[int(off[i]) : int(off[i + 1])].tolist()) for i in range(5)]
+    assert rows[0] == rows[1] and rows[2] == rows[3] and len(rows[0]) == 2
+    assert len(rows[4]) == 1 and rows[4] != rows[0]
+    flat, off = near_dup.shingle_hashes(["one two three four", "one two three five"], ngram=3)
+    a, b = set(flat[: int(off[1])].tolist()), set(flat[int(off[1]) :].tolist())
+    assert len(a) == 2 and len(a & b) == 1  # "one two three" shared, the last 3-gram differs
+
+
+def test_long_words_hash_on_all_their_bytes():
+    long_a = "x" * 40 + "a"
+    long_b = "x" * 40 + "b"
+    flat, off = near_dup.shingle_hashes([long_a, long_b, long_a], ngram=1)
+    assert flat[0] != flat[1] and flat[0] == flat[2]
+
+
+def test_char_shingles_catch_typos():
+    base = "The quick brown fox jumps over the lazy dog near the riverbank at dawn."
+    typo = base.replace("quick", "quikc")
+    pool = [ex("p", base), ex("p", typo), ex("p", "An unrelated sentence about compilers.")]
+    cfg = NearDedupConfig(shingle="char", ngram=5, threshold=0.7)
+    out = near_dup.run(pool, cfg, StepContext())
+    assert [(d.index, d.reason) for d in out.drops] == [(1, "near_duplicate")]
+
+
+def test_estimated_jaccard_tracks_the_true_value():
+    cfg = NearDedupConfig(num_perm=256)
+    pairs = [(text(s), edit(text(s), range(0, 60, k))) for s, k in [(4, 60), (5, 12), (6, 5)]]
+    sig = near_dup.signatures([t for p in pairs for t in p], cfg)
+    for k, (a, b) in enumerate(pairs):
+        est = float((sig[2 * k] == sig[2 * k + 1]).mean())
+        assert abs(est - jaccard(a, b)) < 0.1
+
+
+@pytest.mark.parametrize("threshold", [0.5, 0.7, 0.8, 0.9])
+def test_band_params_make_threshold_pairs_likely_candidates(threshold):
+    bands, rows = near_dup.band_params(threshold, 128)
+    assert bands * rows <= 128
+    assert 1 - (1 - threshold**rows) ** bands >= 0.97
+    wider = rows + 1
+    assert 1 - (1 - threshold**wider) ** (128 // wider) < 0.97  # the widest band that does
+
+
+def test_cross_pairs_find_a_corpus_row_near_a_query():
+    base, other = text(7), text(8)
+    cfg = NearDedupConfig()
+    q = near_dup.signatures([base], cfg)
+    c = near_dup.signatures([other, edit(base, [30]), base.upper()], cfg)
+    qi, ci, jac = near_dup.cross_pairs(q, c, cfg.threshold)
+    assert sorted(ci.tolist()) == [1, 2] and set(qi.tolist()) == {0}
+    assert jac.min() >= cfg.threshold
+
+
+def test_empty_pool():
+    out = near_dup.run([], NearDedupConfig(), StepContext())
+    assert out.drops == ()

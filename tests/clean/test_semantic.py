@@ -1,0 +1,90 @@
+import numpy as np
+import pytest
+
+from loop.clean import semantic
+from loop.clean.base import StepContext
+from loop.example import Message, make_example
+from loop.recipe import SemanticDedupConfig
+
+
+def ex(prompt, answer="An answer."):
+    return make_example(
+        [Message("user", prompt), Message("assistant", answer)], source=prompt, format="chat"
+    )
+
+
+def test_paraphrased_prompts_are_dropped_near_topics_kept(tmp_path):
+    pool = [
+        ex("What is the capital of France?"),
+        ex("what is the capital of France"),
+        ex("Tell me the capital city of France."),
+        ex("What is the capital of Germany?"),  # same topic, another question: ~0.66
+        ex("How do I bake sourdough bread?"),
+        ex("Explain how to bake a sourdough loaf."),
+        ex("Write a poem about the sea."),
+    ]
+    cfg = SemanticDedupConfig(threshold=0.85)
+    out = semantic.run(pool, cfg, StepContext(cache_dir=tmp_path))
+    assert [(d.index, d.reason) for d in out.drops] == [
+        (1, "semantic_duplicate"),
+        (2, "semantic_duplicate"),
+        (5, "semantic_duplicate"),
+    ]
+    assert [d.duplicate_of for d in out.drops] == [pool[0].id, pool[0].id, pool[4].id]
+    assert (tmp_path / semantic.CACHE_FILE).is_file()
+
+
+def test_cached_prompts_are_not_embedded_again(tmp_path, monkeypatch):
+    texts = ["first prompt", "second prompt", "first prompt"]
+    path = tmp_path / "emb.npz"
+    first = semantic.embed(texts, cache_path=path)
+    assert first.shape == (3, semantic.DIM)
+    assert np.allclose(np.linalg.norm(first, axis=1), 1.0, atol=1e-5)
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("the model was loaded although every prompt is cached")
+
+    monkeypatch.setattr(semantic, "load_encoder", no_model)
+    again = semantic.embed(texts, cache_path=path)
+    assert np.array_equal(first, again)
+    with pytest.raises(AssertionError):
+        semantic.embed(["a prompt never seen"], cache_path=path)
+
+
+def _planted(n, pairs, seed=0):
+    rng = np.random.default_rng(seed)
+    emb = rng.normal(size=(n, 32)).astype(np.float32)
+    for a, b in pairs:
+        emb[b] = emb[a] + 0.05 * rng.normal(size=32)
+    return emb / np.linalg.norm(emb, axis=1, keepdims=True)
+
+
+@pytest.mark.parametrize("exact_max", [10_000, 10])  # exact search, then the IVF index
+def test_similar_pairs_exact_and_ivf(exact_max):
+    planted = [(0, 500), (7, 1999), (1200, 1300)]
+    emb = _planted(2000, planted)
+    i, j, s = semantic.similar_pairs(emb, 0.95, exact_search_max=exact_max)
+    assert sorted(zip(i.tolist(), j.tolist(), strict=True)) == planted
+    assert (s >= 0.95).all()
+
+
+def test_estimate_seconds():
+    est = semantic.estimate_seconds
+    assert est(0) == 0.0
+    assert est(10_000, mean_chars=100) < est(20_000, mean_chars=100)
+    assert est(10_000, mean_chars=100) < est(10_000, mean_chars=500)
+    assert est(10_000, device="cuda") < est(10_000)
+    assert est(10_000, cached=10_000) < est(10_000, cached=0)
+    assert est(1000, rows_per_s=100, exact_search_max=10) == pytest.approx(6 + 10 + 0.15)
+
+
+def test_estimate_counts_cached_rows(tmp_path):
+    pool = [ex("alpha prompt"), ex("beta prompt")]
+    cfg = SemanticDedupConfig()
+    before = semantic.estimate(pool, cfg, cache_dir=tmp_path)
+    assert (before.rows, before.cached) == (2, 0)
+    semantic.embed(
+        [semantic.embedding_text(pool[0], cfg.max_chars)], cache_path=tmp_path / semantic.CACHE_FILE
+    )
+    after = semantic.estimate(pool, cfg, cache_dir=tmp_path)
+    assert (after.rows, after.cached) == (2, 1) and after.seconds < before.seconds

