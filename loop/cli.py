@@ -296,10 +296,6 @@ def cmd_sweep(args) -> int:
     from loop import driver
 
     r = _recipe(args.recipe)
-    if args.executor:
-        import dataclasses
-
-        r = dataclasses.replace(r, executor=dataclasses.replace(r.executor, kind=args.executor))
     try:
         with _Progress() as progress:
             outcome = driver.sweep(r, progress=progress)
@@ -519,7 +515,6 @@ def build_parser() -> argparse.ArgumentParser:
         "sweep", help="run every cell (resumes: finished cells are skipped), then report"
     )
     s.add_argument("recipe")
-    s.add_argument("--executor", choices=["local", "ray"], help="override the recipe's executor")
     s.set_defaults(fn=cmd_sweep)
 
     s = sub.add_parser("status", help="done / failed / pending cells with their key metrics")

@@ -102,7 +102,9 @@ def prepare(recipe: Recipe, *, progress: Progress = _silent, force_clean: bool =
     pools = {t.name: tiers.tier_pool(result, t.name) for t in recipe.tiers}
     # The cells' data depend on the raw pool and on the cleaning result (which also covers review
     # decisions): both go into the digest that identifies finished cells.
-    digest = hashlib.sha256(f"{pool_mod.pool_digest(raw.examples)}:{result.key}".encode()).hexdigest()[:16]
+    digest = hashlib.sha256(
+        f"{pool_mod.pool_digest(raw.examples)}:{result.key}".encode()
+    ).hexdigest()[:16]
     return Prepared(raw, result, pools, val, digest)
 
 
@@ -786,7 +788,11 @@ def review_export(recipe: Recipe, out: Path, *, per_stratum: int = 10) -> Path:
 def review_import(recipe: Recipe, path: Path) -> str:
     from loop import review
 
-    target = Path(recipe.clean.review) if recipe.clean.review else work_dir(recipe) / "review_decisions.json"
+    target = (
+        Path(recipe.clean.review)
+        if recipe.clean.review
+        else work_dir(recipe) / "review_decisions.json"
+    )
     result = review.import_review(path, out=target)
     counts = ", ".join(f"{k}: {v}" for k, v in sorted(result.counts.items()))
     text = f"{counts}; {len(result.decisions)} decisions in {result.path}"
@@ -815,13 +821,22 @@ def demo(recipe: Recipe, *, progress: Progress = _silent, rows: int | None = Non
     from loop import demo as demo_mod
 
     if not recipe.pool.paths:
-        raise RecipeError(recipe.path, ["pool.paths: the demo writes its pool to a file; give one path"])
+        raise RecipeError(
+            recipe.path, ["pool.paths: the demo writes its pool to a file; give one path"]
+        )
     target = Path(recipe.pool.paths[0])
     made = demo_mod.write_demo_pool(target.parent, rows=rows or DEMO_ROWS, seed=0)
-    progress(Event("message", message=f"demo pool: {made.rows} records with planted defects → {target.parent}"))
+    progress(
+        Event(
+            "message",
+            message=f"demo pool: {made.rows} records with planted defects → {target.parent}",
+        )
+    )
     outcome = sweep(recipe, progress=progress)
     prep = prepare(recipe)
     kept = {demo_mod.source_line(e.source) for e in prep.clean.examples}
-    dropped = {demo_mod.source_line(d.example.source) for d in prep.clean.dropped if d.step != "raw_tier"}
+    dropped = {
+        demo_mod.source_line(d.example.source) for d in prep.clean.dropped if d.step != "raw_tier"
+    }
     score = demo_mod.score_cleaning(made.truth, kept, dropped - kept)
     return DemoOutcome(outcome, demo_mod.format_score(score), list(made.paths))

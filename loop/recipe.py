@@ -233,16 +233,10 @@ class SubsetsConfig:
         Ladder(start=32, factor=2.0, max=256), doc="a list of sizes, or {start, factor, max}"
     )
     seeds: tuple[int, ...] = _f((0,), doc="one seeded permutation per tier and seed")
-    strategy: Literal["grid", "adaptive"] = _f(
-        "grid", doc="run every size, or choose sizes from the curve"
-    )
     stratify_by: str | None = _f(None, doc="meta field whose mix each subset keeps")
     on_too_small: Literal["error", "cap"] = _f(
         "error", doc="a tier smaller than a size: error, or cap the size"
     )
-    initial_sizes: int = _f(3, doc="adaptive: sizes in the first round", ge=2)
-    max_rounds: int = _f(6, doc="adaptive: rounds after the first", ge=1)
-    budget_tokens: int | None = _f(None, doc="adaptive: total training tokens allowed", gt=0)
 
 
 @dataclass(frozen=True)
@@ -336,19 +330,6 @@ class SaturationConfig:
 
 
 @dataclass(frozen=True)
-class ExecutorConfig:
-    kind: Literal["local", "ray"] = _f("local", doc="run cells one by one here, or as Ray tasks")
-    address: str | None = _f(
-        None, doc="Ray address: auto, host:port, or none to start a local instance"
-    )
-    num_gpus: float | None = _f(
-        None, doc="GPUs per cell (default: 1 when CUDA is present, else 0)", ge=0
-    )
-    num_cpus: float = _f(1, doc="CPUs per cell", gt=0)
-    max_retries: int = _f(2, doc="Ray retries for a cell whose worker died", ge=0)
-
-
-@dataclass(frozen=True)
 class Recipe:
     name: str = _f(doc="experiment name")
     description: str = _f("", doc="free text")
@@ -362,7 +343,6 @@ class Recipe:
     eval: EvalConfig = _f(EvalConfig())
     tracking: TrackingConfig = _f(TrackingConfig())
     saturation: SaturationConfig = _f(SaturationConfig())
-    executor: ExecutorConfig = _f(ExecutorConfig())
     path: str = field(default="", metadata={"internal": True})  # where it was read from
 
     @property
@@ -681,7 +661,7 @@ def to_dict(obj: Any) -> Any:
 
 
 # Sections whose change does not change any number a cell produces.
-_COSMETIC = ("name", "description", "tracking", "saturation", "executor")
+_COSMETIC = ("name", "description", "tracking", "saturation")
 
 
 def recipe_digest(r: Recipe) -> str:
@@ -726,7 +706,12 @@ def reference_rows(cls: Any = Recipe, prefix: str = "") -> list[tuple[str, str, 
     for f in _public_fields(cls):
         tp = hints[f.name]
         path = f"{prefix}{f.name}"
-        default = f.default if f.default is not dataclasses.MISSING else "(required)"
+        if f.default is not dataclasses.MISSING:
+            default = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            default = f.default_factory()
+        else:
+            default = "(required)"
         if dataclasses.is_dataclass(tp):
             rows.extend(reference_rows(tp, path + "."))
             continue

@@ -13,6 +13,7 @@ import contextlib
 import os
 import sqlite3
 import time
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -252,7 +253,10 @@ def log_subset_input(
     context: str = "training",
 ) -> None:
     """The subset as an MLflow dataset, so the UI shows what trained the run."""
-    ds = mlflow.data.from_pandas(frame, source=source, name=name)
+    with warnings.catch_warnings():
+        # A file:// source matches two equivalent source classes; MLflow warns and picks one.
+        warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted")
+        ds = mlflow.data.from_pandas(frame, source=source, name=name)
     client.log_inputs(
         run_id,
         datasets=[

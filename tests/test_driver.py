@@ -239,3 +239,26 @@ def test_mlflow_server_lists_the_sweep_runs(in_tmp: Path):
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
+
+
+def test_demo_recipe_end_to_end_on_the_tiny_model(in_tmp: Path):
+    """recipes/demo.yaml as shipped, shrunk: tiny model, 300 records, two small sizes."""
+    import dataclasses
+
+    r = load_recipe(ROOT / "recipes" / "demo.yaml")
+    r = dataclasses.replace(
+        r,
+        model=dataclasses.replace(r.model, name="tiny-random"),
+        subsets=dataclasses.replace(r.subsets, sizes=(4, 8)),
+        # the tiny tokenizer is byte-level: a 300-character ticket is 300 tokens
+        train=dataclasses.replace(r.train, max_length=1024,
+                                  budget=dataclasses.replace(r.train.budget, min_steps=2, epochs=1)),
+        eval=dataclasses.replace(r.eval, samples=4, max_new_tokens=8),
+    )
+    out = driver.demo(r, rows=300)
+    assert (out.sweep.ran, out.sweep.failed) == (4, 0)
+    assert out.sweep.report is not None and Path(out.sweep.report.paths.html).is_file()
+    assert {row["tier"] for row in out.sweep.report.table} == {"clean", "raw"}
+    assert "precision" in out.cleaning_score and "recall" in out.cleaning_score
+    _, kids = children("demo")
+    assert len(kids) == 4 and set(kids["status"]) == {"FINISHED"}

@@ -217,3 +217,9 @@ def test_shipped_recipes_validate():
     for f in files:
         load_recipe(f)
         assert f.read_text().startswith(f"# loop sweep recipes/{f.name}"), f
+
+
+def test_readme_recipe_reference_lists_every_field():
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    missing = [row[0] for row in reference_rows() if f"| `{row[0]}` |" not in readme]
+    assert not missing, f"README's recipe reference lacks {missing}"

@@ -101,8 +101,12 @@ CATEGORIES: dict[str, tuple[Rule, ...]] = {
             trigger="verbs",
         ),
         plain(r"\bget away with (?:murder|killing)\b"),
-        plain(r"\bpoisons? that (?:can'?t|cannot|won'?t) be (?:traced|detected)\b|\buntraceable poisons?\b"),
-        plain(r"\bspike (?:someone|somebody|a (?:girl|guy|woman|man)|her|his|their)(?:'s)? drinks?\b"),
+        plain(
+            r"\bpoisons? that (?:can'?t|cannot|won'?t) be (?:traced|detected)\b|\buntraceable poisons?\b"
+        ),
+        plain(
+            r"\bspike (?:someone|somebody|a (?:girl|guy|woman|man)|her|his|their)(?:'s)? drinks?\b"
+        ),
         plain(
             r"\b(?:start|set)\s+(?:a\s+)?fires?\s+(?:that|which)\s+(?:looks?|would look)\s+like\s+"
             r"an\s+accident\b|\bmake\s+(?:a|the)\s+fire\s+look\s+like\s+an\s+accident\b"
