@@ -129,7 +129,15 @@ def run_steps(
     funnel: list[StepFunnel] = []
     for step in cfg.steps:
         module = STEP_MODULES[step]
-        ctx.tick(step, 0, len(current), note=f"{len(current):,} records in", force=True)
+        note = f"{len(current):,} records in"
+        if step == "semantic_dedup" and current:
+            # the one slow step on CPU (tens of rows/s): say how long before starting
+            chars = sum(len(ex.user_text) for ex in current) / len(current)
+            est = estimate_seconds(
+                cfg, len(current), mean_prompt_chars=chars, device=ctx.device or "cpu"
+            )
+            note += f", about {est[step]:.0f} s (embeddings cached by content)"
+        ctx.tick(step, 0, len(current), note=note, force=True)
         start = time.perf_counter()
         out = module.run(current, getattr(cfg, step), ctx)
         seconds = time.perf_counter() - start

@@ -1,0 +1,99 @@
+"""The command line: exit codes and what it prints, through `loop.cli.main`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from loop.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_validate_shipped_recipes_exit_zero(capsys):
+    recipes = sorted(str(p) for p in (ROOT / "recipes").glob("*.yaml"))
+    assert main(["validate", *recipes]) == 0
+    out = capsys.readouterr().out
+    assert all(Path(r).name in out for r in recipes)
+
+
+def test_validate_bad_recipe_exits_two_with_every_error(tmp_path: Path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\npool: {paths: [a.jsonl]}\ntrain: {lr: 1, batch_size: 0}\n")
+    assert main(["validate", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "2 error(s)" in err
+    assert "train.lr: unknown key" in err
+    assert "train.batch_size: must be within [1, inf), got 0" in err
+
+
+def test_pool_inspect_counts_formats_and_exits_nonzero_on_bad_records(tmp_path: Path, capsys):
+    pool = tmp_path / "p.jsonl"
+    pool.write_text(
+        json.dumps({"instruction": "a", "output": "b"})
+        + "\n"
+        + json.dumps({"prompt": "c", "completion": "d"})
+        + "\n"
+        + "{not json\n"
+    )
+    assert main(["pool", "inspect", str(pool)]) == 1
+    out = capsys.readouterr().out
+    assert "instruction" in out and "completion" in out
+    assert f"{pool}:3" in out  # the bad line, by file:line
+    pool.write_text(json.dumps({"instruction": "a", "output": "b"}) + "\n")
+    assert main(["pool", "inspect", str(pool)]) == 0
+
+
+def test_curve_json_and_plot(tmp_path: Path, capsys):
+    csv = tmp_path / "c.csv"
+    rows = ["size,seed,value"]
+    for n, v in [(100, 0.30), (200, 0.45), (400, 0.55), (800, 0.60), (1600, 0.62)]:
+        for seed, d in enumerate((-0.01, 0.0, 0.01)):
+            rows.append(f"{n},{seed},{v + d}")
+    csv.write_text("\n".join(rows) + "\n")
+    png = tmp_path / "c.png"
+    assert main(["curve", str(csv), "--json", "--plot", str(png), "--eval-size", "500"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    flat = json.dumps(summary)
+    for key in ("decision", "n_star", "plateau", "next_size", "warnings"):
+        assert f'"{key}"' in flat
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_curve_bad_csv_exits_two(tmp_path: Path, capsys):
+    csv = tmp_path / "c.csv"
+    csv.write_text("size,value\n1,2\n")
+    assert main(["curve", str(csv)]) == 2
+    assert "seed" in capsys.readouterr().err
+
+
+def test_help_teaches(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    for cmd in ("validate", "plan", "sweep", "status", "report", "curve", "ui", "demo"):
+        assert cmd in out
+    assert "loop sweep recipes/demo.yaml" in out
+
+
+def test_plan_prints_every_cell_with_tokens_and_time(tmp_path: Path, monkeypatch, capsys):
+    from test_driver import tiny_recipe
+
+    monkeypatch.chdir(tmp_path)
+    path = tiny_recipe(tmp_path, sizes=(4, 8), seeds=(0,))
+    assert main(["plan", str(path)]) == 0
+    out = capsys.readouterr().out
+    for cell in ("high-n4-s0", "high-n8-s0", "raw-n4-s0", "raw-n8-s0"):
+        assert cell in out
+    assert "training tokens" in out and "validation set" in out
+
+
+def test_plan_rejects_a_size_larger_than_a_tier(tmp_path: Path, monkeypatch, capsys):
+    from test_driver import tiny_recipe
+
+    monkeypatch.chdir(tmp_path)
+    path = tiny_recipe(tmp_path, sizes=(4, 500), seeds=(0,))
+    assert main(["plan", str(path)]) == 2
+    assert "subsets.sizes: must be within (0," in capsys.readouterr().err
