@@ -45,7 +45,7 @@ def _recipe(path: str, **kw):
 
 
 def _print_recipe_error(exc: RecipeError) -> None:
-    err_console.print(f"[bold red]{exc.source}[/]: {len(exc.errors)} error(s)")
+    err_console.print(f"[bold red]{exc.source}[/]: {len(exc.errors)} error(s)", soft_wrap=True)
     for e in exc.errors:
         err_console.print(f"  [red]✗[/] {e}", soft_wrap=True)
 
@@ -232,7 +232,7 @@ def cmd_clean(args) -> int:
 
     r = _recipe(args.recipe)
     with _Progress() as progress:
-        prep = driver.prepare(r, progress=progress, force_clean=args.force)
+        prep = driver.clean(r, progress=progress, force=args.force)
     _print_funnel(prep)
     return 0
 

@@ -108,6 +108,13 @@ def prepare(recipe: Recipe, *, progress: Progress = _silent, force_clean: bool =
     return Prepared(raw, result, pools, val, digest)
 
 
+def clean(recipe: Recipe, *, progress: Progress = _silent, force: bool = False) -> Prepared:
+    """`loop clean`: the funnel, its files, and a `clean` run in MLflow (once per recipe+pool)."""
+    prep = prepare(recipe, progress=progress, force_clean=force)
+    _log_clean_once(recipe, prep, _tracker(recipe, prep.pool_digest))
+    return prep
+
+
 def check_sizes(recipe: Recipe, prep: Prepared | None = None) -> Prepared:
     """Sizes against each tier's training pool: an error now, not mid-sweep."""
     prep = prep or prepare(recipe)
@@ -396,7 +403,12 @@ def run_cell(
             track.log_metrics(
                 tr.client,
                 run_id,
-                {**metrics, "train_tokens": result.train_tokens, "train_seconds": result.seconds},
+                {
+                    **metrics,
+                    "train_tokens": result.train_tokens,
+                    "train_seconds": result.seconds,
+                    "eval_items": ev.n_sampled,
+                },
                 step=result.steps,
             )
             track.log_table(tr.client, run_id, ev.predictions, "predictions.json")
@@ -635,7 +647,9 @@ def status(recipe: Recipe) -> list[StatusRow]:
     return rows
 
 
-def _records(recipe: Recipe, runs: list[Any]) -> tuple[list[Any], dict[str, str], dict[str, int]]:
+def _records(
+    recipe: Recipe, runs: list[Any], default_items: int | None = None
+) -> tuple[list[Any], dict[str, str], dict[str, int]]:
     import evals
     from loop import curves
 
@@ -658,7 +672,8 @@ def _records(recipe: Recipe, runs: list[Any]) -> tuple[list[Any], dict[str, str]
                     direction[name] = "higher" if evals.get(ev_name).higher_is_better else "lower"
                 except KeyError:
                     direction[name] = "higher"
-                n = r.metrics.get("eval.n_generated")
+                # items each eval score averages over: the sampling-error floor of the intervals
+                n = r.metrics.get("eval_items") or default_items
                 if n:
                     eval_size[name] = int(n)
     return records, direction, eval_size
@@ -675,10 +690,13 @@ def report(
     from loop import curves, track
     from loop import report as report_mod
 
+    prep = prep or prepare(recipe)
     if tr is None:
-        tr = _tracker(recipe, (prep or prepare(recipe)).pool_digest)
+        tr = _tracker(recipe, prep.pool_digest)
     runs = track.cell_runs(tr.client, tr.exp_id, tr.recipe_digest, tr.pool_digest)
-    records, direction, eval_size = _records(recipe, runs)
+    n_val = len(prep.val)
+    default_items = min(recipe.eval.samples or n_val, n_val)
+    records, direction, eval_size = _records(recipe, runs, default_items)
     if not records:
         return None
     analysis = curves.analyze(

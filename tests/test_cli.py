@@ -97,3 +97,24 @@ def test_plan_rejects_a_size_larger_than_a_tier(tmp_path: Path, monkeypatch, cap
     path = tiny_recipe(tmp_path, sizes=(4, 500), seeds=(0,))
     assert main(["plan", str(path)]) == 2
     assert "subsets.sizes: must be within (0," in capsys.readouterr().err
+
+
+def test_clean_prints_the_funnel_and_logs_a_clean_run(tmp_path: Path, monkeypatch, capsys):
+    import mlflow
+    from test_driver import tiny_recipe
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    path = tiny_recipe(tmp_path, sizes=(4,), seeds=(0,))
+    assert main(["clean", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "exact_dedup" in out and "validation:" in out and "funnel.md" in out
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
+    exp = mlflow.get_experiment_by_name("tiny")
+    runs = mlflow.search_runs([exp.experiment_id], filter_string="tags.`loop.kind` = 'clean'")
+    assert len(runs) == 1
+    assert main(["clean", str(path)]) == 0  # cached, and logged once
+    assert (
+        len(mlflow.search_runs([exp.experiment_id], filter_string="tags.`loop.kind` = 'clean'"))
+        == 1
+    )

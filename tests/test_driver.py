@@ -251,8 +251,11 @@ def test_demo_recipe_end_to_end_on_the_tiny_model(in_tmp: Path):
         model=dataclasses.replace(r.model, name="tiny-random"),
         subsets=dataclasses.replace(r.subsets, sizes=(4, 8)),
         # the tiny tokenizer is byte-level: a 300-character ticket is 300 tokens
-        train=dataclasses.replace(r.train, max_length=1024,
-                                  budget=dataclasses.replace(r.train.budget, min_steps=2, epochs=1)),
+        train=dataclasses.replace(
+            r.train,
+            max_length=1024,
+            budget=dataclasses.replace(r.train.budget, min_steps=2, epochs=1),
+        ),
         eval=dataclasses.replace(r.eval, samples=4, max_new_tokens=8),
     )
     out = driver.demo(r, rows=300)
