@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -195,16 +196,16 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_mlflow_server_lists_the_sweep_runs(in_tmp: Path):
-    recipe = load_recipe(tiny_recipe(in_tmp, sizes=(4,), seeds=(0,)))
-    driver.sweep(recipe)
+@contextlib.contextmanager
+def mlflow_server(recipe, cwd: Path):
+    """`loop ui`'s command on a free port; yields the base URL once /health answers."""
     cmd, _url = driver.ui_command(recipe, port=_free_port())
     port = int(cmd[cmd.index("--port") + 1])
     cmd[0] = str(Path(sys.executable).parent / "mlflow")
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     server = subprocess.Popen(
         cmd,
-        cwd=in_tmp,
+        cwd=cwd,
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -219,6 +220,16 @@ def test_mlflow_server_lists_the_sweep_runs(in_tmp: Path):
                 break
             except OSError:
                 time.sleep(1)
+        yield base
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+
+
+def test_mlflow_server_lists_the_sweep_runs(in_tmp: Path):
+    recipe = load_recipe(tiny_recipe(in_tmp, sizes=(4,), seeds=(0,)))
+    driver.sweep(recipe)
+    with mlflow_server(recipe, in_tmp) as base:
         exp = json.load(
             urllib.request.urlopen(
                 base + "/api/2.0/mlflow/experiments/get-by-name?experiment_name=tiny", timeout=10
@@ -236,9 +247,6 @@ def test_mlflow_server_lists_the_sweep_runs(in_tmp: Path):
             next(t["value"] for t in r["data"]["tags"] if t["key"] == "loop.kind") for r in runs
         )
         assert kinds == ["cell", "cell", "clean", "sweep"]  # 2 tiers x 1 size x 1 seed
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
 
 
 def test_demo_recipe_end_to_end_on_the_tiny_model(in_tmp: Path):
