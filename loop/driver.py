@@ -63,10 +63,6 @@ class Prepared:
         return {k: len(v) for k, v in self.tiers.items()}
 
 
-def load_raw(recipe: Recipe) -> Any:
-    return pool_mod.load_pool(recipe.pool)
-
-
 def prepare(recipe: Recipe, *, progress: Progress = _silent, force_clean: bool = False) -> Prepared:
     from loop import clean, models, tiers
 
@@ -76,7 +72,7 @@ def prepare(recipe: Recipe, *, progress: Progress = _silent, force_clean: bool =
             message=f"reading pool ({', '.join(recipe.pool.paths) or recipe.pool.hf_dataset})",
         )
     )
-    raw = load_raw(recipe)
+    raw = pool_mod.load_pool(recipe.pool)
     skipped = sum(raw.skipped_by_reason.values())
     progress(
         Event(
@@ -453,12 +449,16 @@ class SweepOutcome:
 
 
 def sweep(
-    recipe: Recipe, *, progress: Progress = _silent, cells: list[Cell] | None = None
+    recipe: Recipe,
+    *,
+    progress: Progress = _silent,
+    cells: list[Cell] | None = None,
+    prep: Prepared | None = None,
 ) -> SweepOutcome:
     """Run every cell not yet finished for this recipe+pool; then write the report."""
     from loop import models, track
 
-    prep = check_sizes(recipe, prepare(recipe, progress=progress))
+    prep = check_sizes(recipe, prep or prepare(recipe, progress=progress))
     tr = _tracker(recipe, prep.pool_digest)
     _log_clean_once(recipe, prep, tr)
     runs = track.cell_runs(tr.client, tr.exp_id, tr.recipe_digest, tr.pool_digest)
@@ -850,8 +850,8 @@ def demo(recipe: Recipe, *, progress: Progress = _silent, rows: int | None = Non
             message=f"demo pool: {made.rows} records with planted defects → {target.parent}",
         )
     )
-    outcome = sweep(recipe, progress=progress)
-    prep = prepare(recipe)
+    prep = prepare(recipe, progress=progress)
+    outcome = sweep(recipe, progress=progress, prep=prep)
     kept = {demo_mod.source_line(e.source) for e in prep.clean.examples}
     dropped = {
         demo_mod.source_line(d.example.source) for d in prep.clean.dropped if d.step != "raw_tier"
