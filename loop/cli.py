@@ -28,6 +28,8 @@ typical session:
   loop report recipes/demo.yaml         re-analyse finished cells; plots + HTML + JSON
   loop ui                               open the MLflow UI on the project's store
   loop curve results.csv --plot c.png   the saturation analysis on results from elsewhere
+  loop sweep recipes/x.yaml --executor ray    cells in parallel on Ray (local or a cluster)
+  loop server --backend postgresql+psycopg2://...   team tracking server; workers export MLFLOW_TRACKING_URI
 """
 
 
@@ -295,7 +297,7 @@ def cmd_train(args) -> int:
 def cmd_sweep(args) -> int:
     from loop import driver
 
-    r = _recipe(args.recipe)
+    r = _with_overrides(_recipe(args.recipe), args)
     try:
         with _Progress() as progress:
             outcome = driver.sweep(r, progress=progress)
@@ -316,6 +318,63 @@ def cmd_sweep(args) -> int:
         console.print(f"plots:  {', '.join(str(p) for p in outcome.report.paths.plots)}")
     console.print(f"MLflow: loop ui   (then {outcome.url})")
     return min(outcome.failed, 100)
+
+
+def _with_overrides(r, args):
+    """Command-line flags over the recipe's executor and strategy (neither changes a cell's
+    result, so finished cells are shared)."""
+    import dataclasses
+
+    ex = {
+        k: v
+        for k, v in (
+            ("kind", args.executor),
+            ("address", args.ray_address),
+            ("workers", args.workers),
+        )
+        if v is not None
+    }
+    if ex:
+        r = dataclasses.replace(r, executor=dataclasses.replace(r.executor, **ex))
+    if args.strategy:
+        r = dataclasses.replace(r, subsets=dataclasses.replace(r.subsets, strategy=args.strategy))
+    return r
+
+
+def cmd_server(args) -> int:
+    import subprocess
+
+    from loop import server
+
+    try:
+        kind = server.check_backend_uri(args.backend)
+        cmd = server.server_command(
+            args.backend,
+            artifacts=args.artifacts,
+            host=args.host,
+            port=args.port,
+            workers=args.workers,
+            allowed_hosts=[h for h in args.allowed_hosts.split(",") if h],
+        )
+    except ValueError as exc:
+        err_console.print(f"[red]✗[/] {exc}", soft_wrap=True)
+        return 2
+    if kind == "sqlite":
+        err_console.print(
+            "note: SQLite serializes concurrent writers; a team should use postgresql+psycopg2://..."
+        )
+    # never print `cmd`: it holds the database password
+    console.print(
+        f"tracking server on {server.redact(args.backend)}, artifacts in {args.artifacts}"
+    )
+    console.print(
+        f"on the driver and every worker:  export MLFLOW_TRACKING_URI="
+        f"{server.tracking_url(args.host, args.port)}\n(ctrl-c to stop)"
+    )
+    try:
+        return subprocess.call(cmd, env=server.server_env())
+    except KeyboardInterrupt:
+        return 0
 
 
 def _print_decisions(rows: list[dict]) -> None:
@@ -512,9 +571,29 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(fn=cmd_train)
 
     s = sub.add_parser(
-        "sweep", help="run every cell (resumes: finished cells are skipped), then report"
+        "sweep",
+        help="run every cell (resumes: finished cells are skipped), then report",
+        description="Run the recipe's cells and write the report. Finished cells are read from "
+        "the tracking store and skipped, so the same command resumes a stopped sweep. "
+        "Examples: `loop sweep recipes/demo.yaml`; 8 cells at a time on one 8-GPU node: "
+        "`loop sweep recipes/gpu-alpaca.yaml --executor ray`; on a running Ray cluster: "
+        "`loop sweep recipes/x.yaml --executor ray --ray-address auto`.",
     )
     s.add_argument("recipe")
+    s.add_argument(
+        "--executor",
+        choices=["local", "ray"],
+        help="override executor.kind: local (one cell at a time here) or ray (cells in parallel)",
+    )
+    s.add_argument("--ray-address", help="override executor.address (auto, host:port, ray://...)")
+    s.add_argument(
+        "--workers", type=int, help="override executor.workers (cells at once on a local Ray)"
+    )
+    s.add_argument(
+        "--strategy",
+        choices=["grid", "adaptive"],
+        help="override subsets.strategy: every size, or rounds chosen from the curve so far",
+    )
     s.set_defaults(fn=cmd_sweep)
 
     s = sub.add_parser("status", help="done / failed / pending cells with their key metrics")
@@ -551,6 +630,38 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true", help="print the summary JSON")
     s.add_argument("--plot", metavar="OUT.png", help="write the learning-curve plot")
     s.set_defaults(fn=cmd_curve)
+
+    s = sub.add_parser(
+        "server", help="start the team tracking server (MLflow on PostgreSQL) that workers log to"
+    )
+    s.add_argument(
+        "--backend",
+        required=True,
+        metavar="URI",
+        help="postgresql+psycopg2://USER:PASSWORD@HOST:PORT/DB (or sqlite:///path/mlflow.db, one user)",
+    )
+    s.add_argument(
+        "--artifacts",
+        default="mlruns/server-artifacts",
+        metavar="DIR|URI",
+        help="where the server keeps uploaded artifacts: a folder or s3://... "
+        "(default mlruns/server-artifacts)",
+    )
+    s.add_argument(
+        "--host", default="127.0.0.1", help="interface to bind; 0.0.0.0 to serve other machines"
+    )
+    s.add_argument("--port", type=int, default=5000)
+    s.add_argument(
+        "--workers", type=int, default=None, help="server processes (MLflow's default: 4)"
+    )
+    s.add_argument(
+        "--allowed-hosts",
+        default="",
+        metavar="NAMES",
+        help="comma-separated host names the team uses to reach the server "
+        "(localhost and private IPs are always allowed)",
+    )
+    s.set_defaults(fn=cmd_server)
 
     s = sub.add_parser("ui", help="start the MLflow UI on 127.0.0.1 for the project's store")
     s.add_argument("recipe", nargs="?", help="recipe whose tracking settings to use")

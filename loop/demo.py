@@ -9,7 +9,8 @@ Every label is a deterministic function of the message text:
 
 - category (billing, shipping, technical, account, returns): from the one problem sentence (and an
   optional follow-up sentence of the same category); the category's name never appears in it.
-- priority (low, medium, high, urgent): from at most one urgency/mood sentence; none means medium.
+- priority (low, medium, high, urgent): from at most one urgency sentence, whose cue word is
+  "urgent", "soon" or "no rush"; none means medium.
 - product: the catalogue name written in the message ("my Nimbus X2 headphones" -> "Nimbus X2"),
   null when no product is named.
 - order_id: the `X-12345` code in the message (a leading `#` is not part of it), else null.
@@ -118,7 +119,7 @@ INSTRUCTIONS = (
     "Create a support ticket as JSON with the fields category, priority, product, order_id for "
     "this message.",
     "Classify this customer message as a JSON ticket: category (billing, shipping, technical, "
-    "account, returns), priority (low, medium, high, urgent), product, order_id.",
+    "account, returns), priority, product, order_id.",
     "Extract a ticket from the message as JSON: category, priority, product and order_id (null "
     "when missing).",
     "You triage our support inbox. Reply with one JSON line: category, priority, product, order_id.",
@@ -276,38 +277,30 @@ STATEMENT_LEADS = (
 REQUEST_LEADS = ("", "", "Basically, ", "So, ", "Honestly, ")
 URGENCY: Mapping[str, tuple[str, ...]] = MappingProxyType(
     {
+        # One cue word per level ("urgent", "soon", "no rush"; medium has no cue sentence), so a
+        # small model can learn the rule from a few dozen examples; the wording around it varies.
         "urgent": (
-            "I need this sorted today.",
             "This is urgent, please help right away.",
-            "Please treat this as an emergency.",
-            "I need an answer within the hour.",
-            "This is costing my business money every hour.",
-            "It's urgent, I'm travelling tomorrow and need it fixed before then.",
+            "It's urgent, I need this sorted today.",
+            "Please treat this as urgent.",
+            "Urgent: I'm travelling tomorrow and need it fixed before then.",
+            "This is urgent, it's costing my business money every hour.",
         ),
         "high": (
-            "This is the third time I've had to write about this.",
-            "I'm honestly very frustrated.",
             "Please look into this soon.",
-            "I'd like this resolved in the next day or two.",
-            "This is really not acceptable.",
-            "I'm quite upset about this.",
-        ),
-        "medium": (
-            "I'd appreciate a reply this week.",
-            "Could someone take a look when possible?",
-            "Let me know what the next steps are.",
+            "I'd like this resolved soon, I'm quite frustrated.",
+            "I need a fix soon, this is the third time I've written.",
+            "Please get back to me soon.",
         ),
         "low": (
             "No rush at all.",
-            "It's not a big deal, just letting you know.",
-            "Whenever you have time is fine.",
-            "It's only a minor thing.",
-            "No hurry on this one.",
+            "No rush, it's only a minor thing.",
+            "No rush, whenever you have time is fine.",
+            "There's no rush on this one.",
         ),
     }
 )
 PRIORITY_WEIGHTS = (0.2, 0.35, 0.3, 0.15)  # low, medium, high, urgent
-MEDIUM_WITHOUT_CUE = 0.6  # share of medium messages with no urgency sentence at all
 GREETINGS = (
     "Hi,",
     "Hello,",
@@ -903,7 +896,7 @@ def _ticket(rng: random.Random) -> _Ticket:
     if rng.random() < 0.4:
         body.append(rng.choice(INTROS))
     body += middle
-    if priority != "medium" or rng.random() >= MEDIUM_WITHOUT_CUE:
+    if priority != "medium":
         body.append(rng.choice(URGENCY[priority]))
     # Keep messages within ~30-70 words: pad with a detail, trim optional sentences.
     while _words(body) < 30:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import time
 import traceback
 from collections.abc import Callable
@@ -197,6 +198,17 @@ def plan(recipe: Recipe, *, progress: Progress = _silent) -> Plan:
         f"validation set: {len(prep.val)} examples (shared by every cell); "
         f"training pools: {prep.tier_sizes}"
     ]
+    if recipe.subsets.strategy == "adaptive":
+        a = recipe.subsets.adaptive
+        limits = [f"at most {a.max_rounds} rounds"]
+        if a.budget_tokens:
+            limits.append(f"{a.budget_tokens:,} training tokens")
+        if a.budget_hours:
+            limits.append(f"{a.budget_hours:g} h")
+        notes.append(
+            "adaptive: these are the first round's cells; later rounds are chosen from the "
+            f"curves ({', '.join(limits)})"
+        )
     if recipe.model.name not in ("smollm2-135m-instruct", "tiny-random"):
         notes.append(
             "time estimates are scaled from SmolLM2-135M; larger models take proportionally longer"
@@ -232,6 +244,20 @@ class CellOutcome:
     error: str | None = None
     steps: int = 0
     seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class CellResult:
+    """What one fine-tune + evaluation hands back, in this process or from a Ray worker."""
+
+    metrics: dict[str, float]  # val_loss and eval.* (what the curves use)
+    history: tuple[tuple[str, int, float], ...]  # (metric, step, value) per logged step
+    params: dict[str, Any]  # the budget actually used
+    counters: dict[str, float]  # train_tokens, train_seconds, eval_items
+    predictions: tuple[dict[str, Any], ...]
+    steps: int
+    seconds: float
+    error: str | None = None  # set instead of the fields above when the cell raised
 
 
 def _subset_frame(examples: tuple[Example, ...]):
@@ -301,6 +327,50 @@ def train_and_evaluate(
     return result, ev
 
 
+def compute_cell(
+    recipe: Recipe,
+    cell: Cell,
+    subset: subsets_mod.Subset,
+    val: list[Example],
+    base: Any,
+    on_step: Callable[[int, int, dict], None],
+    history: list[tuple[str, int, float]] | None = None,
+) -> CellResult:
+    """Train + evaluate one cell; no tracking (the caller records the result). Raises on error;
+    `history` (when given) keeps the steps logged before an error."""
+    t0 = time.time()
+    history = [] if history is None else history
+
+    def step_logger(step: int, max_steps: int, logs: dict) -> None:
+        for key in ("train_loss", "loss", "val_loss", "eval_loss"):
+            if key in logs and logs[key] is not None:
+                name = {"loss": "train_loss", "eval_loss": "val_loss"}.get(key, key)
+                history.append((name, step, float(logs[key])))
+        on_step(step, max_steps, logs)
+
+    result, ev = train_and_evaluate(recipe, cell, subset, val, base, step_logger)
+    return CellResult(
+        metrics=dict(ev.metrics),
+        history=tuple(history),
+        params={
+            "budget.steps": result.steps,
+            "budget.epochs": round(result.epochs, 3),
+            "budget.policy": result.policy,
+            "train.micro_batch_used": result.micro_batch,
+            "train.grad_accum_used": result.grad_accum,
+            "train.oom_retries": result.oom_retries,
+        },
+        counters={
+            "train_tokens": result.train_tokens,
+            "train_seconds": result.seconds,
+            "eval_items": ev.n_sampled,
+        },
+        predictions=tuple(ev.predictions),
+        steps=result.steps,
+        seconds=time.time() - t0,
+    )
+
+
 @dataclass
 class _Tracker:
     """What a sweep needs from the store, resolved once."""
@@ -321,6 +391,70 @@ def _tracker(recipe: Recipe, pool_digest: str) -> _Tracker:
     return _Tracker(client, exp_id, store, recipe_digest(recipe), pool_digest)
 
 
+def take_subset(recipe: Recipe, prep: Prepared, cell: Cell) -> subsets_mod.Subset:
+    return subsets_mod.take(
+        prep.tiers[cell.tier],
+        tier=cell.tier,
+        size=cell.size,
+        seed=cell.seed,
+        stratify_by=recipe.subsets.stratify_by,
+        on_too_small=recipe.subsets.on_too_small,
+    )
+
+
+def _open_run(
+    recipe: Recipe, tr: _Tracker, parent_id: str | None, cell: Cell, subset: subsets_mod.Subset
+) -> str:
+    """The cell's child run, RUNNING, with its tags, params and subset as a dataset input."""
+    from loop import track
+
+    manifest = subsets_mod.write_manifest(subset, work_dir(recipe) / "manifests")
+    tags = {
+        "loop.tier": cell.tier,
+        "loop.size": str(cell.size),
+        "loop.seed": str(cell.seed),
+        "loop.recipe_digest": tr.recipe_digest,
+        "loop.pool_digest": tr.pool_digest,
+        "loop.capped": str(subset.capped).lower(),
+        "loop.subset_sha256": subset.sha256,
+    }
+    run_id = track.start_cell(
+        tr.client,
+        tr.exp_id,
+        parent_id,
+        cell=cell.id,
+        tags=tags,
+        params={**cell_params(recipe), "subset.n_examples": len(subset.examples)},
+    )
+    track.log_subset_input(
+        tr.client,
+        run_id,
+        _subset_frame(subset.examples),
+        name=cell.id,
+        source=manifest.resolve().as_uri(),
+    )
+    return run_id
+
+
+def _close_run(tr: _Tracker, run_id: str, res: CellResult) -> None:
+    """Write a cell's result and mark it done (or FAILED with its error)."""
+    from loop import track
+
+    if res.history:
+        track.log_history(tr.client, run_id, res.history)
+    if res.error:
+        track.fail_cell(tr.client, run_id, res.error)
+        return
+    track.log_params(tr.client, run_id, res.params)
+    track.log_metrics(tr.client, run_id, {**res.metrics, **res.counters}, step=res.steps)
+    track.log_table(tr.client, run_id, list(res.predictions), "predictions.json")
+    track.finish_cell(tr.client, run_id)
+
+
+def _error_text(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=8)}"
+
+
 def run_cell(
     recipe: Recipe,
     cell: Cell,
@@ -330,99 +464,51 @@ def run_cell(
     parent_id: str | None,
     on_step: Callable[[int, int, dict], None],
 ) -> CellOutcome:
-    """subset -> train -> evaluate -> track, for one cell. Exceptions other than Ctrl-C become a
-    FAILED run with its error; Ctrl-C marks the run KILLED and propagates."""
+    """subset -> train -> evaluate -> track, for one cell in this process. The run is opened
+    first, so the UI shows it RUNNING with live step metrics. Exceptions other than Ctrl-C
+    become a FAILED run with its error; Ctrl-C marks the run KILLED and propagates."""
     from loop import track
 
     t0 = time.time()
-    subset = subsets_mod.take(
-        prep.tiers[cell.tier],
-        tier=cell.tier,
-        size=cell.size,
-        seed=cell.seed,
-        stratify_by=recipe.subsets.stratify_by,
-        on_too_small=recipe.subsets.on_too_small,
-    )
-    manifest = subsets_mod.write_manifest(subset, work_dir(recipe) / "manifests")
-    run_id = None
-    if tr is not None:
-        tags = {
-            "loop.tier": cell.tier,
-            "loop.size": str(cell.size),
-            "loop.seed": str(cell.seed),
-            "loop.recipe_digest": tr.recipe_digest,
-            "loop.pool_digest": tr.pool_digest,
-            "loop.capped": str(subset.capped).lower(),
-            "loop.subset_sha256": subset.sha256,
-        }
-        run_id = track.start_cell(
-            tr.client,
-            tr.exp_id,
-            parent_id,
-            cell=cell.id,
-            tags=tags,
-            params={**cell_params(recipe), "subset.n_examples": len(subset.examples)},
-        )
-        track.log_subset_input(
-            tr.client,
-            run_id,
-            _subset_frame(subset.examples),
-            name=cell.id,
-            source=manifest.resolve().as_uri(),
-        )
+    subset = take_subset(recipe, prep, cell)
+    run_id = _open_run(recipe, tr, parent_id, cell, subset) if tr is not None else None
     history: list[tuple[str, int, float]] = []
-
-    def step_logger(step: int, max_steps: int, logs: dict) -> None:
-        for key in ("train_loss", "loss", "val_loss", "eval_loss"):
-            if key in logs and logs[key] is not None:
-                name = {"loss": "train_loss", "eval_loss": "val_loss"}.get(key, key)
-                history.append((name, step, float(logs[key])))
-        on_step(step, max_steps, logs)
-
     try:
-        result, ev = train_and_evaluate(recipe, cell, subset, prep.val, base, step_logger)
-        metrics = dict(ev.metrics)
-        if tr is not None:
-            track.log_history(tr.client, run_id, history)
-            track.log_params(
-                tr.client,
-                run_id,
-                {
-                    "budget.steps": result.steps,
-                    "budget.epochs": round(result.epochs, 3),
-                    "budget.policy": result.policy,
-                    "train.micro_batch_used": result.micro_batch,
-                    "train.grad_accum_used": result.grad_accum,
-                    "train.oom_retries": result.oom_retries,
-                },
-            )
-            track.log_metrics(
-                tr.client,
-                run_id,
-                {
-                    **metrics,
-                    "train_tokens": result.train_tokens,
-                    "train_seconds": result.seconds,
-                    "eval_items": ev.n_sampled,
-                },
-                step=result.steps,
-            )
-            track.log_table(tr.client, run_id, ev.predictions, "predictions.json")
-            track.finish_cell(tr.client, run_id)
-        return CellOutcome(cell.id, metrics, run_id, steps=result.steps, seconds=time.time() - t0)
+        res = compute_cell(recipe, cell, subset, prep.val, base, on_step, history)
     except KeyboardInterrupt:
         if tr is not None and run_id:
             track.fail_cell(tr.client, run_id, "interrupted by the user (Ctrl-C)", killed=True)
         raise
     except Exception as exc:  # recorded, and the sweep goes on
-        error = f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=8)}"
-        if tr is not None and run_id:
-            if history:
-                track.log_history(tr.client, run_id, history)
-            track.fail_cell(tr.client, run_id, error)
-        return CellOutcome(
-            cell.id, {}, run_id, error=f"{type(exc).__name__}: {exc}", seconds=time.time() - t0
-        )
+        res = failed_result(exc, history, t0)
+    if tr is not None and run_id:
+        _close_run(tr, run_id, res)
+    return _outcome(cell, res, run_id)
+
+
+def failed_result(exc: BaseException, history: list, t0: float) -> CellResult:
+    return CellResult({}, tuple(history), {}, {}, (), 0, time.time() - t0, _error_text(exc))
+
+
+def _outcome(cell: Cell, res: CellResult, run_id: str | None) -> CellOutcome:
+    error = res.error.splitlines()[0] if res.error else None
+    return CellOutcome(cell.id, res.metrics, run_id, error, res.steps, res.seconds)
+
+
+def record_cell(
+    recipe: Recipe,
+    cell: Cell,
+    prep: Prepared,
+    tr: _Tracker,
+    parent_id: str | None,
+    res: CellResult,
+) -> CellOutcome:
+    """Track a cell computed elsewhere (a Ray worker): open, fill and close its run in one go, so
+    a worker that dies mid-cell leaves nothing in the store and its retry cannot duplicate it."""
+    subset = take_subset(recipe, prep, cell)
+    run_id = _open_run(recipe, tr, parent_id, cell, subset)
+    _close_run(tr, run_id, res)
+    return _outcome(cell, res, run_id)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -446,6 +532,116 @@ class SweepOutcome:
     report: ReportOutcome | None
     url: str
     outcomes: list[CellOutcome] = field(default_factory=list)
+    decisions: list[dict] = field(default_factory=list)  # adaptive sweeps: one row per decision
+
+
+@dataclass
+class _Sweep:
+    """State shared by the rounds of one sweep: where results go and what ran."""
+
+    recipe: Recipe
+    prep: Prepared
+    tr: _Tracker
+    parent_id: str
+    progress: Progress
+    base: Any = None  # loaded on the first local cell
+    outcomes: list[CellOutcome] = field(default_factory=list)
+    skipped: int = 0
+
+
+def _done(s: _Sweep) -> set[str]:
+    from loop import track
+
+    runs = track.cell_runs(s.tr.client, s.tr.exp_id, s.tr.recipe_digest, s.tr.pool_digest)
+    return set(track.done_cells(runs))
+
+
+def _run_cells(s: _Sweep, cells: list[Cell]) -> None:
+    """Run the cells of `cells` that the store does not hold as done, on the recipe's executor."""
+    done = _done(s)
+    pending = [c for c in cells if c.id not in done]
+    total, finished = len(cells), len(cells) - len(pending)
+    s.skipped += finished
+    if finished:
+        s.progress(
+            Event("message", message=f"{finished} of {total} cells already finished: skipping them")
+        )
+    if not pending:
+        return
+    counter = {"done": finished}
+
+    def finished_cell(out: CellOutcome) -> None:
+        s.outcomes.append(out)
+        counter["done"] += 1
+        if out.error:
+            s.progress(
+                Event(
+                    "cell_failed",
+                    cell=out.cell,
+                    done=counter["done"],
+                    total=total,
+                    message=out.error,
+                )
+            )
+        else:
+            shown = {k: v for k, v in out.metrics.items() if k == "val_loss" or k.count(".") == 1}
+            s.progress(
+                Event("cell_done", cell=out.cell, done=counter["done"], total=total, metrics=shown)
+            )
+
+    if s.recipe.executor.kind == "ray":
+        from loop import cluster
+
+        def started(cell: Cell) -> None:
+            s.progress(
+                Event(
+                    "cell_start",
+                    cell=cell.id,
+                    done=counter["done"],
+                    total=total,
+                    message=f"{cell.size} examples of tier {cell.tier}, seed {cell.seed} (Ray task)",
+                )
+            )
+
+        def result(cell: Cell, res: CellResult) -> None:
+            finished_cell(record_cell(s.recipe, cell, s.prep, s.tr, s.parent_id, res))
+
+        jobs = [(c, take_subset(s.recipe, s.prep, c)) for c in pending]
+        cluster.run_cells(s.recipe, jobs, s.prep.val, on_submit=started, on_result=result)
+        return
+
+    from loop import models
+
+    if s.base is None:
+        s.base = models.load_base(s.recipe.model)
+    for cell in pending:
+        s.progress(
+            Event(
+                "cell_start",
+                cell=cell.id,
+                done=counter["done"],
+                total=total,
+                message=f"{cell.size} examples of tier {cell.tier}, seed {cell.seed}",
+            )
+        )
+
+        def on_step(
+            step: int, max_steps: int, logs: dict, cell: Cell = cell, done: int = counter["done"]
+        ) -> None:
+            loss = logs.get("loss", logs.get("train_loss"))
+            s.progress(
+                Event(
+                    "step",
+                    cell=cell.id,
+                    done=done,
+                    total=total,
+                    step=step,
+                    max_steps=max_steps,
+                    message=f"loss {loss:.3f}" if isinstance(loss, (int, float)) else "",
+                )
+            )
+
+        finished_cell(run_cell(s.recipe, cell, s.prep, s.base, s.tr, s.parent_id, on_step))
 
 
 def sweep(
@@ -455,8 +651,9 @@ def sweep(
     cells: list[Cell] | None = None,
     prep: Prepared | None = None,
 ) -> SweepOutcome:
-    """Run every cell not yet finished for this recipe+pool; then write the report."""
-    from loop import models, track
+    """Run every cell not yet finished for this recipe+pool (grid), or round after round as the
+    curves ask (adaptive); then write the report."""
+    from loop import track
 
     prep = check_sizes(recipe, prep or prepare(recipe, progress=progress))
     tr = _tracker(recipe, prep.pool_digest)
@@ -471,7 +668,7 @@ def sweep(
                 + ", ".join(interrupted),
             )
         )
-    done = track.done_cells(runs)
+    adaptive = recipe.subsets.strategy == "adaptive" and cells is None
     parent_id = track.sweep_parent(
         tr.client,
         tr.exp_id,
@@ -484,79 +681,109 @@ def sweep(
             "sizes": ",".join(map(str, recipe.sizes)),
             "seeds": ",".join(map(str, recipe.subsets.seeds)),
             "validation.n": len(prep.val),
+            "strategy": "adaptive" if adaptive else "grid",
+            "executor": recipe.executor.kind,
         },
         tags={"loop.recipe": recipe.name},
     )
-    all_cells = cells if cells is not None else expand_cells(recipe)
-    pending = [c for c in all_cells if c.id not in done]
-    total = len(all_cells)
-    finished = total - len(pending)
-    if finished:
-        progress(
-            Event("message", message=f"{finished} of {total} cells already finished: skipping them")
-        )
-    outcomes: list[CellOutcome] = []
-    failed = 0
-    base = models.load_base(recipe.model) if pending else None
+    s = _Sweep(recipe, prep, tr, parent_id, progress)
+    decisions: list[dict] = []
     try:
-        for cell in pending:
-            progress(
-                Event(
-                    "cell_start",
-                    cell=cell.id,
-                    done=finished,
-                    total=total,
-                    message=f"{cell.size} examples of tier {cell.tier}, seed {cell.seed}",
-                )
-            )
-
-            def on_step(
-                step: int, max_steps: int, logs: dict, cell: Cell = cell, done: int = finished
-            ) -> None:
-                loss = logs.get("loss", logs.get("train_loss"))
-                progress(
-                    Event(
-                        "step",
-                        cell=cell.id,
-                        done=done,
-                        total=total,
-                        step=step,
-                        max_steps=max_steps,
-                        message=f"loss {loss:.3f}" if isinstance(loss, (int, float)) else "",
-                    )
-                )
-
-            out = run_cell(recipe, cell, prep, base, tr, parent_id, on_step)
-            outcomes.append(out)
-            finished += 1
-            if out.error:
-                failed += 1
-                progress(
-                    Event(
-                        "cell_failed", cell=cell.id, done=finished, total=total, message=out.error
-                    )
-                )
-            else:
-                shown = {
-                    k: v for k, v in out.metrics.items() if k == "val_loss" or k.count(".") == 1
-                }
-                progress(
-                    Event("cell_done", cell=cell.id, done=finished, total=total, metrics=shown)
-                )
+        if adaptive:
+            decisions = _adaptive(s)
+        else:
+            _run_cells(s, cells if cells is not None else expand_cells(recipe))
     except KeyboardInterrupt:
-        track.finish_parent(tr.client, parent_id, failed=failed, interrupted=True)
+        track.finish_parent(
+            tr.client, parent_id, failed=sum(1 for o in s.outcomes if o.error), interrupted=True
+        )
         raise
-    rep = report(recipe, prep=prep, tr=tr, parent_id=parent_id)
+    failed = sum(1 for o in s.outcomes if o.error)
+    rep = report(recipe, prep=prep, tr=tr, parent_id=parent_id, decisions=decisions or None)
     track.finish_parent(tr.client, parent_id, failed=failed)
     return SweepOutcome(
-        len(outcomes),
-        total - len(pending),
+        len(s.outcomes),
+        s.skipped,
         failed,
         interrupted,
         rep,
         track.experiment_url(tr.client, recipe.experiment),
-        outcomes,
+        s.outcomes,
+        decisions,
     )
+
+
+def _adaptive(s: _Sweep) -> list[dict]:
+    """Rounds chosen by `loop/adaptive.py` from the curves so far; each decision is printed and
+    the table is logged on the parent run after every round (a crash keeps it)."""
+    from loop import adaptive, track
+
+    recipe, prep = s.recipe, s.prep
+    cost = _cell_cost(recipe, prep)
+    decisions: list[dict] = []
+
+    def on_decision(d: Any) -> None:
+        row = adaptive.decisions_table([d])[0]
+        decisions.append(row)
+        sizes = ",".join(map(str, d.next_sizes)) or "—"
+        s.progress(
+            Event(
+                "message",
+                message=f"round {d.round} · {d.tier}: {d.decision} → next sizes {sizes}; {d.why}",
+            )
+        )
+
+    def run_round(cells: list[Cell]) -> None:
+        if decisions:
+            _save_decisions(recipe, s.tr, decisions)
+            track.log_rows(s.tr.client, s.parent_id, decisions, "adaptive_decisions.json")
+        _run_cells(s, cells)
+
+    def analyze(cells: frozenset[Cell]) -> Any:
+        # Only the cells scheduled so far: a resumed sweep replays its rounds on the same data
+        # even though the store already holds later rounds (or an earlier grid's cells).
+        out = report(recipe, prep=prep, tr=s.tr, write=False, cells=cells)
+        return out.analysis if out else None
+
+    outcome = adaptive.run_rounds(
+        recipe,
+        prep.tier_sizes,
+        run_cells=run_round,
+        analyze=analyze,
+        cost=cost,
+        on_decision=on_decision,
+    )
+    _save_decisions(recipe, s.tr, decisions)
+    track.log_rows(s.tr.client, s.parent_id, decisions, "adaptive_decisions.json")
+    track.log_metrics(
+        s.tr.client,
+        s.parent_id,
+        {
+            "adaptive.rounds": len({d["round"] for d in decisions}),
+            "adaptive.cost_tokens": outcome.cost,
+        },
+    )
+    return decisions
+
+
+def _cell_cost(recipe: Recipe, prep: Prepared) -> Callable[[Cell], float]:
+    """Training tokens of a cell, estimated before it runs the way `loop plan` does: optimizer
+    steps x effective batch x the subset's mean (truncated) length."""
+    from loop import models
+
+    tokenizer = models.load_tokenizer(recipe.model)
+    eff = recipe.train.batch_size * recipe.train.grad_accum
+    cache: dict[str, float] = {}
+
+    def cost(cell: Cell) -> float:
+        if cell.id not in cache:
+            sub = take_subset(recipe, prep, cell)
+            lengths = _token_lengths(tokenizer, list(sub.examples), recipe.train.max_length)
+            mean_len = sum(lengths) / max(1, len(lengths))
+            cache[cell.id] = optimizer_steps(len(sub.examples), recipe) * eff * mean_len
+        return cache[cell.id]
+
+    return cost
 
 
 def _log_clean_once(recipe: Recipe, prep: Prepared, tr: _Tracker) -> None:
@@ -627,8 +854,19 @@ def status(recipe: Recipe) -> list[StatusRow]:
     for r in runs:  # newest first; a DONE run wins over later failures
         if r.cell not in latest or (r.status == "DONE" and latest[r.cell].status != "DONE"):
             latest[r.cell] = r
+    planned = expand_cells(recipe)
+    ids = {c.id for c in planned}
+    # cells of later adaptive rounds (or an earlier, larger grid) that the store holds
+    extra = sorted(
+        {
+            Cell(r.tags["loop.tier"], int(r.tags["loop.size"]), int(r.tags["loop.seed"]))
+            for r in runs
+        }
+        - set(planned),
+        key=lambda c: (c.size, c.seed, c.tier),
+    )
     rows = []
-    for cell in expand_cells(recipe):
+    for cell in planned + [c for c in extra if c.id not in ids]:
         r = latest.get(cell.id)
         if r is None:
             rows.append(StatusRow(cell.id, "pending", {}, None))
@@ -685,8 +923,12 @@ def report(
     prep: Prepared | None = None,
     tr: _Tracker | None = None,
     parent_id: str | None = None,
+    decisions: list[dict] | None = None,
+    write: bool = True,
+    cells: frozenset[Cell] | None = None,
 ) -> ReportOutcome | None:
-    """Analyse every finished cell, write plots + Markdown/HTML + JSON, log them on the parent run."""
+    """Analyse every finished cell, write plots + Markdown/HTML + JSON, log them on the parent run.
+    `write=False`: the analysis only (an adaptive sweep's between-rounds look)."""
     from loop import curves, track
     from loop import report as report_mod
 
@@ -694,6 +936,9 @@ def report(
     if tr is None:
         tr = _tracker(recipe, prep.pool_digest)
     runs = track.cell_runs(tr.client, tr.exp_id, tr.recipe_digest, tr.pool_digest)
+    if cells is not None:
+        ids = {c.id for c in cells}
+        runs = [r for r in runs if r.cell in ids]
     n_val = len(prep.val)
     default_items = min(recipe.eval.samples or n_val, n_val)
     records, direction, eval_size = _records(recipe, runs, default_items)
@@ -706,6 +951,10 @@ def report(
         confidence=recipe.saturation.confidence,
         eval_size=eval_size or None,
     )
+    if not write:
+        return ReportOutcome(report_mod.decision_table(analysis), None, analysis)
+    if decisions is None:
+        decisions = _saved_decisions(recipe, tr)
     capped = sorted(
         {r.cell for r in runs if r.tags.get("loop.capped") == "true" and r.status == "DONE"}
     )
@@ -716,7 +965,11 @@ def report(
     if capped:
         notes.append(f"capped cells (tier smaller than the size asked): {', '.join(capped)}")
     paths = report_mod.write_report(
-        analysis, work_dir(recipe) / "report", title=f"loop report — {recipe.name}", notes=notes
+        analysis,
+        work_dir(recipe) / "report",
+        title=f"loop report — {recipe.name}",
+        notes=notes,
+        rounds=decisions,
     )
     if parent_id is None:
         found = tr.client.search_runs(
@@ -732,6 +985,30 @@ def report(
     if parent_id:
         track.parent_artifacts(tr.client, parent_id, work_dir(recipe) / "report")
     return ReportOutcome(report_mod.decision_table(analysis), paths, analysis)
+
+
+def _decisions_file(recipe: Recipe) -> Path:
+    return work_dir(recipe) / "adaptive_decisions.json"
+
+
+def _save_decisions(recipe: Recipe, tr: _Tracker, rows: list[dict]) -> None:
+    path = _decisions_file(recipe)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    blob = {"recipe_digest": tr.recipe_digest, "pool_digest": tr.pool_digest, "rows": rows}
+    path.write_text(json.dumps(blob, indent=1) + "\n", encoding="utf-8")
+
+
+def _saved_decisions(recipe: Recipe, tr: _Tracker) -> list[dict] | None:
+    """The last adaptive sweep's decisions for this recipe+pool, for `loop report`."""
+    path = _decisions_file(recipe)
+    if recipe.subsets.strategy != "adaptive" or not path.is_file():
+        return None
+    blob = json.loads(path.read_text(encoding="utf-8"))
+    same = (blob.get("recipe_digest"), blob.get("pool_digest")) == (
+        tr.recipe_digest,
+        tr.pool_digest,
+    )
+    return blob.get("rows") if same else None
 
 
 def ui_command(recipe: Recipe | None, port: int = 5000) -> tuple[list[str], str]:

@@ -228,10 +228,38 @@ class Ladder:
 
 
 @dataclass(frozen=True)
+class AdaptiveConfig:
+    max_rounds: int = _f(6, doc="rounds at most, the first (the `sizes` ladder) included", ge=1)
+    metric: str | None = _f(
+        None,
+        doc="metric whose decision steers the rounds (default: first eval.* metric, else val_loss)",
+    )
+    budget_tokens: int | None = _f(
+        None,
+        doc="training tokens for the whole sweep, estimated before each cell; never exceeded",
+        gt=0,
+    )
+    budget_hours: float | None = _f(
+        None, doc="wall time: no new round starts once it is spent", gt=0
+    )
+    max_size: int | None = _f(
+        None, doc="largest size to run (default: the tier's training pool)", gt=0
+    )
+    add_seeds: int = _f(
+        1, doc="seeds added at the noisiest sizes when a tier is inconclusive", ge=1, le=8
+    )
+
+
+@dataclass(frozen=True)
 class SubsetsConfig:
     sizes: tuple[int, ...] | Ladder = _f(
-        Ladder(start=32, factor=2.0, max=256), doc="a list of sizes, or {start, factor, max}"
+        Ladder(start=32, factor=2.0, max=256),
+        doc="a list of sizes, or {start, factor, max} (adaptive: the first round's sizes)",
     )
+    strategy: Literal["grid", "adaptive"] = _f(
+        "grid", doc="grid: every size; adaptive: next sizes chosen from the curve after each round"
+    )
+    adaptive: AdaptiveConfig = _f(AdaptiveConfig())
     seeds: tuple[int, ...] = _f((0,), doc="one seeded permutation per tier and seed")
     stratify_by: str | None = _f(None, doc="meta field whose mix each subset keeps")
     on_too_small: Literal["error", "cap"] = _f(
@@ -317,6 +345,29 @@ class TrackingConfig:
 
 
 @dataclass(frozen=True)
+class ExecutorConfig:
+    kind: Literal["local", "ray"] = _f(
+        "local", doc="local: cells one after another here; ray: cells as Ray tasks, in parallel"
+    )
+    address: str | None = _f(
+        None,
+        doc="Ray cluster to join (auto, host:port, ray://...); default $RAY_ADDRESS, else a local one",
+    )
+    num_cpus: float | None = _f(None, doc="CPUs per cell (default 1; its torch threads)", gt=0)
+    num_gpus: float | None = _f(
+        None,
+        doc="GPUs per cell (default: 1 on a GPU cluster, else 0); above 1: data-parallel cell",
+        ge=0,
+    )
+    workers: int | None = _f(
+        None,
+        doc="cells at once on a local Ray instance (no address); default 2",
+        ge=1,
+    )
+    max_retries: int = _f(3, doc="Ray retries of a cell whose worker died", ge=0)
+
+
+@dataclass(frozen=True)
 class SaturationConfig:
     epsilon: float | None = _f(
         None,
@@ -343,6 +394,7 @@ class Recipe:
     eval: EvalConfig = _f(EvalConfig())
     tracking: TrackingConfig = _f(TrackingConfig())
     saturation: SaturationConfig = _f(SaturationConfig())
+    executor: ExecutorConfig = _f(ExecutorConfig())
     path: str = field(default="", metadata={"internal": True})  # where it was read from
 
     @property
@@ -661,7 +713,9 @@ def to_dict(obj: Any) -> Any:
 
 
 # Sections whose change does not change any number a cell produces.
-_COSMETIC = ("name", "description", "tracking", "saturation")
+# Fields that change where or in which order cells run, not what a cell measures: a grid and an
+# adaptive sweep of the same recipe share finished cells, and so do local and Ray runs.
+_COSMETIC = ("name", "description", "tracking", "saturation", "executor")
 
 
 def recipe_digest(r: Recipe) -> str:
@@ -671,6 +725,8 @@ def recipe_digest(r: Recipe) -> str:
         d.pop(key, None)
     # Changing the generation batch size changes nothing measured.
     d["eval"].pop("batch_size", None)
+    for key in ("strategy", "adaptive", "sizes", "seeds"):  # which cells run, not what one measures
+        d["subsets"].pop(key, None)
     blob = json.dumps(d, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 

@@ -338,7 +338,12 @@ def plot_curve(
 
 
 def _blocks(
-    analysis: Analysis, title: str, labels: dict | None, notes: list[str] | None, plots: dict
+    analysis: Analysis,
+    title: str,
+    labels: dict | None,
+    notes: list[str] | None,
+    plots: dict,
+    rounds: list[dict] | None = None,
 ) -> list[tuple]:
     conf = f"{100 * analysis.confidence:.0f}%"
     out: list[tuple] = [("h", 1, title)]
@@ -349,6 +354,27 @@ def _blocks(
     head = ["tier", "metric", "decision", "n*", f"{conf} CI", "plateau", "next size"]
     keys = ("tier", "metric", "decision", "n_star", "n_star_ci", "plateau", "next_size")
     out.append(("table", head, [[r[k] for k in keys] for r in decision_table(analysis)]))
+    if rounds:
+        out.append(("h", 2, "Adaptive rounds"))
+        out.append(
+            (
+                "p",
+                "After each round the sweep read the curves and chose what to run next; "
+                "one row per tier and round.",
+            )
+        )
+        rows = [
+            [
+                str(r["round"]),
+                str(r["tier"]),
+                str(r["decision"]),
+                str(r["next_sizes"] or "—"),
+                str(r["seeds"] or "—"),
+                str(r["why"]),
+            ]
+            for r in rounds
+        ]
+        out.append(("table", ["round", "tier", "decision", "next sizes", "seeds", "why"], rows))
 
     for metric in analysis.metrics:
         curves = [c for c in analysis.curves if c.metric == metric]
@@ -513,8 +539,10 @@ def write_report(
     title: str,
     metric_labels: dict | None = None,
     notes: list[str] | None = None,
+    rounds: list[dict] | None = None,
 ) -> ReportPaths:
-    """Write one PNG per metric, report.md, report.html (images inlined) and summary.json."""
+    """Write one PNG per metric, report.md, report.html (images inlined) and summary.json;
+    `rounds`: an adaptive sweep's decisions (round, tier, decision, next_sizes, seeds, why)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     plots: dict[str, Path] = {}
@@ -527,13 +555,19 @@ def write_report(
         plots[metric] = _save_metric_png(
             analysis, metric, out_dir / f"curve_{name}.png", metric_labels
         )
-    blocks = _blocks(analysis, title, metric_labels, notes, plots)
+    blocks = _blocks(analysis, title, metric_labels, notes, plots, rounds)
     md = out_dir / "report.md"
     md.write_text(_to_markdown(blocks, out_dir), encoding="utf-8")
     page = out_dir / "report.html"
     page.write_text(_to_html(blocks, title), encoding="utf-8")
     summary = out_dir / "summary.json"
     summary.write_text(
-        json.dumps(to_json(analysis), indent=2, allow_nan=False) + "\n", encoding="utf-8"
+        json.dumps(
+            {**to_json(analysis), **({"adaptive_rounds": rounds} if rounds else {})},
+            indent=2,
+            allow_nan=False,
+        )
+        + "\n",
+        encoding="utf-8",
     )
     return ReportPaths(out_dir, md, page, summary, tuple(plots.values()))

@@ -271,6 +271,13 @@ def log_table(
     client.log_table(run_id, data=pd.DataFrame(rows), artifact_file=artifact_file)
 
 
+def log_rows(
+    client: MlflowClient, run_id: str, rows: list[dict[str, Any]], artifact_file: str
+) -> None:
+    """A JSON list of rows that replaces any earlier version (`log_table` would append to it)."""
+    client.log_dict(run_id, rows, artifact_file)
+
+
 def log_files(
     client: MlflowClient, run_id: str, paths: Iterable[Path], artifact_path: str | None = None
 ) -> None:

@@ -20,6 +20,7 @@ import contextlib
 import functools
 import gc
 import math
+import os
 import tempfile
 import time
 import warnings
@@ -377,6 +378,27 @@ def _free_memory(device: str) -> None:
         torch.cuda.empty_cache()
 
 
+def world_size() -> int:
+    """Processes training this cell together (`accelerate launch` sets WORLD_SIZE)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def split_batch(micro: int, accum: int, world: int) -> tuple[int, int]:
+    """Per-process (micro batch, grad accumulation) that keep the global batch of one process,
+    so a data-parallel cell takes the same optimizer steps as a single-device one."""
+    if world <= 1:
+        return micro, accum
+    if accum % world == 0:
+        return micro, accum // world
+    if (micro * accum) % world == 0:
+        per = micro * accum // world
+        return (per, 1) if per <= micro else (micro, per // micro) if per % micro == 0 else (per, 1)
+    raise ValueError(
+        f"train.batch_size x train.grad_accum = {micro * accum} examples per step cannot be "
+        f"split evenly over {world} processes; make it a multiple of {world}"
+    )
+
+
 def train_cell(
     base: Base,
     train: list[Example],
@@ -397,7 +419,8 @@ def train_cell(
     if not train:
         raise ValueError("train_cell: the training subset is empty")
     budget = plan_budget(len(train), cfg)
-    micro, accum, retries = budget.micro_batch, budget.grad_accum, 0
+    micro, accum = split_batch(budget.micro_batch, budget.grad_accum, world_size())
+    retries = 0
     tok = base.tokenizer
     as_text = cfg.completion_as_text
     truncated = sum(

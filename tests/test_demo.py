@@ -30,10 +30,10 @@ CATEGORY_WORDS = {
     "account": r"log ?in|password|locked out|two-factor|username|account|verification|profile",
     "returns": r"return|exchange|send it back|sent back|wrong size|replacement|take back|swap",
 }
-PRIORITY_WORDS = {
-    "low": r"no rush|no hurry|minor thing|not a big deal|whenever you have time",
-    "high": r"third time|frustrated|look into this soon|day or two|not acceptable|upset",
-    "urgent": r"urgent|emergency|sorted today|within the hour|every hour",
+PRIORITY_WORDS = {  # one cue word per level; medium has none
+    "low": r"\bno rush\b",
+    "high": r"\bsoon\b",
+    "urgent": r"\burgent\b",
 }
 EMAIL = re.compile(r"[\w.+-]+@[\w-]+(\.[\w-]+)+")
 

@@ -273,3 +273,67 @@ def test_demo_recipe_end_to_end_on_the_tiny_model(in_tmp: Path):
     assert "precision" in out.cleaning_score and "recall" in out.cleaning_score
     _, kids = children("demo")
     assert len(kids) == 4 and set(kids["status"]) == {"FINISHED"}
+
+
+class _CurveTrainer:
+    """Test double for `driver.train_and_evaluate`: no model is trained; each cell's accuracy is
+    drawn from a known curve A(n) = 0.9 - 0.8 n^-0.5 plus seeded binomial noise on 400 items."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def __call__(self, recipe, cell, subset, val, base, on_step):
+        import random
+        import types
+
+        self.calls.append(cell.id)
+        p = 0.9 - 0.8 * cell.size**-0.5
+        rng = random.Random(f"{cell.id}")
+        acc = sum(rng.random() < p for _ in range(400)) / 400
+        result = types.SimpleNamespace(
+            steps=2, epochs=1.0, policy="min_steps", micro_batch=4, grad_accum=1,
+            oom_retries=0, train_tokens=100 * cell.size, seconds=0.01,
+        )  # fmt: skip
+        ev = types.SimpleNamespace(
+            metrics={"eval.json_match": acc, "val_loss": 1.0 - acc},
+            n_sampled=400,
+            predictions=[{"id": "x", "prediction": "{}", "json_match": acc}],
+        )
+        return result, ev
+
+
+def test_adaptive_sweep_logs_its_rounds_and_resumes(in_tmp: Path, monkeypatch):
+    import dataclasses
+
+    fake = _CurveTrainer()
+    monkeypatch.setattr(driver, "train_and_evaluate", fake)
+    r = load_recipe(tiny_recipe(in_tmp, sizes=(2, 4, 8), seeds=(0,)))
+    r = dataclasses.replace(
+        r,
+        tiers=r.tiers[:1],
+        subsets=dataclasses.replace(
+            r.subsets,
+            strategy="adaptive",
+            adaptive=dataclasses.replace(r.subsets.adaptive, max_rounds=3),
+        ),
+    )
+    messages: list[str] = []
+    out = driver.sweep(r, progress=lambda e: messages.append(e.message))
+    assert out.decisions and {d["round"] for d in out.decisions} >= {0, 1}
+    assert any(m.startswith("round 1 · high:") for m in messages)
+    first = list(fake.calls)
+    assert first[:3] == ["high-n2-s0", "high-n4-s0", "high-n8-s0"]
+    assert len(first) > 3  # the curve asked for more than the first round
+    parent, kids = children("tiny")
+    assert len(kids) == len(first)
+    client = mlflow.MlflowClient()
+    logged = json.loads(
+        Path(client.download_artifacts(parent, "adaptive_decisions.json")).read_text()
+    )
+    assert logged == out.decisions
+    report_md = (in_tmp / "mlruns" / "work" / "tiny" / "report" / "report.md").read_text()
+    assert "## Adaptive rounds" in report_md
+    # a re-run replays the same rounds from the store and trains nothing new
+    again = driver.sweep(r)
+    assert fake.calls == first and again.ran == 0
+    assert again.decisions == out.decisions

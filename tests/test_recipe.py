@@ -182,10 +182,17 @@ def test_digest_ignores_cosmetic_fields_only():
         {**MINIMAL, "name": "other", "description": "x", "saturation": {"confidence": 0.8}}
     )
     assert recipe_digest(base) == recipe_digest(cosmetic)
+    # Which cells run (sizes, seeds, grid or adaptive, local or Ray) is not what a cell measures:
+    # finished cells stay valid when the ladder grows or the executor changes.
+    for same in (
+        with_("subsets", {"sizes": [8, 16], "seeds": [0, 1], "strategy": "adaptive"}),
+        with_("executor", {"kind": "ray", "workers": 2}),
+    ):
+        assert recipe_digest(parse_recipe(same)) == recipe_digest(base)
     for changed in (
         with_("train", {"learning_rate": 1e-3}),
         with_("model", {"name": "tiny-random"}),
-        with_("subsets", {"sizes": [8, 16]}),
+        with_("subsets", {"stratify_by": "task"}),
     ):
         assert recipe_digest(parse_recipe(changed)) != recipe_digest(base)
 

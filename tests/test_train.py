@@ -328,3 +328,17 @@ def test_smollm2_learns_json_extraction(json_task):
     assert tuned.metrics["eval.json_match.valid"] >= zero.metrics["eval.json_match.valid"]
     assert tuned.metrics["val_loss"] < zero.metrics["val_loss"]
     assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_split_batch_keeps_the_global_batch_over_processes():
+    from loop.train import split_batch
+
+    assert split_batch(4, 1, 1) == (4, 1)
+    assert split_batch(4, 4, 2) == (4, 2)  # accumulation halves
+    assert split_batch(4, 1, 2) == (2, 1)  # micro batch halves
+    assert split_batch(8, 3, 4) == (6, 1)  # 24 examples per step: 6 per process
+    for micro, accum, world in ((4, 1, 2), (4, 4, 2), (8, 3, 4), (2, 8, 8)):
+        m, a = split_batch(micro, accum, world)
+        assert m * a * world == micro * accum
+    with pytest.raises(ValueError, match="multiple of 3"):
+        split_batch(4, 1, 3)

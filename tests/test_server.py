@@ -1,0 +1,311 @@
+"""The team tracking server: the command it runs, backend checks, and a real sweep logged through
+an MLflow server backed by PostgreSQL (needs LOOP_TEST_POSTGRES_URI, e.g. from .ci/postgres.sh)."""
+
+from __future__ import annotations
+
+import contextlib
+import http.server
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import mlflow
+import pytest
+from test_driver import tiny_recipe
+
+from loop import driver, server
+from loop.recipe import load_recipe
+
+PG_URI = "postgresql+psycopg2://loop:s3cret@db.example:5432/loop"
+
+
+# ----------------------------------------------------------------------------------------------
+# server_command and backend checks
+# ----------------------------------------------------------------------------------------------
+
+
+def _flag(cmd: list[str], name: str) -> str:
+    return cmd[cmd.index(name) + 1]
+
+
+def test_server_command_proxies_artifacts_from_an_absolute_folder(tmp_path: Path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cmd = server.server_command(PG_URI, artifacts=Path("art"), host="0.0.0.0", port=5001)
+    assert cmd[:4] == [sys.executable, "-m", "mlflow", "server"]
+    assert _flag(cmd, "--backend-store-uri") == PG_URI
+    assert _flag(cmd, "--artifacts-destination") == (tmp_path / "art").resolve().as_uri()
+    assert "--serve-artifacts" in cmd
+    assert (_flag(cmd, "--host"), _flag(cmd, "--port")) == ("0.0.0.0", "5001")
+    assert "--workers" not in cmd and "--allowed-hosts" not in cmd
+    assert "--default-artifact-root" not in cmd  # new experiments get mlflow-artifacts:/
+
+
+def test_server_command_workers_hosts_and_bucket_destination():
+    cmd = server.server_command(
+        PG_URI, artifacts="s3://bucket/loop", workers=2, allowed_hosts=["mlflow.team", "10.0.*"]
+    )
+    assert _flag(cmd, "--artifacts-destination") == "s3://bucket/loop"
+    assert _flag(cmd, "--workers") == "2"
+    assert _flag(cmd, "--allowed-hosts") == "mlflow.team,10.0.*"
+    assert (_flag(cmd, "--host"), _flag(cmd, "--port")) == ("127.0.0.1", "5000")
+
+
+@pytest.mark.parametrize(
+    ("kw", "message"), [({"port": 0}, "port must be"), ({"workers": 0}, "workers must be")]
+)
+def test_server_command_rejects_bad_numbers(tmp_path: Path, kw, message):
+    with pytest.raises(ValueError, match=message):
+        server.server_command(PG_URI, artifacts=tmp_path, **kw)
+
+
+def test_server_command_checks_the_backend(tmp_path: Path):
+    with pytest.raises(ValueError, match=r"postgresql\+psycopg2://"):
+        server.server_command("postgresql://loop:pw@h/db", artifacts=tmp_path)
+
+
+def test_backend_kinds():
+    assert server.check_backend_uri(PG_URI) == "postgresql"
+    assert server.check_backend_uri("sqlite:////srv/mlruns/mlflow.db") == "sqlite"
+    assert server.check_backend_uri("sqlite:///mlruns/mlflow.db") == "sqlite"
+
+
+@pytest.mark.parametrize(
+    ("uri", "expected"),
+    [
+        # plain postgresql:// needs psycopg 3 under SQLAlchemy 2.1: say what to write instead
+        (
+            "postgresql://loop:s3cret@db:5432/loop",
+            "write postgresql+psycopg2://loop:***@db:5432/loop",
+        ),
+        ("postgres://loop:s3cret@db/loop", "write postgresql+psycopg2://loop:***@db/loop"),
+        ("postgresql+pg8000://loop@db/loop", "unknown PostgreSQL driver 'pg8000'"),
+        ("postgresql+psycopg2://loop@db:5432/", "names no database"),
+        ("sqlite://", "in-memory"),
+        ("sqlite:///:memory:", "in-memory"),
+        ("http://tracking:5000", "not a database"),
+        ("file:///srv/mlruns", "folder store"),
+        ("mysql://u@h/db", "unsupported database 'mysql'"),
+        ("mlruns/mlflow.db", "not a database URI"),
+    ],
+)
+def test_backend_errors_say_what_to_write(uri: str, expected: str):
+    with pytest.raises(ValueError) as info:
+        server.check_backend_uri(uri)
+    assert expected in str(info.value)
+    assert "s3cret" not in str(info.value)
+
+
+def test_backend_names_the_missing_driver_package(monkeypatch):
+    monkeypatch.setitem(server._PG_DRIVERS, "psycopg2", ("loop_no_such_module", "psycopg2-binary"))
+    with pytest.raises(ValueError, match="pip install psycopg2-binary"):
+        server.check_backend_uri(PG_URI)
+
+
+def test_redact_hides_only_the_password():
+    assert server.redact(PG_URI) == "postgresql+psycopg2://loop:***@db.example:5432/loop"
+    assert server.redact("sqlite:///x.db") == "sqlite:///x.db"
+
+
+def test_server_env_drops_the_workers_setting_and_the_job_runner():
+    env = server.server_env({"PATH": "/bin", "MLFLOW_TRACKING_URI": "http://me:5000"})
+    assert env == {"PATH": "/bin", "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+
+
+def test_tracking_url():
+    assert server.tracking_url("10.0.0.5", 5000) == "http://10.0.0.5:5000"
+    assert server.tracking_url("0.0.0.0", 5001) == f"http://{socket.getfqdn()}:5001"
+
+
+# ----------------------------------------------------------------------------------------------
+# wait_healthy
+# ----------------------------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def _health_stub(status: int):
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(status if self.path == "/health" else 404)
+            self.end_headers()
+            self.wfile.write(b"OK")
+
+        def log_message(self, *args):
+            pass
+
+    httpd = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def test_wait_healthy_returns_once_health_answers():
+    with _health_stub(200) as base:
+        server.wait_healthy(base, timeout=5)
+
+
+def test_wait_healthy_times_out_with_the_last_answer():
+    with _health_stub(503) as base, pytest.raises(TimeoutError, match="HTTP 503"):
+        server.wait_healthy(base, timeout=0.5, interval=0.1)
+    t0 = time.monotonic()
+    with pytest.raises(TimeoutError, match="did not answer /health within 0.5 s"):
+        server.wait_healthy(f"http://127.0.0.1:{_free_port()}", timeout=0.5, interval=0.1)
+    assert time.monotonic() - t0 < 5
+
+
+def test_wait_healthy_stops_when_the_server_process_exits():
+    proc = subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"])
+    proc.wait()
+    with pytest.raises(RuntimeError, match="exited with status 3"):
+        server.wait_healthy(f"http://127.0.0.1:{_free_port()}", timeout=30, proc=proc)
+
+
+# ----------------------------------------------------------------------------------------------
+# A real sweep through the server, stored in PostgreSQL
+# ----------------------------------------------------------------------------------------------
+
+
+def _pg_connect(uri: str):
+    import psycopg2
+
+    u = urlsplit(uri)
+    return psycopg2.connect(
+        host=u.hostname,
+        port=u.port or 5432,
+        user=u.username,
+        password=u.password,
+        dbname=u.path.lstrip("/"),
+    )
+
+
+@pytest.fixture()
+def fresh_pg_uri():
+    """A new, empty database for this test run (dropped afterwards), so reruns start clean."""
+    base = os.environ.get("LOOP_TEST_POSTGRES_URI")
+    if not base:
+        reason = (
+            "LOOP_TEST_POSTGRES_URI is unset: run `export LOOP_TEST_POSTGRES_URI=$(.ci/postgres.sh)`"
+            " to test the tracking server on PostgreSQL"
+        )
+        if os.environ.get("LOOP_REQUIRE_POSTGRES") == "1":
+            pytest.fail(f"LOOP_REQUIRE_POSTGRES=1 but {reason}")
+        pytest.skip(reason)
+    name = f"loop_test_{uuid.uuid4().hex[:12]}"
+    admin = _pg_connect(base)
+    admin.autocommit = True
+    try:
+        with admin.cursor() as cur:
+            cur.execute(f"CREATE DATABASE {name}")
+        u = urlsplit(base)
+        yield urlunsplit(u._replace(path=f"/{name}"))
+        with admin.cursor() as cur:
+            cur.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    finally:
+        admin.close()
+
+
+@contextlib.contextmanager
+def _running_server(backend_uri: str, tmp_path: Path):
+    port = _free_port()
+    cmd = server.server_command(backend_uri, artifacts=tmp_path / "artifacts", port=port, workers=2)
+    log = tmp_path / "server.log"
+    with log.open("wb") as out:
+        # its own session: uvicorn's worker processes are stopped with it, by process group
+        proc = subprocess.Popen(
+            cmd,
+            env=server.server_env(),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        try:
+            server.wait_healthy(base, timeout=120, proc=proc)
+        except (TimeoutError, RuntimeError) as exc:
+            raise AssertionError(f"{exc}\n{log.read_text()[-3000:]}") from exc
+        yield base
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def test_sweep_through_a_postgresql_backed_server(fresh_pg_uri: str, tmp_path: Path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    recipe = load_recipe(tiny_recipe(tmp_path, name="team", sizes=(4,), seeds=(0,)))
+    with _running_server(fresh_pg_uri, tmp_path) as base:
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", base)
+        try:
+            out = driver.sweep(recipe)
+            assert (out.ran, out.skipped, out.failed) == (2, 0, 0)  # 2 tiers x 1 size x 1 seed
+
+            client = mlflow.MlflowClient(base)
+            exp = client.get_experiment_by_name(recipe.experiment)
+            assert exp is not None and exp.artifact_location.startswith("mlflow-artifacts:")
+            parents = client.search_runs(
+                [exp.experiment_id], filter_string="tags.`loop.kind` = 'sweep'"
+            )
+            assert len(parents) == 1
+            parent = parents[0].info.run_id
+            kids = client.search_runs(
+                [exp.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent}'"
+            )
+            assert sorted(k.data.tags["loop.cell"] for k in kids) == ["high-n4-s0", "raw-n4-s0"]
+            for k in kids:
+                assert k.info.status == "FINISHED"
+                assert {"val_loss", "eval.json_match"} <= set(k.data.metrics)
+                assert client.get_metric_history(k.info.run_id, "train_loss")
+
+            # the artifact went through the server's proxy into its destination folder
+            kid = kids[0].info.run_id
+            local = client.download_artifacts(kid, "predictions.json", str(tmp_path / "dl"))
+            table = json.loads(Path(local).read_text())
+            assert table["columns"] and len(table["data"]) == 4  # eval.samples
+            stored = list((tmp_path / "artifacts").rglob("predictions.json"))
+            assert len(stored) == 2, stored
+
+            again = driver.sweep(recipe)  # resume is read from the server too
+            assert (again.ran, again.skipped) == (0, 2)
+        finally:
+            mlflow.set_tracking_uri(None)  # the driver set it (and its env var) to this server
+
+    # the rows live in PostgreSQL, not in a file next to the test
+    assert not (tmp_path / "mlruns" / "mlflow.db").exists()
+    with contextlib.closing(_pg_connect(fresh_pg_uri)) as con, con.cursor() as cur:
+        cur.execute(
+            "SELECT r.run_uuid, r.status FROM runs r JOIN experiments e "
+            "ON r.experiment_id = e.experiment_id WHERE e.name = %s",
+            (recipe.experiment,),
+        )
+        status = dict(cur.fetchall())
+        cur.execute(
+            "SELECT run_uuid, value FROM latest_metrics WHERE key = 'val_loss' AND run_uuid = ANY(%s)",
+            ([k.info.run_id for k in kids],),
+        )
+        val_loss = dict(cur.fetchall())
+    assert status[parent] == "FINISHED"
+    assert all(status[k.info.run_id] == "FINISHED" for k in kids)
+    assert val_loss == {k.info.run_id: pytest.approx(k.data.metrics["val_loss"]) for k in kids}
