@@ -21,14 +21,8 @@ from pathlib import Path
 
 import yaml
 
-NAMES = ["Alice", "Bruno", "Chen", "Dana", "Emeka", "Fatima", "Goran", "Hana", "Ivan", "Julia"]
-CITIES = ["Paris", "Lagos", "Osaka", "Lima", "Oslo", "Cairo", "Denver", "Hanoi", "Porto", "Quito"]
-TEMPLATES = [
-    "{name} is {age} years old and lives in {city}.",
-    "Meet {name}, a {age}-year-old from {city}.",
-    "Living in {city}, {name} turned {age} this year.",
-    "At {age}, {name} moved to {city}.",
-]
+# the same people and places as train_overhead.py
+from train_overhead import CITIES, NAMES, TEMPLATES  # noqa: E402
 
 
 def write_pool(path: Path, n: int = 400) -> None:

@@ -13,9 +13,7 @@ for) and the speed-up. On 2 cores expect at most ~2x: training is compute-bound.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import random
 import subprocess
 import sys
 import tempfile
@@ -24,21 +22,8 @@ from pathlib import Path
 
 import yaml
 
-NAMES = ["Alice", "Bruno", "Chen", "Dana", "Emeka", "Fatima", "Goran", "Hana", "Ivan", "Julia"]
-CITIES = ["Paris", "Lagos", "Osaka", "Lima", "Oslo", "Cairo", "Denver", "Hanoi", "Porto", "Quito"]
-
-
-def write_pool(path: Path, n: int = 120) -> None:
-    rng = random.Random(0)
-    with path.open("w") as f:
-        for _ in range(n):
-            name, city, age = rng.choice(NAMES), rng.choice(CITIES), rng.randint(18, 90)
-            rec = {
-                "instruction": "Extract name, age and city as JSON.",
-                "input": f"{name} is {age} years old and lives in {city}.",
-                "output": json.dumps({"name": name, "age": age, "city": city}),
-            }
-            f.write(json.dumps(rec) + "\n")
+# the small JSON-extraction pool of adaptive_real.py
+from adaptive_real import write_pool  # noqa: E402
 
 
 def write_recipe(folder: Path, model: str, executor: str, workers: int) -> Path:
@@ -46,7 +31,10 @@ def write_recipe(folder: Path, model: str, executor: str, workers: int) -> Path:
     recipe = {
         "name": "parallel-bench",
         "pool": {"paths": [str(folder / "pool.jsonl")]},
-        "clean": {"steps": ["exact_dedup", "length", "format"], "split": {"validation": 0.1}},
+        "clean": {
+            "steps": ["exact_dedup", "length", "format", "quality"],
+            "split": {"validation": 0.1},
+        },
         "tiers": [{"name": "top", "top": 0.5}, {"name": "raw"}],
         "subsets": {"sizes": [8, 16], "seeds": [0, 1]},
         "model": {"name": model},

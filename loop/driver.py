@@ -589,25 +589,26 @@ def _run_cells(s: _Sweep, cells: list[Cell]) -> None:
                 Event("cell_done", cell=out.cell, done=counter["done"], total=total, metrics=shown)
             )
 
+    def started(cell: Cell, where: str = "") -> None:
+        what = f"{cell.size} examples of tier {cell.tier}, seed {cell.seed}{where}"
+        s.progress(
+            Event("cell_start", cell=cell.id, done=counter["done"], total=total, message=what)
+        )
+
     if s.recipe.executor.kind == "ray":
         from loop import cluster
-
-        def started(cell: Cell) -> None:
-            s.progress(
-                Event(
-                    "cell_start",
-                    cell=cell.id,
-                    done=counter["done"],
-                    total=total,
-                    message=f"{cell.size} examples of tier {cell.tier}, seed {cell.seed} (Ray task)",
-                )
-            )
 
         def result(cell: Cell, res: CellResult) -> None:
             finished_cell(record_cell(s.recipe, cell, s.prep, s.tr, s.parent_id, res))
 
         jobs = [(c, take_subset(s.recipe, s.prep, c)) for c in pending]
-        cluster.run_cells(s.recipe, jobs, s.prep.val, on_submit=started, on_result=result)
+        cluster.run_cells(
+            s.recipe,
+            jobs,
+            s.prep.val,
+            on_submit=lambda c: started(c, " (Ray task)"),
+            on_result=result,
+        )
         return
 
     from loop import models
@@ -615,15 +616,7 @@ def _run_cells(s: _Sweep, cells: list[Cell]) -> None:
     if s.base is None:
         s.base = models.load_base(s.recipe.model)
     for cell in pending:
-        s.progress(
-            Event(
-                "cell_start",
-                cell=cell.id,
-                done=counter["done"],
-                total=total,
-                message=f"{cell.size} examples of tier {cell.tier}, seed {cell.seed}",
-            )
-        )
+        started(cell)
 
         def on_step(
             step: int, max_steps: int, logs: dict, cell: Cell = cell, done: int = counter["done"]

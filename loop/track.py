@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
+import sys
 import time
 import warnings
 from collections.abc import Iterable
@@ -324,7 +325,10 @@ def parent_artifacts(client: MlflowClient, run_id: str, folder: Path) -> None:
 
 
 def ui_command(store: Store, host: str = "127.0.0.1", port: int = 5000) -> list[str]:
+    # this interpreter's mlflow: `.venv/bin/loop ui` works without the venv on PATH
     cmd = [
+        sys.executable,
+        "-m",
         "mlflow",
         "ui",
         "--backend-store-uri",

@@ -201,7 +201,6 @@ def mlflow_server(recipe, cwd: Path):
     """`loop ui`'s command on a free port; yields the base URL once /health answers."""
     cmd, _url = driver.ui_command(recipe, port=_free_port())
     port = int(cmd[cmd.index("--port") + 1])
-    cmd[0] = str(Path(sys.executable).parent / "mlflow")
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     server = subprocess.Popen(
         cmd,
