@@ -16,9 +16,10 @@ import pytest
 ray = pytest.importorskip("ray")
 psutil = pytest.importorskip("psutil")
 
+from test_driver import children, tiny_recipe  # noqa: E402
+
 from loop import cluster, driver  # noqa: E402
 from loop.recipe import ExecutorConfig, load_recipe  # noqa: E402
-from tests.test_driver import children, tiny_recipe  # noqa: E402
 
 
 @pytest.fixture()
