@@ -320,6 +320,13 @@ def cmd_sweep(args) -> int:
     return min(outcome.failed, 100)
 
 
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def _with_overrides(r, args):
     """Command-line flags over the recipe's executor and strategy (neither changes a cell's
     result, so finished cells are shared)."""
@@ -587,7 +594,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--ray-address", help="override executor.address (auto, host:port, ray://...)")
     s.add_argument(
-        "--workers", type=int, help="override executor.workers (cells at once on a local Ray)"
+        "--workers",
+        type=_positive_int,
+        help="override executor.workers (cells at once on a local Ray)",
     )
     s.add_argument(
         "--strategy",

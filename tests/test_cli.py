@@ -118,3 +118,27 @@ def test_clean_prints_the_funnel_and_logs_a_clean_run(tmp_path: Path, monkeypatc
         len(mlflow.search_runs([exp.experiment_id], filter_string="tags.`loop.kind` = 'clean'"))
         == 1
     )
+
+
+def test_sweep_flags_override_executor_and_strategy_only():
+    from loop.cli import _with_overrides, build_parser
+    from loop.recipe import load_recipe
+
+    r = load_recipe(ROOT / "recipes" / "demo.yaml")
+    args = build_parser().parse_args(
+        ["sweep", "x.yaml", "--executor", "ray", "--workers", "3", "--strategy", "adaptive"]
+    )
+    got = _with_overrides(r, args)
+    assert (got.executor.kind, got.executor.workers, got.executor.address) == ("ray", 3, None)
+    assert got.subsets.strategy == "adaptive"
+    assert (got.train, got.model, got.subsets.sizes) == (r.train, r.model, r.subsets.sizes)
+    plain = build_parser().parse_args(["sweep", "x.yaml"])
+    assert _with_overrides(r, plain) == r
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["sweep", "x.yaml", "--workers", "0"])
+
+
+def test_server_rejects_a_backend_without_driver(capsys):
+    assert main(["server", "--backend", "postgresql://u:secret@db/loop"]) == 2
+    err = capsys.readouterr().err
+    assert "postgresql+psycopg2://" in err and "secret" not in err
