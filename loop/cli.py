@@ -113,7 +113,10 @@ class _Progress:
                     detail += f" step {event.step}/{event.max_steps}"
                 if event.message:
                     detail += f" {event.message}"
-                self._bar.update(self._task, completed=event.done, detail=detail)
+                # totals change between adaptive rounds
+                self._bar.update(
+                    self._task, completed=event.done, total=event.total or None, detail=detail
+                )
             if kind in ("cell_done", "cell_failed"):
                 self._bar.console.print(_cell_line(event))
             return

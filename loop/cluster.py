@@ -20,6 +20,7 @@ Cells are submitted small sizes first, so the curves fill in early.
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from collections.abc import Callable
@@ -33,6 +34,9 @@ from loop.subsets import Subset
 def _resources(cfg: ExecutorConfig, cluster_gpus: float) -> dict[str, float]:
     """Per-cell resources: the recipe's, else 1 GPU per cell when the cluster has GPUs, and 1 CPU."""
     gpus = cfg.num_gpus if cfg.num_gpus is not None else (1.0 if cluster_gpus > 0 else 0.0)
+    if gpus > 1 and gpus != int(gpus):
+        # a fraction shares one GPU between cells; above 1 each GPU runs one training process
+        raise ValueError(f"executor.num_gpus: above 1 it must be a whole number, got {gpus:g}")
     cpus = cfg.num_cpus if cfg.num_cpus is not None else 1.0
     return {"num_cpus": cpus, "num_gpus": gpus}
 
@@ -47,11 +51,30 @@ def connect(cfg: ExecutorConfig) -> tuple[bool, dict[str, float]]:
     kwargs: dict[str, Any] = {"log_to_driver": False, "include_dashboard": False}
     if address:
         ray.init(address=address, **kwargs)
+    elif cfg.workers is None and _local_gpus() > 0:
+        ray.init(**kwargs)  # every GPU and core here: one cell per GPU
     else:
-        # A local instance sized for `workers` cells at a time; each gets `num_cpus` CPUs.
+        # A local CPU instance sized for `workers` cells at a time, `num_cpus` CPUs each.
         per_cell = cfg.num_cpus or 1.0
-        ray.init(num_cpus=int((cfg.workers or 2) * per_cell), **kwargs)
+        ray.init(num_cpus=math.ceil((cfg.workers or 2) * per_cell), **kwargs)
     return not address, dict(ray.cluster_resources())
+
+
+def _local_gpus() -> int:
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def _check_fits(res: dict[str, float], resources: dict[str, float]) -> None:
+    """A request no node can meet would queue forever: say so instead."""
+    for key, field in (("num_gpus", "GPU"), ("num_cpus", "CPU")):
+        have = resources.get(field, 0.0)
+        if res[key] > have:
+            raise ValueError(
+                f"executor.{key}: each cell asks for {res[key]:g} {field}(s) but the Ray "
+                f"cluster has {have:g}; lower it or add nodes"
+            )
 
 
 def _cell_task(
@@ -96,18 +119,19 @@ def run_cells(
     from loop import driver
 
     started_here, resources = connect(recipe.executor)
-    res = _resources(recipe.executor, resources.get("GPU", 0.0))
-    task = ray.remote(_cell_task).options(
-        num_cpus=res["num_cpus"],
-        num_gpus=res["num_gpus"],
-        max_retries=recipe.executor.max_retries,
-        retry_exceptions=False,
-        name="loop-cell",
-    )
-    val_ref = ray.put(val)
-    threads = int(res["num_cpus"])
     pending: dict[Any, tuple[Cell, float]] = {}
     try:
+        res = _resources(recipe.executor, resources.get("GPU", 0.0))
+        _check_fits(res, resources)
+        task = ray.remote(_cell_task).options(
+            num_cpus=res["num_cpus"],
+            num_gpus=res["num_gpus"],
+            max_retries=recipe.executor.max_retries,
+            retry_exceptions=False,
+            name="loop-cell",
+        )
+        val_ref = ray.put(val)
+        threads = int(res["num_cpus"])
         for cell, subset in jobs:
             ref = task.remote(recipe, cell, subset, val_ref, threads, res["num_gpus"])
             pending[ref] = (cell, time.time())

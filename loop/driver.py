@@ -662,6 +662,8 @@ def sweep(
             )
         )
     adaptive = recipe.subsets.strategy == "adaptive" and cells is None
+    if adaptive:
+        _check_steering_metric(recipe)
     parent_id = track.sweep_parent(
         tr.client,
         tr.exp_id,
@@ -686,7 +688,7 @@ def sweep(
             decisions = _adaptive(s)
         else:
             _run_cells(s, cells if cells is not None else expand_cells(recipe))
-    except KeyboardInterrupt:
+    except BaseException:  # Ctrl-C or an error outside any cell: the parent must not stay RUNNING
         track.finish_parent(
             tr.client, parent_id, failed=sum(1 for o in s.outcomes if o.error), interrupted=True
         )
@@ -752,11 +754,32 @@ def _adaptive(s: _Sweep) -> list[dict]:
         s.tr.client,
         s.parent_id,
         {
-            "adaptive.rounds": len({d["round"] for d in decisions}),
+            "adaptive.rounds": len(outcome.rounds),
             "adaptive.cost_tokens": outcome.cost,
         },
     )
     return decisions
+
+
+def _check_steering_metric(recipe: Recipe) -> None:
+    """`subsets.adaptive.metric` must be a metric the sweep will analyse: an error now, not
+    after the first round has trained."""
+    metric = recipe.subsets.adaptive.metric
+    if metric is None:
+        return
+    known = ["val_loss"] + [
+        f"eval.{e.label or e.name.rsplit(':', 1)[-1]}" for e in recipe.eval.evaluators
+    ]
+    wanted = list(recipe.saturation.metrics)
+    allowed = [m for m in known if not wanted or m in wanted]
+    if metric not in allowed:
+        raise RecipeError(
+            recipe.path or recipe.name,
+            [
+                f"subsets.adaptive.metric: must be one of {', '.join(allowed)} (the metrics the "
+                f"sweep analyses), got {metric!r}"
+            ],
+        )
 
 
 def _cell_cost(recipe: Recipe, prep: Prepared) -> Callable[[Cell], float]:

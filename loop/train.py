@@ -390,13 +390,13 @@ def split_batch(micro: int, accum: int, world: int) -> tuple[int, int]:
         return micro, accum
     if accum % world == 0:
         return micro, accum // world
-    if (micro * accum) % world == 0:
-        per = micro * accum // world
+    total = micro * accum
+    if total % world == 0:
+        per = total // world
         return (per, 1) if per <= micro else (micro, per // micro) if per % micro == 0 else (per, 1)
-    raise ValueError(
-        f"train.batch_size x train.grad_accum = {micro * accum} examples per step cannot be "
-        f"split evenly over {world} processes; make it a multiple of {world}"
-    )
+    # Uneven (e.g. a 7-example subset over 2 GPUs): round up; the distributed sampler pads the
+    # last batch, so a step sees at most world - 1 repeated examples.
+    return -(-total // world), 1
 
 
 def train_cell(
@@ -467,7 +467,8 @@ def train_cell(
                 seconds = time.perf_counter() - start
             break
         except torch.OutOfMemoryError:
-            if base.device != "cuda" or micro == 1:
+            # data-parallel: one rank shrinking its batch alone would hang the others
+            if base.device != "cuda" or micro == 1 or world_size() > 1:
                 raise
             del trainer
             release(base)

@@ -52,6 +52,10 @@ def test_resources_default_to_one_gpu_per_cell_on_a_gpu_cluster():
     assert cluster._resources(cfg, cluster_gpus=0) == {"num_cpus": 1.0, "num_gpus": 0.0}
     two = ExecutorConfig(kind="ray", num_gpus=2, num_cpus=4)
     assert cluster._resources(two, cluster_gpus=8) == {"num_cpus": 4, "num_gpus": 2}
+    half = ExecutorConfig(kind="ray", num_gpus=0.5)  # two cells share a GPU
+    assert cluster._resources(half, cluster_gpus=1)["num_gpus"] == 0.5
+    with pytest.raises(ValueError, match="executor.num_gpus: above 1 it must be a whole number"):
+        cluster._resources(ExecutorConfig(kind="ray", num_gpus=1.5), cluster_gpus=8)
 
 
 def test_ray_sweep_records_each_cell_exactly_once(in_tmp: Path):

@@ -336,3 +336,31 @@ def test_adaptive_sweep_logs_its_rounds_and_resumes(in_tmp: Path, monkeypatch):
     again = driver.sweep(r)
     assert fake.calls == first and again.ran == 0
     assert again.decisions == out.decisions
+
+
+def test_adaptive_sweep_rejects_an_unknown_steering_metric_before_training(in_tmp: Path):
+    import dataclasses
+
+    from loop.recipe import RecipeError
+
+    r = load_recipe(tiny_recipe(in_tmp, sizes=(2, 4, 8), seeds=(0,)))
+    sub = dataclasses.replace(
+        r.subsets,
+        strategy="adaptive",
+        adaptive=dataclasses.replace(r.subsets.adaptive, metric="eval.jsn_match"),
+    )
+    with pytest.raises(RecipeError) as err:
+        driver.sweep(dataclasses.replace(r, subsets=sub))
+    assert (
+        "subsets.adaptive.metric: must be one of val_loss, eval.json_match, eval.exact_match"
+        in (str(err.value))
+    )
+    assert not (in_tmp / "mlruns" / "mlflow.db").exists() or children_count() == 0
+
+
+def children_count() -> int:
+    mlflow.set_tracking_uri(f"sqlite:///{Path.cwd() / 'mlruns' / 'mlflow.db'}")
+    exp = mlflow.get_experiment_by_name("tiny")
+    if exp is None:
+        return 0
+    return len(mlflow.search_runs([exp.experiment_id], filter_string="tags.`loop.kind` = 'cell'"))
