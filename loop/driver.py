@@ -589,8 +589,8 @@ def _run_cells(s: _Sweep, cells: list[Cell]) -> None:
                 Event("cell_done", cell=out.cell, done=counter["done"], total=total, metrics=shown)
             )
 
-    def started(cell: Cell, where: str = "") -> None:
-        what = f"{cell.size} examples of tier {cell.tier}, seed {cell.seed}{where}"
+    def started(cell: Cell) -> None:
+        what = f"{cell.size} examples of tier {cell.tier}, seed {cell.seed}"
         s.progress(
             Event("cell_start", cell=cell.id, done=counter["done"], total=total, message=what)
         )
@@ -606,7 +606,11 @@ def _run_cells(s: _Sweep, cells: list[Cell]) -> None:
             s.recipe,
             jobs,
             s.prep.val,
-            on_submit=lambda c: started(c, " (Ray task)"),
+            on_submit=lambda c: s.progress(
+                Event(
+                    "message", message=f"queued on Ray: {c.id} ({c.size} examples, tier {c.tier})"
+                )
+            ),
             on_result=result,
         )
         return
