@@ -498,14 +498,13 @@ def _outcome(cell: Cell, res: CellResult, run_id: str | None) -> CellOutcome:
 def record_cell(
     recipe: Recipe,
     cell: Cell,
-    prep: Prepared,
+    subset: subsets_mod.Subset,
     tr: _Tracker,
     parent_id: str | None,
     res: CellResult,
 ) -> CellOutcome:
     """Track a cell computed elsewhere (a Ray worker): open, fill and close its run in one go, so
     a worker that dies mid-cell leaves nothing in the store and its retry cannot duplicate it."""
-    subset = take_subset(recipe, prep, cell)
     run_id = _open_run(recipe, tr, parent_id, cell, subset)
     _close_run(tr, run_id, res)
     return _outcome(cell, res, run_id)
@@ -599,9 +598,10 @@ def _run_cells(s: _Sweep, cells: list[Cell]) -> None:
         from loop import cluster
 
         def result(cell: Cell, res: CellResult) -> None:
-            finished_cell(record_cell(s.recipe, cell, s.prep, s.tr, s.parent_id, res))
+            finished_cell(record_cell(s.recipe, cell, subsets[cell], s.tr, s.parent_id, res))
 
-        jobs = [(c, take_subset(s.recipe, s.prep, c)) for c in pending]
+        subsets = {c: take_subset(s.recipe, s.prep, c) for c in pending}  # drawn once, shipped
+        jobs = list(subsets.items())
         cluster.run_cells(
             s.recipe,
             jobs,
