@@ -1083,9 +1083,7 @@ def run_single(
     out = run_cell(recipe, cell, prep, base, tr, parent_id, on_step)
     if tr is not None:
         tr.client.update_run(parent_id, status="FINISHED")
-    if out.error:
-        raise RuntimeError(f"cell {cell.id} failed: {out.error}")
-    return out
+    return out  # a failed cell carries its error (and is recorded FAILED)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -20,6 +20,8 @@ from typing import Any, Literal, Union
 
 import yaml
 
+from loop.errors import RecipeError  # defined with every user error
+
 # --------------------------------------------------------------------------------------------
 # Sections. Field metadata `ge/gt/le/lt` are range checks; `doc` feeds `loop recipe --help`-style
 # references in the README.
@@ -404,17 +406,6 @@ class Recipe:
     @property
     def experiment(self) -> str:
         return self.tracking.experiment or self.name
-
-
-class RecipeError(ValueError):
-    """Every problem found in one recipe, one per line."""
-
-    def __init__(self, source: str, errors: list[str]):
-        self.source = source
-        self.errors = errors
-        super().__init__(
-            f"{source}: {len(errors)} error(s)\n" + "\n".join(f"  {e}" for e in errors)
-        )
 
 
 # --------------------------------------------------------------------------------------------

@@ -25,6 +25,8 @@ import pandas as pd
 from mlflow import MlflowClient
 from mlflow.entities import DatasetInput, InputTag, Metric, Param, RunTag
 
+from loop.errors import StoreError
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 # Param values longer than this are cut: MLflow rejects params over 6,000 characters.
@@ -71,9 +73,19 @@ def client_for(store: Store) -> MlflowClient:
 
 
 def ensure_experiment(store: Store, name: str) -> str:
-    """Create the store and experiment once (before any worker starts) and return its id."""
+    """Create the store and experiment once (before any worker starts) and return its id.
+
+    The first contact with the store: a store that cannot be opened is a StoreError."""
     client = client_for(store)
-    exp = client.get_experiment_by_name(name)
+    try:
+        exp = client.get_experiment_by_name(name)
+    except Exception as exc:  # MLflow, SQLAlchemy and requests raise many kinds
+        from loop.server import redact, scrub
+
+        raise StoreError(
+            f"tracking store {redact(store.tracking_uri)}: cannot be opened "
+            f"({type(exc).__name__}: {scrub(str(exc), store.tracking_uri)[:300]})"
+        ) from exc
     if exp is None:
         location = f"{store.artifact_root}/{name}" if store.artifact_root else None
         try:

@@ -40,7 +40,9 @@ def test_server_command_proxies_artifacts_from_an_absolute_folder(tmp_path: Path
     monkeypatch.chdir(tmp_path)
     cmd = server.server_command(PG_URI, artifacts=Path("art"), host="0.0.0.0", port=5001)
     assert cmd[:4] == [sys.executable, "-m", "mlflow", "server"]
-    assert _flag(cmd, "--backend-store-uri") == PG_URI
+    # the password stays out of argv (`ps` shows argv to every user); server_env carries it
+    assert _flag(cmd, "--backend-store-uri") == "postgresql+psycopg2://loop@db.example:5432/loop"
+    assert not any("s3cret" in part for part in cmd)
     assert _flag(cmd, "--artifacts-destination") == (tmp_path / "art").resolve().as_uri()
     assert "--serve-artifacts" in cmd
     assert (_flag(cmd, "--host"), _flag(cmd, "--port")) == ("0.0.0.0", "5001")
@@ -59,7 +61,7 @@ def test_server_command_workers_hosts_and_bucket_destination():
 
 
 @pytest.mark.parametrize(
-    ("kw", "message"), [({"port": 0}, "port must be"), ({"workers": 0}, "workers must be")]
+    ("kw", "message"), [({"port": 0}, "--port: must be"), ({"workers": 0}, "--workers: must be")]
 )
 def test_server_command_rejects_bad_numbers(tmp_path: Path, kw, message):
     with pytest.raises(ValueError, match=message):
@@ -230,7 +232,7 @@ def _running_server(backend_uri: str, tmp_path: Path):
         # its own session: uvicorn's worker processes are stopped with it, by process group
         proc = subprocess.Popen(
             cmd,
-            env=server.server_env(),
+            env=server.server_env(password=server.split_password(backend_uri)[1]),
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,

@@ -46,6 +46,7 @@ from loop.clean import (
 )
 from loop.clean.base import AnswerLoss, CleanProgress, CountTokens, Progress, StepContext
 from loop.clean.funnel import DroppedRecord, StepFunnel, render_markdown, step_funnel
+from loop.errors import DataError, RecipeError, ReviewError
 from loop.example import Example, read_jsonl, write_jsonl
 from loop.recipe import CleanConfig, Recipe, TierSpec, to_dict
 
@@ -187,7 +188,7 @@ def _review_bytes(recipe: Recipe) -> bytes | None:
         return None
     path = Path(recipe.clean.review)
     if not path.is_file():
-        raise ValueError(f"clean.review: file not found: {path}")
+        raise ReviewError(f"clean.review: file not found: {path}")
     return path.read_bytes()
 
 
@@ -320,7 +321,7 @@ def run_clean(
     out_dir = Path(out_dir)
     errors = check_recipe(recipe, count_tokens)
     if errors:
-        raise ValueError("cannot clean:\n" + "\n".join(f"  {e}" for e in errors))
+        raise RecipeError(recipe.path or recipe.name, errors)
     key = clean_key(recipe, raw)
     stored = None if force else load_result(out_dir, recipe, key)
     if stored is not None:
@@ -369,7 +370,7 @@ def run_clean(
         dropped += removed
 
     if len(kept) < 2:
-        raise ValueError(_too_few(len(raw), len(kept), funnel))
+        raise DataError(_too_few(len(raw), len(kept), funnel))
     start = time.perf_counter()
     ctx.tick("split", 0, len(kept), note=f"holding out {cfg.split.validation:.0%}", force=True)
     split = split_validation(kept, cfg.split, cfg.near_dedup)
