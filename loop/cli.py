@@ -170,6 +170,8 @@ def cmd_validate(args) -> int:
 
                 driver.check_sizes(r)
         except UserError as exc:  # every recipe is checked; each one's errors are listed
+            if _debug(args):
+                traceback.print_exc()
             _print_user_error(exc)
             bad += 1
             continue
@@ -789,6 +791,10 @@ _BUG_LINE = (
 )
 
 
+def _debug(args: argparse.Namespace) -> bool:
+    return bool(getattr(args, "debug", False)) or os.environ.get("LOOP_DEBUG", "") not in ("", "0")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one command. Input errors (`loop.errors.UserError`) print their message and return
     2; `--debug` (or LOOP_DEBUG=1) adds the traceback. Anything else is a bug: its traceback,
@@ -798,7 +804,7 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "fn", None):
         parser.print_help()
         return 0
-    debug = args.debug or os.environ.get("LOOP_DEBUG", "") not in ("", "0")
+    debug = _debug(args)
     try:
         return args.fn(args)
     except UserError as exc:

@@ -214,7 +214,8 @@ def _sniff(src: _Source) -> tuple[str | None, bool]:
     try:
         head.decode("utf-8")
     except UnicodeDecodeError as exc:
-        if exc.start < len(head) - 4:  # not a character cut in two at the end of the sample
+        cut = len(head) == _SNIFF_BYTES and exc.start >= len(head) - 4  # a character cut in two
+        if not cut:
             line = head.count(b"\n", 0, exc.start) + 1
             return (
                 f"line {line}: byte 0x{head[exc.start]:02x} is not UTF-8; expected UTF-8 text",

@@ -496,7 +496,7 @@ def _convert(tp: Any, value: Any, path: str, errors: list[str], meta: dict) -> A
             errors.append(f"{path}: expected {_type_name(tp)}, got {_given(value)}")
             return _MISSING
         out = [_convert(item_tp, v, f"{path}[{i}]", errors, meta) for i, v in enumerate(value)]
-        return tuple(out)
+        return _MISSING if any(v is _MISSING for v in out) else tuple(out)
     if origin is dict:
         if not isinstance(value, dict):
             errors.append(f"{path}: expected a mapping, got {_given(value)}")
@@ -517,7 +517,7 @@ def _convert(tp: Any, value: Any, path: str, errors: list[str], meta: dict) -> A
         return value
     if tp in (int, float):
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        if tp is int and ok and float(value) != int(value):
+        if tp is int and ok and (not math.isfinite(value) or float(value) != int(value)):
             ok = False
         if isinstance(value, str) and tp is float:
             # YAML reads 2e-4 as a string (YAML 1.1); accept what Python reads as a float.
@@ -619,7 +619,8 @@ def load_recipe(path: str | Path, *, pool_size: int | None = None) -> Recipe:
     """Read and validate a YAML recipe file; raises RecipeError naming every problem."""
     path = Path(path)
     if not path.is_file():
-        raise RecipeError(str(path), ["file not found"])
+        what = "is a folder, expected a YAML file" if path.is_dir() else "file not found"
+        raise RecipeError(str(path), [what])
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:

@@ -68,8 +68,21 @@ def _sqlite_wal(uri: str) -> None:
 
 
 def client_for(store: Store) -> MlflowClient:
+    """A client on the store; a store that cannot be opened is a StoreError."""
     mlflow.set_tracking_uri(store.tracking_uri)
-    return MlflowClient(tracking_uri=store.tracking_uri)
+    try:
+        return MlflowClient(tracking_uri=store.tracking_uri)
+    except Exception as exc:  # MLflow, SQLAlchemy and requests raise many kinds
+        raise _store_error(store, exc) from exc
+
+
+def _store_error(store: Store, exc: Exception) -> StoreError:
+    from loop.server import redact, scrub
+
+    return StoreError(
+        f"tracking store {redact(store.tracking_uri)}: cannot be opened "
+        f"({type(exc).__name__}: {(scrub(str(exc), store.tracking_uri).splitlines() or [''])[0][:300]})"
+    )
 
 
 def ensure_experiment(store: Store, name: str) -> str:
@@ -80,12 +93,7 @@ def ensure_experiment(store: Store, name: str) -> str:
     try:
         exp = client.get_experiment_by_name(name)
     except Exception as exc:  # MLflow, SQLAlchemy and requests raise many kinds
-        from loop.server import redact, scrub
-
-        raise StoreError(
-            f"tracking store {redact(store.tracking_uri)}: cannot be opened "
-            f"({type(exc).__name__}: {scrub(str(exc), store.tracking_uri)[:300]})"
-        ) from exc
+        raise _store_error(store, exc) from exc
     if exp is None:
         location = f"{store.artifact_root}/{name}" if store.artifact_root else None
         try:
