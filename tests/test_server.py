@@ -311,3 +311,121 @@ def test_sweep_through_a_postgresql_backed_server(fresh_pg_uri: str, tmp_path: P
     assert status[parent] == "FINISHED"
     assert all(status[k.info.run_id] == "FINISHED" for k in kids)
     assert val_loss == {k.info.run_id: pytest.approx(k.data.metrics["val_loss"]) for k in kids}
+
+
+# ----------------------------------------------------------------------------------------------
+# No password on a command line; MLflow's processes end with loop's
+# ----------------------------------------------------------------------------------------------
+
+
+@pytest.fixture()
+def own_role(fresh_pg_uri: str):
+    """(role, password, database URI without password): a throwaway role whose password is
+    found nowhere else, owning a fresh database."""
+    u = urlsplit(fresh_pg_uri)
+    role = f"loop_pw_{uuid.uuid4().hex[:8]}"
+    password = f"pw-{uuid.uuid4().hex}"
+    db = f"{u.path.lstrip('/')}_own"
+    admin = _pg_connect(fresh_pg_uri)
+    admin.autocommit = True
+    try:
+        with admin.cursor() as cur:
+            cur.execute(f"CREATE ROLE {role} LOGIN PASSWORD %s", (password,))
+            cur.execute(f"GRANT {role} TO {u.username}")  # lets us make it the owner
+            cur.execute(f"CREATE DATABASE {db} OWNER {role}")
+        yield role, password, f"postgresql+psycopg2://{role}@{u.hostname}:{u.port}/{db}"
+        with admin.cursor() as cur:
+            cur.execute(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
+            cur.execute(f"DROP ROLE IF EXISTS {role}")
+    finally:
+        admin.close()
+
+
+def _tree(pid: int) -> list:
+    import psutil
+
+    root = psutil.Process(pid)
+    return [root, *root.children(recursive=True)]
+
+
+def _cmdline(proc) -> str:
+    # what `ps` shows every user: /proc/<pid>/cmdline, NUL-separated
+    return Path(f"/proc/{proc.pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+
+
+@pytest.mark.parametrize("how", ["pgpass", "env-uri", "argv"])
+def test_server_password_is_in_no_command_line(own_role, tmp_path: Path, how: str):
+    role, password, uri = own_role
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PG", "MLFLOW_"))}
+    port = _free_port()
+    argv = ["--artifacts", str(tmp_path / "art"), "--port", str(port), "--workers", "1"]
+    if how == "pgpass":  # libpq's own password file: host:port:db:user:password
+        u = urlsplit(uri)
+        passfile = tmp_path / "pgpass"
+        passfile.write_text(f"{u.hostname}:{u.port}:{u.path.lstrip('/')}:{role}:{password}\n")
+        passfile.chmod(0o600)
+        env["PGPASSFILE"] = str(passfile)
+        argv += ["--backend", uri]
+    elif how == "env-uri":
+        env["LOOP_SERVER_BACKEND"] = uri.replace(f"{role}@", f"{role}:{password}@")
+    else:  # in loop's own argv: taken out before MLflow starts, with a warning
+        argv += ["--backend", uri.replace(f"{role}@", f"{role}:{password}@")]
+    log = tmp_path / "loop.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "loop.cli", "server", *argv],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        server.wait_healthy(base, timeout=120, proc=proc)
+        # the server reached the database with that password: it can write an experiment
+        client = mlflow.MlflowClient(base)
+        exp_id = client.create_experiment(f"pw-{how}")
+        assert client.get_experiment(exp_id).name == f"pw-{how}"
+        tree = _tree(proc.pid)
+        assert len(tree) >= 2  # loop, mlflow server (and its uvicorn worker)
+        for p in tree:
+            if how == "argv" and p.pid == proc.pid:
+                continue  # loop's own argv holds what the user typed, and loop says so
+            assert password not in _cmdline(p), _cmdline(p)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+    text = log.read_text()
+    assert password not in text
+    assert ("visible to every user" in text) == (how == "argv")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_loop_ui_ends_every_process_it_started(tmp_path: Path, sig):
+    import psutil
+
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "loop.cli", "ui", "--port", str(port)],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        server.wait_healthy(f"http://127.0.0.1:{port}", timeout=120, proc=proc)
+        children = _tree(proc.pid)[1:]
+        assert children, "loop ui started no process"
+        proc.send_signal(sig)
+        assert proc.wait(timeout=60) == 128 + sig
+        deadline = time.monotonic() + 15
+        alive = children
+        while alive and time.monotonic() < deadline:
+            alive = [p for p in alive if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+            time.sleep(0.2)
+        assert not alive, [(p.pid, p.cmdline()) for p in alive]
+        with socket.socket() as s:  # and the port is free again
+            s.bind(("127.0.0.1", port))
+    finally:
+        if proc.poll() is None:
+            proc.kill()
