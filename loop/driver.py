@@ -108,8 +108,24 @@ def prepare(recipe: Recipe, *, progress: Progress = _silent, force_clean: bool =
 def clean(recipe: Recipe, *, progress: Progress = _silent, force: bool = False) -> Prepared:
     """`loop clean`: the funnel, its files, and a `clean` run in MLflow (once per recipe+pool)."""
     prep = prepare(recipe, progress=progress, force_clean=force)
-    _log_clean_once(recipe, prep, _tracker(recipe, prep.pool_digest))
+    tr = _tracker(recipe, prep.pool_digest)
+    _warn_raw_records(recipe, tr, progress)
+    _log_clean_once(recipe, prep, tr)
     return prep
+
+
+def _warn_raw_records(recipe: Recipe, tr: _Tracker, progress: Progress) -> None:
+    if recipe.tracking.log_raw_records:
+        from loop.server import redact
+
+        progress(
+            Event(
+                "message",
+                message="warning: tracking.log_raw_records is on: the raw and cleaned pools, the "
+                "dropped records and every prediction go to the tracking store "
+                f"{redact(tr.store.tracking_uri)} unmasked, personal data included",
+            )
+        )
 
 
 def check_sizes(recipe: Recipe, prep: Prepared | None = None) -> Prepared:
@@ -380,15 +396,24 @@ class _Tracker:
     store: Any
     recipe_digest: str
     pool_digest: str
+    # applied to every record text that goes to the store (predictions, errors): PII masked
+    mask: Callable[[Any], Any] = field(default=lambda value: value)
 
 
 def _tracker(recipe: Recipe, pool_digest: str) -> _Tracker:
     from loop import track
+    from loop.clean import pii
 
     store = track.resolve_store(recipe.tracking.uri)
     client = track.client_for(store)
     exp_id = track.ensure_experiment(store, recipe.experiment)
-    return _Tracker(client, exp_id, store, recipe_digest(recipe), pool_digest)
+    tr = _Tracker(client, exp_id, store, recipe_digest(recipe), pool_digest)
+    if not recipe.tracking.log_raw_records:
+        try:
+            tr.mask = pii.masker(recipe.clean.pii)
+        except ValueError as exc:  # a bad clean.pii pattern
+            raise RecipeError(recipe.path or recipe.name, str(exc).splitlines()) from None
+    return tr
 
 
 def take_subset(recipe: Recipe, prep: Prepared, cell: Cell) -> subsets_mod.Subset:
@@ -443,11 +468,12 @@ def _close_run(tr: _Tracker, run_id: str, res: CellResult) -> None:
     if res.history:
         track.log_history(tr.client, run_id, res.history)
     if res.error:
-        track.fail_cell(tr.client, run_id, res.error)
+        track.fail_cell(tr.client, run_id, tr.mask(res.error))
         return
     track.log_params(tr.client, run_id, res.params)
     track.log_metrics(tr.client, run_id, {**res.metrics, **res.counters}, step=res.steps)
-    track.log_table(tr.client, run_id, list(res.predictions), "predictions.json")
+    rows = [tr.mask(dict(row)) for row in res.predictions]  # prompts and answers: PII masked
+    track.log_table(tr.client, run_id, rows, "predictions.json")
     track.finish_cell(tr.client, run_id)
 
 
@@ -654,6 +680,7 @@ def sweep(
 
     prep = check_sizes(recipe, prep or prepare(recipe, progress=progress))
     tr = _tracker(recipe, prep.pool_digest)
+    _warn_raw_records(recipe, tr, progress)
     _log_clean_once(recipe, prep, tr)
     runs = track.cell_runs(tr.client, tr.exp_id, tr.recipe_digest, tr.pool_digest)
     interrupted = track.mark_interrupted(tr.client, runs)
@@ -827,17 +854,36 @@ def _log_clean_once(recipe: Recipe, prep: Prepared, tr: _Tracker) -> None:
         metrics[f"funnel.{step.name}.out"] = step.n_out
         for reason, n in step.dropped.items():
             metrics[f"dropped.{step.name}.{reason}"] = n
-    frame = _subset_frame(tuple(prep.raw.examples))
+    from loop.clean import publish
+
     source = ",".join(str(p) for p in prep.raw.files) or str(recipe.pool.hf_dataset)
+    profile = publish.pool_profile(
+        prep.raw, recipe.clean.pii, pool_mod.pool_digest(prep.raw.examples)
+    )
+    local = {Path(p).name: Path(p) for p in prep.clean.files if Path(p).is_file()}
+    if recipe.tracking.log_raw_records:
+        files, frame = list(local.values()), _subset_frame(tuple(prep.raw.examples))
+    else:  # no record text with personal data: masked copies, the pool as a reference
+        frame = None
+        files = list(
+            publish.store_copies(
+                prep.clean.dropped,
+                local["funnel.json"],
+                local["clean_key.json"],
+                recipe.clean.pii,
+                work_dir(recipe) / "clean" / publish.STORE_FOLDER,
+            )
+        )
     rid = track.log_clean_run(
         tr.client,
         tr.exp_id,
         pool_digest=tr.pool_digest,
         params=dict(_flat_clean(recipe)),
         metrics=metrics,
-        files=[Path(p) for p in prep.clean.files if Path(p).is_file()],
-        pool_frame=frame,
+        files=files,
+        pool_profile=profile,
         pool_source=source,
+        pool_frame=frame,
     )
     tr.client.set_tag(rid, "loop.recipe_digest", tr.recipe_digest)
 

@@ -344,6 +344,11 @@ class TrackingConfig:
         None, doc="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else mlruns/ here)"
     )
     experiment: str | None = _f(None, doc="experiment name (default: the recipe name)")
+    log_raw_records: bool = _f(
+        False,
+        doc="also copy the raw and cleaned pools and the unmasked dropped records to the store "
+        "(personal data included); default: counts, a profile and PII-masked records only",
+    )
 
 
 @dataclass(frozen=True)

@@ -324,20 +324,65 @@ def log_clean_run(
     params: dict[str, Any],
     metrics: dict[str, float],
     files: Iterable[Path],
-    pool_frame: pd.DataFrame,
+    pool_profile: dict[str, Any],
     pool_source: str,
+    pool_frame: pd.DataFrame | None = None,
 ) -> str:
-    """A `clean` run: funnel numbers, reports, and the raw pool as a dataset input."""
+    """A `clean` run: funnel numbers, reports, and the raw pool as a dataset input.
+
+    The input is a reference (source, digest, schema, and `pool_profile` as its profile) unless
+    `pool_frame` is given (`tracking.log_raw_records`); the profile is also `raw_pool.json`."""
     run = client.create_run(
         exp_id, run_name="clean", tags={"loop.kind": "clean", "loop.pool_digest": pool_digest}
     )
     rid = run.info.run_id
     log_params(client, rid, params)
     log_metrics(client, rid, metrics)
-    log_subset_input(client, rid, pool_frame, name="raw-pool", source=pool_source, context="raw")
+    if pool_frame is not None:
+        log_subset_input(
+            client, rid, pool_frame, name="raw-pool", source=pool_source, context="raw"
+        )
+    else:
+        log_dataset_reference(
+            client, rid, name="raw-pool", source=pool_source, profile=pool_profile, context="raw"
+        )
+    client.log_dict(rid, pool_profile, "raw_pool.json")
     log_files(client, rid, files)
     client.set_terminated(rid, status="FINISHED")
     return rid
+
+
+# The columns a pool reads into (DESIGN.md, "The canonical example"): the reference's schema.
+_POOL_COLUMNS = ("id", "source", "format", "messages", "meta")
+
+
+def log_dataset_reference(
+    client: MlflowClient,
+    run_id: str,
+    *,
+    name: str,
+    source: str,
+    profile: dict[str, Any],
+    context: str,
+) -> None:
+    """A dataset input that holds no rows: where it is, its digest, columns and a profile."""
+    import json
+
+    from mlflow.entities import Dataset as DatasetEntity
+    from mlflow.types import ColSpec, Schema
+
+    schema = Schema([ColSpec("string", c) for c in _POOL_COLUMNS])
+    entity = DatasetEntity(
+        name=name,
+        digest=str(profile.get("digest", ""))[:32],
+        source_type="local",
+        source=json.dumps({"uri": source}),
+        schema=json.dumps({"mlflow_colspec": schema.to_dict()}),
+        profile=json.dumps(profile, default=str),
+    )
+    client.log_inputs(
+        run_id, datasets=[DatasetInput(entity, tags=[InputTag("mlflow.data.context", context)])]
+    )
 
 
 def parent_artifacts(client: MlflowClient, run_id: str, folder: Path) -> None:
