@@ -6,6 +6,7 @@ Every function here takes a validated `Recipe` and reports progress through a ca
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -442,6 +443,7 @@ def _open_run(
         "loop.pool_digest": tr.pool_digest,
         "loop.capped": str(subset.capped).lower(),
         "loop.subset_sha256": subset.sha256,
+        **track.lease_tags(),  # held while the heartbeat is fresh (run_cell)
     }
     run_id = track.start_cell(
         tr.client,
@@ -481,6 +483,26 @@ def _error_text(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=8)}"
 
 
+def _claim(
+    recipe: Recipe, tr: _Tracker, parent_id: str | None, cell: Cell, subset: subsets_mod.Subset
+) -> str | None:
+    """Open the cell's run as a lease, or None when the cell is done or another driver holds
+    it (running elsewhere). A stale lease (its driver died) is marked KILLED first."""
+    from loop import track
+
+    interval = recipe.tracking.heartbeat_seconds
+    runs = track.cell_runs(tr.client, tr.exp_id, tr.recipe_digest, tr.pool_digest, cell.id)
+    if any(r.status == "DONE" or track.lease_live(r, interval) for r in runs):
+        return None
+    track.mark_interrupted(tr.client, runs, interval)
+    run_id = _open_run(recipe, tr, parent_id, cell, subset)
+    runs = track.cell_runs(tr.client, tr.exp_id, tr.recipe_digest, tr.pool_digest, cell.id)
+    if track.contested(runs, run_id, interval):
+        track.withdraw(tr.client, run_id)
+        return None
+    return run_id
+
+
 def run_cell(
     recipe: Recipe,
     cell: Cell,
@@ -489,18 +511,38 @@ def run_cell(
     tr: _Tracker | None,
     parent_id: str | None,
     on_step: Callable[[int, int, dict], None],
-) -> CellOutcome:
+    *,
+    claim: bool = True,
+    on_start: Callable[[], None] | None = None,
+) -> CellOutcome | None:
     """subset -> train -> evaluate -> track, for one cell in this process. The run is opened
-    first, so the UI shows it RUNNING with live step metrics. Exceptions other than Ctrl-C
-    become a FAILED run with its error; Ctrl-C marks the run KILLED and propagates."""
+    first, so the UI shows it RUNNING with live step metrics, and holds the cell while its
+    heartbeat runs; with `claim`, None when the cell is done or running elsewhere. Exceptions
+    other than Ctrl-C become a FAILED run with its error; Ctrl-C marks the run KILLED and
+    propagates."""
     from loop import track
 
     t0 = time.time()
     subset = take_subset(recipe, prep, cell)
-    run_id = _open_run(recipe, tr, parent_id, cell, subset) if tr is not None else None
+    run_id = None
+    if tr is not None:
+        if claim:
+            run_id = _claim(recipe, tr, parent_id, cell, subset)
+            if run_id is None:
+                return None
+        else:
+            run_id = _open_run(recipe, tr, parent_id, cell, subset)
+    if on_start is not None:
+        on_start()
     history: list[tuple[str, int, float]] = []
+    beat = (
+        track.heartbeat(tr.client, run_id, recipe.tracking.heartbeat_seconds)
+        if tr is not None and run_id
+        else contextlib.nullcontext()
+    )
     try:
-        res = compute_cell(recipe, cell, subset, prep.val, base, on_step, history)
+        with beat:
+            res = compute_cell(recipe, cell, subset, prep.val, base, on_step, history)
     except KeyboardInterrupt:
         if tr is not None and run_id:
             track.fail_cell(tr.client, run_id, "interrupted by the user (Ctrl-C)", killed=True)
@@ -645,8 +687,8 @@ def _run_cells(s: _Sweep, cells: list[Cell]) -> None:
 
     if s.base is None:
         s.base = models.load_base(s.recipe.model)
-    for cell in pending:
-        started(cell)
+    elsewhere: list[Cell] = []
+    for cell in _with_cells_elsewhere(s, pending, elsewhere):
 
         def on_step(
             step: int, max_steps: int, logs: dict, cell: Cell = cell, done: int = counter["done"]
@@ -664,7 +706,52 @@ def _run_cells(s: _Sweep, cells: list[Cell]) -> None:
                 )
             )
 
-        finished_cell(run_cell(s.recipe, cell, s.prep, s.base, s.tr, s.parent_id, on_step))
+        out = run_cell(
+            s.recipe,
+            cell,
+            s.prep,
+            s.base,
+            s.tr,
+            s.parent_id,
+            on_step,
+            on_start=lambda cell=cell: started(cell),
+        )
+        if out is None:  # done meanwhile, or another driver holds it: looked at again below
+            elsewhere.append(cell)
+            s.progress(
+                Event(
+                    "message",
+                    message=f"{cell.id}: running elsewhere (or just finished there), skipped for now",
+                )
+            )
+        else:
+            finished_cell(out)
+
+
+def _with_cells_elsewhere(s: _Sweep, pending: list[Cell], elsewhere: list[Cell]):
+    """`pending`, then the cells another driver held (`elsewhere`, filled while iterating) as
+    their leases end: a cell finished elsewhere is skipped; one whose driver died is yielded to
+    run here. Waits, polling every heartbeat interval, while other drivers work."""
+    from loop import track
+
+    yield from pending
+    interval = s.recipe.tracking.heartbeat_seconds
+    while elsewhere:
+        ids = ", ".join(c.id for c in elsewhere)
+        s.progress(Event("message", message=f"waiting for cells running elsewhere: {ids}"))
+        time.sleep(interval)
+        waiting, elsewhere[:] = list(elsewhere), []
+        for cell in waiting:
+            runs = track.cell_runs(
+                s.tr.client, s.tr.exp_id, s.tr.recipe_digest, s.tr.pool_digest, cell.id
+            )
+            if any(r.status == "DONE" for r in runs):
+                s.skipped += 1
+                s.progress(Event("message", message=f"{cell.id}: finished elsewhere"))
+            elif any(track.lease_live(r, interval) for r in runs):
+                elsewhere.append(cell)
+            else:
+                yield cell  # its driver died: claimed and run here (or elsewhere again)
 
 
 def sweep(
@@ -683,7 +770,17 @@ def sweep(
     _warn_raw_records(recipe, tr, progress)
     _log_clean_once(recipe, prep, tr)
     runs = track.cell_runs(tr.client, tr.exp_id, tr.recipe_digest, tr.pool_digest)
-    interrupted = track.mark_interrupted(tr.client, runs)
+    interval = recipe.tracking.heartbeat_seconds
+    busy = track.running_elsewhere(runs, interval)
+    if busy:
+        progress(
+            Event(
+                "message",
+                message=f"{len(busy)} cell(s) running elsewhere (another driver): "
+                + ", ".join(busy),
+            )
+        )
+    interrupted = track.mark_interrupted(tr.client, runs, interval)
     if interrupted:
         progress(
             Event(
@@ -1126,7 +1223,8 @@ def run_single(
     def on_step(step: int, max_steps: int, logs: dict) -> None:
         progress(Event("step", cell=cell.id, done=0, total=1, step=step, max_steps=max_steps))
 
-    out = run_cell(recipe, cell, prep, base, tr, parent_id, on_step)
+    out = run_cell(recipe, cell, prep, base, tr, parent_id, on_step, claim=False)
+    assert out is not None  # without a claim a cell always runs
     if tr is not None:
         tr.client.update_run(parent_id, status="FINISHED")
     return out  # a failed cell carries its error (and is recorded FAILED)

@@ -344,6 +344,11 @@ class TrackingConfig:
         None, doc="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else mlruns/ here)"
     )
     experiment: str | None = _f(None, doc="experiment name (default: the recipe name)")
+    heartbeat_seconds: float = _f(
+        30.0,
+        doc="a running cell's heartbeat in the store; 3 missed beats mean its driver died",
+        gt=0,
+    )
     log_raw_records: bool = _f(
         False,
         doc="also copy the raw and cleaned pools and the unmasked dropped records to the store "

@@ -124,13 +124,19 @@ class CellRun:
 
 
 def cell_runs(
-    client: MlflowClient, exp_id: str, recipe_digest: str, pool_digest: str
+    client: MlflowClient,
+    exp_id: str,
+    recipe_digest: str,
+    pool_digest: str,
+    cell: str | None = None,
 ) -> list[CellRun]:
-    """Every child run of this recipe+pool, newest first."""
+    """Every child run of this recipe+pool (of one `cell` when given), newest first."""
     flt = (
         f"tags.`loop.kind` = 'cell' and tags.`loop.recipe_digest` = '{_q(recipe_digest)}' "
         f"and tags.`loop.pool_digest` = '{_q(pool_digest)}'"
     )
+    if cell is not None:
+        flt += f" and tags.`loop.cell` = '{_q(cell)}'"
     out: list[CellRun] = []
     token = None
     while True:
@@ -167,17 +173,122 @@ def done_cells(runs: Iterable[CellRun]) -> dict[str, CellRun]:
     return done
 
 
-def mark_interrupted(client: MlflowClient, runs: Iterable[CellRun]) -> list[str]:
-    """Child runs left RUNNING by a process that died: mark them KILLED. Returns their cells."""
+# ----------------------------------------------------------------------------------------------
+# Leases: a RUNNING cell run is held by the driver that opened it while its heartbeat is fresh
+# ----------------------------------------------------------------------------------------------
+
+HEARTBEAT_TAG = "loop.heartbeat"  # seconds since the epoch, rewritten every interval
+OWNER_TAG = "loop.owner"  # host/pid/process start time of the driver holding the lease
+STALE_AFTER = 3  # heartbeat intervals without a beat: the driver died
+
+
+def lease_owner() -> str:
+    import socket
+
+    import psutil
+
+    me = psutil.Process()
+    return f"{socket.gethostname()}/{me.pid}/{me.create_time():.2f}"
+
+
+def lease_tags() -> dict[str, str]:
+    """Tags that make a new RUNNING run a held lease."""
+    return {HEARTBEAT_TAG: f"{time.time():.3f}", OWNER_TAG: lease_owner()}
+
+
+def _owner_dead(owner: str) -> bool:
+    """True when `owner` is a process of this host that is gone (or is not the one it was):
+    the lease is void at once; an owner elsewhere is judged by its heartbeat only."""
+    import socket
+
+    import psutil
+
+    host, _, rest = owner.partition("/")
+    pid, _, started = rest.partition("/")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    if int(pid) == os.getpid():  # cells run one at a time here: an older run of ours is over
+        return True
+    try:
+        proc = psutil.Process(int(pid))
+        return proc.status() == psutil.STATUS_ZOMBIE or f"{proc.create_time():.2f}" != started
+    except psutil.NoSuchProcess:
+        return True
+    except psutil.Error:
+        return False
+
+
+def lease_live(run: CellRun, interval: float, now: float | None = None) -> bool:
+    """A RUNNING run whose driver still beats: its heartbeat is younger than STALE_AFTER
+    intervals and its owner is not a dead process of this host. Runs without a heartbeat (from
+    before leases) are not live."""
+    if run.status != "RUNNING":
+        return False
+    try:
+        beat = float(run.tags.get(HEARTBEAT_TAG, ""))
+    except ValueError:
+        return False
+    now = time.time() if now is None else now
+    if now - beat > STALE_AFTER * interval:
+        return False
+    return not _owner_dead(run.tags.get(OWNER_TAG, ""))
+
+
+def mark_interrupted(
+    client: MlflowClient, runs: Iterable[CellRun], interval: float = 30.0
+) -> list[str]:
+    """Child runs left RUNNING by a driver that died (no live lease): mark them KILLED.
+    Returns their cells. Runs another driver is working on are left alone."""
     marked = []
     for r in runs:
-        if r.status == "RUNNING":
+        if r.status == "RUNNING" and not lease_live(r, interval):
             client.set_tag(
                 r.run_id, "loop.error", "interrupted: the sweep process stopped mid-cell"
             )
             client.set_terminated(r.run_id, status="KILLED")
             marked.append(r.cell)
     return marked
+
+
+def running_elsewhere(runs: Iterable[CellRun], interval: float) -> list[str]:
+    """Cells another live driver is running now."""
+    return sorted({r.cell for r in runs if lease_live(r, interval)})
+
+
+def contested(runs: Iterable[CellRun], run_id: str, interval: float) -> bool:
+    """Checked right after opening `run_id` (a claim on its cell): does any other run of the
+    cell hold a live lease or a finished result? Then this driver backs off (`withdraw`).
+
+    Safe without a lock: if two drivers both trained a cell, the one that searched last would
+    have seen the other's claim, which was opened before that driver's own search started."""
+    return any(r.run_id != run_id and (r.status == "DONE" or lease_live(r, interval)) for r in runs)
+
+
+def withdraw(client: MlflowClient, run_id: str) -> None:
+    """A claim that lost: deleted, as it never trained, so each cell keeps one run."""
+    client.delete_run(run_id)
+
+
+@contextlib.contextmanager
+def heartbeat(client: MlflowClient, run_id: str, interval: float):
+    """Rewrite the run's heartbeat tag every `interval` seconds while the block runs."""
+    import threading
+
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(interval):
+            # a store hiccup skips one beat; STALE_AFTER beats must be missed to lose the lease
+            with contextlib.suppress(Exception):
+                client.set_tag(run_id, HEARTBEAT_TAG, f"{time.time():.3f}")
+
+    thread = threading.Thread(target=beat, name=f"heartbeat-{run_id[:8]}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=interval + 5)
 
 
 def sweep_parent(
