@@ -10,6 +10,7 @@ import contextlib
 import dataclasses
 import hashlib
 import json
+import random
 import time
 import traceback
 from collections.abc import Callable
@@ -483,24 +484,34 @@ def _error_text(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=8)}"
 
 
+# Why a cell was not claimed: what the sweep prints for it.
+_NOT_CLAIMED = {
+    "done": "finished elsewhere",
+    "held": "running elsewhere (another driver holds it)",
+    "contested": "claimed by another driver at the same moment; trying again later",
+}
+
+
 def _claim(
     recipe: Recipe, tr: _Tracker, parent_id: str | None, cell: Cell, subset: subsets_mod.Subset
-) -> str | None:
-    """Open the cell's run as a lease, or None when the cell is done or another driver holds
-    it (running elsewhere). A stale lease (its driver died) is marked KILLED first."""
+) -> tuple[str | None, str]:
+    """(the cell's run, opened as a lease, or None; why not: done | held | contested). A stale
+    lease (its driver died) is marked KILLED first."""
     from loop import track
 
     interval = recipe.tracking.heartbeat_seconds
     runs = track.cell_runs(tr.client, tr.exp_id, tr.recipe_digest, tr.pool_digest, cell.id)
-    if any(r.status == "DONE" or track.lease_live(r, interval) for r in runs):
-        return None
+    if any(r.status == "DONE" for r in runs):
+        return None, "done"
+    if any(track.lease_live(r, interval) for r in runs):
+        return None, "held"
     track.mark_interrupted(tr.client, runs, interval)
     run_id = _open_run(recipe, tr, parent_id, cell, subset)
     runs = track.cell_runs(tr.client, tr.exp_id, tr.recipe_digest, tr.pool_digest, cell.id)
     if track.contested(runs, run_id, interval):
         track.withdraw(tr.client, run_id)
-        return None
-    return run_id
+        return None, "contested"
+    return run_id, ""
 
 
 def run_cell(
@@ -514,6 +525,7 @@ def run_cell(
     *,
     claim: bool = True,
     on_start: Callable[[], None] | None = None,
+    not_claimed: Callable[[str], None] | None = None,
 ) -> CellOutcome | None:
     """subset -> train -> evaluate -> track, for one cell in this process. The run is opened
     first, so the UI shows it RUNNING with live step metrics, and holds the cell while its
@@ -527,8 +539,10 @@ def run_cell(
     run_id = None
     if tr is not None:
         if claim:
-            run_id = _claim(recipe, tr, parent_id, cell, subset)
+            run_id, why = _claim(recipe, tr, parent_id, cell, subset)
             if run_id is None:
+                if not_claimed is not None:
+                    not_claimed(why)
                 return None
         else:
             run_id = _open_run(recipe, tr, parent_id, cell, subset)
@@ -688,6 +702,7 @@ def _run_cells(s: _Sweep, cells: list[Cell]) -> None:
     if s.base is None:
         s.base = models.load_base(s.recipe.model)
     elsewhere: list[Cell] = []
+    reasons: list[str] = []
     for cell in _with_cells_elsewhere(s, pending, elsewhere):
 
         def on_step(
@@ -715,17 +730,17 @@ def _run_cells(s: _Sweep, cells: list[Cell]) -> None:
             s.parent_id,
             on_step,
             on_start=lambda cell=cell: started(cell),
+            not_claimed=reasons.append,
         )
-        if out is None:  # done meanwhile, or another driver holds it: looked at again below
-            elsewhere.append(cell)
-            s.progress(
-                Event(
-                    "message",
-                    message=f"{cell.id}: running elsewhere (or just finished there), skipped for now",
-                )
-            )
-        else:
+        if out is not None:
             finished_cell(out)
+            continue
+        why = reasons.pop()
+        s.progress(Event("message", message=f"{cell.id}: {_NOT_CLAIMED[why]}"))
+        if why == "done":
+            s.skipped += 1
+        else:  # another driver holds it: looked at again once the pending cells are done
+            elsewhere.append(cell)
 
 
 def _with_cells_elsewhere(s: _Sweep, pending: list[Cell], elsewhere: list[Cell]):
@@ -739,7 +754,8 @@ def _with_cells_elsewhere(s: _Sweep, pending: list[Cell], elsewhere: list[Cell])
     while elsewhere:
         ids = ", ".join(c.id for c in elsewhere)
         s.progress(Event("message", message=f"waiting for cells running elsewhere: {ids}"))
-        time.sleep(interval)
+        # jittered, so that two drivers that backed off from the same cell do not meet again
+        time.sleep(interval * random.uniform(0.5, 1.5))
         waiting, elsewhere[:] = list(elsewhere), []
         for cell in waiting:
             runs = track.cell_runs(

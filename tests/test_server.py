@@ -429,3 +429,106 @@ def test_loop_ui_ends_every_process_it_started(tmp_path: Path, sig):
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+# ----------------------------------------------------------------------------------------------
+# Two drivers, one store: leased cells
+# ----------------------------------------------------------------------------------------------
+
+
+def _leased_recipe(tmp: Path, name: str, **kw) -> Path:
+    import yaml
+
+    path = tiny_recipe(tmp, name=name, **kw)
+    data = yaml.safe_load(path.read_text())
+    data["tracking"] = {"heartbeat_seconds": 1}
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def _driver(path: Path, base: str, folder: Path) -> tuple[subprocess.Popen, Path]:
+    """`loop sweep` in its own work folder (as on another machine), logging to the server."""
+    folder.mkdir()
+    log = folder / "out.log"
+    env = {**os.environ, "MLFLOW_TRACKING_URI": base, "CI": "1"}
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "loop.cli", "sweep", str(path)],
+            cwd=folder,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    return proc, log
+
+
+def _started(log: Path) -> list[str]:
+    """Cells a driver trained: its `[k/n] <cell>: ...` start lines."""
+    import re
+
+    return re.findall(r"^\[\d+/\d+\] (\S+): ", log.read_text(), flags=re.M)
+
+
+def _cell_runs(client, exp_name: str, view=None) -> list:
+    from mlflow.entities import ViewType
+
+    exp = client.get_experiment_by_name(exp_name)
+    return client.search_runs(
+        [exp.experiment_id],
+        filter_string="tags.`loop.kind` = 'cell'",
+        run_view_type=view or ViewType.ACTIVE_ONLY,
+    )
+
+
+def test_two_drivers_share_one_sweep_and_take_over_a_dead_ones_cell(
+    fresh_pg_uri: str, tmp_path: Path
+):
+    from mlflow.entities import ViewType
+
+    with _running_server(fresh_pg_uri, tmp_path) as base:
+        client = mlflow.MlflowClient(base)
+
+        # 1. two drivers start the same recipe a second apart
+        path = _leased_recipe(tmp_path, "pair", sizes=(4, 8), seeds=(0,), min_steps=10)
+        a, a_log = _driver(path, base, tmp_path / "a")
+        time.sleep(1)
+        b, b_log = _driver(path, base, tmp_path / "b")
+        assert a.wait(timeout=300) == 0, a_log.read_text()[-3000:]
+        assert b.wait(timeout=300) == 0, b_log.read_text()[-3000:]
+        cells = {"high-n4-s0", "raw-n4-s0", "high-n8-s0", "raw-n8-s0"}
+        runs = _cell_runs(client, "pair")
+        assert sorted(r.data.tags["loop.cell"] for r in runs) == sorted(cells)  # once each
+        assert all(r.info.status == "FINISHED" and r.data.tags["loop.done"] == "1" for r in runs)
+        trained = _started(a_log) + _started(b_log)
+        assert sorted(trained) == sorted(cells), trained  # no cell trained twice
+        # a claim that lost a race was withdrawn before it trained
+        for r in _cell_runs(client, "pair", ViewType.DELETED_ONLY):
+            assert not r.data.metrics, r.data.tags["loop.cell"]
+
+        # 2. SIGKILL one driver mid-cell: the other one runs that cell once the lease is void
+        path = _leased_recipe(tmp_path, "pair-kill", sizes=(4, 8), seeds=(0,), min_steps=60)
+        a, a_log = _driver(path, base, tmp_path / "a2")
+        time.sleep(1)
+        b, b_log = _driver(path, base, tmp_path / "b2")
+        deadline = time.monotonic() + 240
+        held: list = []
+        while time.monotonic() < deadline and not held:
+            exp = client.get_experiment_by_name("pair-kill")
+            running = _cell_runs(client, "pair-kill") if exp else []
+            held = [
+                r
+                for r in running
+                if r.info.status == "RUNNING"
+                and r.data.tags.get("loop.owner", "").split("/")[1:2] == [str(a.pid)]
+            ]
+            time.sleep(0.3)
+        assert held, a_log.read_text()[-3000:]
+        a.kill()
+        a.wait()
+        assert b.wait(timeout=300) == 0, b_log.read_text()[-3000:]
+        runs = _cell_runs(client, "pair-kill")
+        done = [r.data.tags["loop.cell"] for r in runs if r.info.status == "FINISHED"]
+        killed = [r for r in runs if r.info.status == "KILLED"]
+        assert sorted(done) == sorted(cells), done  # each cell finished exactly once
+        assert [r.info.run_id for r in killed] == [held[0].info.run_id]  # A's cell, marked dead
+        assert held[0].data.tags["loop.cell"] in _started(b_log)  # and B ran it
