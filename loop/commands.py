@@ -98,14 +98,8 @@ def run_single(
     tr = parent_id = None
     if track:
         tr = track_mod.tracker(recipe, prep.pool_digest)
-        parent_id = track_mod.sweep_parent(
-            tr.client,
-            tr.exp_id,
-            recipe_digest=tr.recipe_digest,
-            pool_digest=tr.pool_digest,
-            name=f"sweep-{tr.recipe_digest[:6]}",
-            params=cell_params(recipe),
-            tags={"loop.recipe": recipe.name},
+        parent_id = track_mod.open_sweep(
+            tr, params=cell_params(recipe), tags={"loop.recipe": recipe.name}
         )
     base = models.load_base(recipe.model)
 

@@ -231,12 +231,8 @@ def sweep(
             + ", ".join(interrupted),
         )
     adaptive = recipe.subsets.strategy == "adaptive" and cells is None
-    parent_id = track.sweep_parent(
-        tr.client,
-        tr.exp_id,
-        recipe_digest=tr.recipe_digest,
-        pool_digest=tr.pool_digest,
-        name=f"sweep-{tr.recipe_digest[:6]}",
+    parent_id = track.open_sweep(
+        tr,
         params={
             **cell_params(recipe),
             "tiers": ",".join(prep.tiers),
@@ -336,6 +332,7 @@ def _records(
 
     records, direction, eval_size = [], {}, {}
     wanted = set(recipe.saturation.metrics)
+    specs = {e.metric: e for e in recipe.eval.evaluators}
     for r in runs:
         if r.status != "DONE":
             continue
@@ -347,11 +344,13 @@ def _records(
             if name == "val_loss":
                 direction[name] = "lower"
             else:
-                ev_name = name.split(".", 1)[1]
+                # a metric of an evaluator the recipe no longer lists: assume higher is better
+                spec = specs.get(name)
                 try:
-                    direction[name] = "higher" if evals.get(ev_name).higher_is_better else "lower"
+                    better = evals.get(spec.name).higher_is_better if spec else True
                 except KeyError:
-                    direction[name] = "higher"
+                    better = True
+                direction[name] = "higher" if better else "lower"
                 # items each eval score averages over: the sampling-error floor of the intervals
                 n = r.metrics.get("eval_items") or default_items
                 if n:

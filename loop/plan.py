@@ -31,22 +31,21 @@ def optimizer_steps(n_examples: int, recipe: Recipe) -> int:
 
 
 def example_lengths(tokenizer: Any, examples: Sequence[Example], recipe: Recipe) -> list[int]:
-    """Tokens per example as trained: contents + template overhead, cut at train.max_length."""
+    """Tokens per example as trained: each message's content + what the template adds around
+    them (`models.template_overhead`), cut at train.max_length."""
     from loop import models
 
     if not examples:
         return []
     overhead = models.template_overhead(tokenizer, as_text=recipe.train.completion_as_text)
-    texts = [t for e in examples for t in ("\n".join(m.content for m in e.prompt), e.answer)]
-    ids = tokenizer(texts, add_special_tokens=False)["input_ids"]
-    max_length = recipe.train.max_length
-    return [
-        min(
-            max_length,
-            len(ids[2 * i]) + len(ids[2 * i + 1]) + overhead([m.role for m in e.messages]),
-        )
-        for i, e in enumerate(examples)
-    ]
+    texts = [m.content for e in examples for m in e.messages]
+    ids = iter(tokenizer(texts, add_special_tokens=False)["input_ids"])
+    out = []
+    for e in examples:
+        content = sum(len(next(ids)) for _ in e.messages)
+        roles = [m.role for m in e.messages]
+        out.append(min(recipe.train.max_length, content + overhead(roles)))
+    return out
 
 
 def cell_estimate(tokenizer: Any, recipe: Recipe, examples: Sequence[Example]) -> tuple[int, int]:

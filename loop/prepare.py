@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from loop import pool as pool_mod
 from loop import subsets as subsets_mod
@@ -18,6 +19,9 @@ from loop.events import Progress, say, silent
 from loop.example import Example
 from loop.pool import PoolLoad
 from loop.recipe import Recipe, RecipeError, to_dict
+
+if TYPE_CHECKING:
+    from loop.track import Tracker
 
 
 def work_dir(recipe: Recipe) -> Path:
@@ -91,7 +95,7 @@ def clean(recipe: Recipe, *, progress: Progress = silent, force: bool = False) -
     return prep
 
 
-def log_clean(recipe: Recipe, prep: Prepared, tr: object) -> None:
+def log_clean(recipe: Recipe, prep: Prepared, tr: Tracker) -> None:
     """The `clean` run of this recipe+pool (written once): the funnel and the raw pool."""
     from loop import track
 

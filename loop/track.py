@@ -395,6 +395,19 @@ def tracker(recipe: Recipe, pool_digest: str) -> Tracker:
     return Tracker(client, exp_id, store, digest_of(recipe), pool_digest)
 
 
+def open_sweep(tr: Tracker, *, params: dict[str, Any], tags: dict[str, str]) -> str:
+    """The parent run of this recipe+pool's sweep (reused on resume), RUNNING."""
+    return sweep_parent(
+        tr.client,
+        tr.exp_id,
+        recipe_digest=tr.recipe_digest,
+        pool_digest=tr.pool_digest,
+        name=f"sweep-{tr.recipe_digest[:6]}",
+        params=params,
+        tags=tags,
+    )
+
+
 def runs_of(tr: Tracker) -> list[CellRun]:
     return cell_runs(tr.client, tr.exp_id, tr.recipe_digest, tr.pool_digest)
 
