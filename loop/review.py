@@ -21,7 +21,7 @@ from loop.errors import ReviewError
 from loop.tiers import RAW, tier_pool, validation_set
 
 if TYPE_CHECKING:
-    from loop.clean import CleanResult
+    from loop.clean.result import CleanResult
 
 COLUMNS = (
     "stratum",

@@ -148,6 +148,24 @@ CATALOGUE = [
         _set("tiers", [{"name": "a"}, {"name": "a"}]),
     ),
     Case("recipe-section-not-mapping", V, "subsets: expected a mapping", _set("subsets", [4, 8])),
+    Case(
+        "recipe-duplicate-sizes",
+        V,
+        "subsets.sizes: each size at most once",
+        _set("subsets.sizes", [4, 4, 8]),
+    ),
+    Case(
+        "recipe-negative-seed",
+        V,
+        "subsets.seeds[0]: must be within [0, inf)",
+        _set("subsets.seeds", [-1]),
+    ),
+    Case(
+        "recipe-top-without-quality",
+        V,
+        "tiers[0].top (high): selects by quality score, which needs `quality` in clean.steps",
+        _set("clean.steps", ["exact_dedup", "length"]),
+    ),
     # ---- the pool
     Case("pool-missing", V, "pool.paths[0]: ", _set("pool.paths", ["nope.jsonl"])),
     Case("pool-is-a-folder", V, "is a directory", lambda r, t: r["pool"].update(paths=[str(t)])),
@@ -226,6 +244,18 @@ CATALOGUE = [
         V,
         "eval.evaluators[0]: expected a mapping",
         _set("eval.evaluators", ["json_match"]),
+    ),
+    Case(
+        "evaluator-not-importable",
+        V,
+        "eval.evaluators[0].name: evaluator 'nosuchmod:fn': cannot import",
+        _set("eval.evaluators", [{"name": "nosuchmod:fn"}]),
+    ),
+    Case(
+        "evaluator-no-such-function",
+        V,
+        "module 'json' has no attribute 'nosuchfn'",
+        _set("eval.evaluators", [{"name": "json:nosuchfn"}]),
     ),
     # ---- command-line flags
     Case("cli-unknown-command", ["frobnicate"], "invalid choice: 'frobnicate'"),
@@ -432,8 +462,11 @@ def test_sweep_runs_the_validate_checks_before_anything(tmp_path: Path, monkeypa
     monkeypatch.chdir(tmp_path)
     path = tiny_recipe(tmp_path, sizes=(4,), seeds=(0,))
     (tmp_path / "pool.jsonl").write_bytes(b"\x00" * 100)
+    from loop import plan
+
     called = []
-    monkeypatch.setattr(driver, "prepare", lambda *a, **k: called.append(1))
+    for module in (driver, plan):
+        monkeypatch.setattr(module, "prepare", lambda *a, **k: called.append(1))
     for command in ("plan", "sweep"):
         code, out = run_cli([command, str(path)], capsys)
         assert code == 2 and "binary file" in out

@@ -462,6 +462,18 @@ def _driver(path: Path, base: str, folder: Path) -> tuple[subprocess.Popen, Path
     return proc, log
 
 
+@contextlib.contextmanager
+def _reaped(*procs: subprocess.Popen):
+    """Kill whichever driver is still running when the block ends (a failed assertion)."""
+    try:
+        yield
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+
+
 def _started(log: Path) -> list[str]:
     """Cells a driver trained: its `[k/n] <cell>: ...` start lines."""
     import re
@@ -473,6 +485,8 @@ def _cell_runs(client, exp_name: str, view=None) -> list:
     from mlflow.entities import ViewType
 
     exp = client.get_experiment_by_name(exp_name)
+    if exp is None:  # no driver has got that far yet
+        return []
     return client.search_runs(
         [exp.experiment_id],
         filter_string="tags.`loop.kind` = 'cell'",
@@ -493,8 +507,9 @@ def test_two_drivers_share_one_sweep_and_take_over_a_dead_ones_cell(
         a, a_log = _driver(path, base, tmp_path / "a")
         time.sleep(1)
         b, b_log = _driver(path, base, tmp_path / "b")
-        assert a.wait(timeout=300) == 0, a_log.read_text()[-3000:]
-        assert b.wait(timeout=300) == 0, b_log.read_text()[-3000:]
+        with _reaped(a, b):
+            assert a.wait(timeout=300) == 0, a_log.read_text()[-3000:]
+            assert b.wait(timeout=300) == 0, b_log.read_text()[-3000:]
         cells = {"high-n4-s0", "raw-n4-s0", "high-n8-s0", "raw-n8-s0"}
         runs = _cell_runs(client, "pair")
         assert sorted(r.data.tags["loop.cell"] for r in runs) == sorted(cells)  # once each
@@ -510,22 +525,22 @@ def test_two_drivers_share_one_sweep_and_take_over_a_dead_ones_cell(
         a, a_log = _driver(path, base, tmp_path / "a2")
         time.sleep(1)
         b, b_log = _driver(path, base, tmp_path / "b2")
-        deadline = time.monotonic() + 240
-        held: list = []
-        while time.monotonic() < deadline and not held:
-            exp = client.get_experiment_by_name("pair-kill")
-            running = _cell_runs(client, "pair-kill") if exp else []
-            held = [
-                r
-                for r in running
-                if r.info.status == "RUNNING"
-                and r.data.tags.get("loop.owner", "").split("/")[1:2] == [str(a.pid)]
-            ]
-            time.sleep(0.3)
-        assert held, a_log.read_text()[-3000:]
-        a.kill()
-        a.wait()
-        assert b.wait(timeout=300) == 0, b_log.read_text()[-3000:]
+        with _reaped(a, b):
+            deadline = time.monotonic() + 240
+            held: list = []
+            busy: set[str] = set()
+            while time.monotonic() < deadline and not (held and str(b.pid) in busy):
+                running = [r for r in _cell_runs(client, "pair-kill") if r.info.status == "RUNNING"]
+                owners = {
+                    r.info.run_id: r.data.tags.get("loop.owner", "").split("/")[1] for r in running
+                }
+                busy = set(owners.values())
+                held = [r for r in running if owners[r.info.run_id] == str(a.pid)]
+                time.sleep(0.3)
+            assert held and str(b.pid) in busy, a_log.read_text()[-3000:]  # both mid-cell
+            a.kill()
+            a.wait()
+            assert b.wait(timeout=300) == 0, b_log.read_text()[-3000:]
         runs = _cell_runs(client, "pair-kill")
         done = [r.data.tags["loop.cell"] for r in runs if r.info.status == "FINISHED"]
         killed = [r for r in runs if r.info.status == "KILLED"]

@@ -10,7 +10,7 @@ import pytest
 import yaml
 from test_driver import tiny_recipe
 
-from loop import driver
+from loop import driver, prepare
 from loop.clean import pii
 from loop.recipe import PiiConfig, load_recipe
 
@@ -139,7 +139,7 @@ def test_log_raw_records_copies_the_pools_to_the_store_with_a_warning(tmp_path: 
     path = _pii_recipe(tmp_path, "raw-copies", log_raw_records=True)
     messages = []
     try:
-        driver.clean(load_recipe(path), progress=lambda e: messages.append(e.message))
+        prepare.clean(load_recipe(path), progress=lambda e: messages.append(e.message))
         assert any("log_raw_records is on" in m and "personal data" in m for m in messages)
         store = "".join(_store_text(tmp_path).values())
         for value in EMAILS + PHONES + CARDS:
