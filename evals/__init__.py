@@ -55,7 +55,9 @@ def get(name: str) -> Registered:
         module, _, attr = name.partition(":")
         try:
             fn = getattr(importlib.import_module(module), attr)
-        except Exception as exc:  # the user's module may fail on import in any way
+        except (ImportError, AttributeError) as exc:
+            raise KeyError(f"evaluator {name!r}: cannot import ({exc})") from None
+        except Exception as exc:  # the user's module fails on import in some other way
             raise KeyError(
                 f"evaluator {name!r}: cannot import ({type(exc).__name__}: {exc})"
             ) from None
