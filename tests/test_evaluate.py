@@ -153,7 +153,9 @@ def _brute_force_logprob(base, prompt: list[Message], option: str) -> float:
     at a time, straight from the model's logits (no batching, no shared helpers)."""
     tok, model = base.tokenizer, base.model
     turns = [{"role": m.role, "content": m.content} for m in prompt]
-    head = tok.apply_chat_template(turns, tokenize=True, add_generation_prompt=True, return_dict=True)
+    head = tok.apply_chat_template(
+        turns, tokenize=True, add_generation_prompt=True, return_dict=True
+    )
     full = tok.apply_chat_template(
         turns + [{"role": "assistant", "content": option}], tokenize=True, return_dict=True
     )
@@ -172,7 +174,7 @@ def test_choice_loglik_picks_the_most_likely_option(tiny_base):
     prompts = ["Which animal barks?", "Colour of grass?", "Pick a number.", "Is ice cold?"]
     val = [
         _ex(p, opts[i % len(opts)], i, choices=opts)
-        for i, (p, opts) in enumerate(zip(prompts * 3, options * 3))
+        for i, (p, opts) in enumerate(zip(prompts * 3, options * 3, strict=True))
     ]
     cfg = EvalConfig(evaluators=(EvaluatorSpec("choice_loglik"),), batch_size=5)
     result = evaluate(tiny_base, tiny_base.tokenizer, val, cfg, max_length=64)
