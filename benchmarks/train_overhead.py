@@ -136,7 +136,12 @@ def run_plain_trl(base, train, cfg, lora, seed, *, by_length: bool, trl_defaults
     same = {
         # loop's own settings on this device: bf16 only on CUDA, no activation checkpointing
         "bf16": base.device == "cuda" and base.model.dtype == torch.bfloat16,
-        "gradient_checkpointing": False,
+        # transformers 5.2x renamed the field; loop's trainer picks the name the same way
+        (
+            "activation_checkpointing"
+            if "activation_checkpointing" in SFTConfig.__dataclass_fields__
+            else "gradient_checkpointing"
+        ): False,
     }
     extra = {} if trl_defaults else same
     if by_length:
