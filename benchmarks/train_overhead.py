@@ -26,52 +26,11 @@ from __future__ import annotations
 import argparse
 import copy
 import dataclasses
-import json
 import math
-import random
 import tempfile
 import time
 
-from loop.example import Example, Message, make_example
-
-NAMES = ["Alice", "Bruno", "Chen", "Dana", "Emeka", "Fatima", "Goran", "Hana", "Ivan", "Julia"]
-CITIES = ["Paris", "Lagos", "Osaka", "Lima", "Oslo", "Cairo", "Denver", "Hanoi", "Porto", "Quito"]
-TEMPLATES = [
-    "{name} is {age} years old and lives in {city}.",
-    "Meet {name}, a {age}-year-old from {city}.",
-    "Living in {city}, {name} turned {age} this year.",
-    "At {age}, {name} moved to {city}.",
-]
-FILLER = [
-    "They enjoy hiking on weekends.",
-    "Their favourite food is soup.",
-    "They work as a teacher.",
-    "Last summer they learned to sail, which took longer than expected.",
-    "They are learning to play the violin and practise every evening after work.",
-    "Their neighbours say they bake the best bread on the street.",
-]
-
-
-def json_task(n: int, seed: int = 0, *, filler: int = 5) -> list[Example]:
-    """Synthetic extraction task: {name, age, city} as JSON; 0..`filler` extra sentences."""
-    rng = random.Random(seed)
-    out = []
-    for i in range(n):
-        name, city, age = rng.choice(NAMES), rng.choice(CITIES), rng.randint(18, 90)
-        text = rng.choice(TEMPLATES).format(name=name, age=age, city=city)
-        text = " ".join([text, *rng.sample(FILLER, rng.randint(0, filler))])
-        prompt = (
-            "Extract the person's name, age and city as JSON with keys name, age, city.\n\n" + text
-        )
-        answer = json.dumps({"name": name, "age": age, "city": city})
-        out.append(
-            make_example(
-                [Message("user", prompt), Message("assistant", answer)],
-                source=f"json_task:{seed}:{i}",
-                format="instruction",
-            )
-        )
-    return out
+from loop.toy import json_task
 
 
 class TokenCount:
@@ -222,7 +181,7 @@ def main() -> None:
     datasets.disable_progress_bars()
     transformers.logging.set_verbosity_error()
     base = load_base(ModelConfig(name=a.model))
-    train = json_task(a.n, seed=a.seed)
+    train = json_task(a.n, seed=a.seed, filler=5)  # 0-5 extra sentences: lengths vary
     lens = sorted(
         len(base.tokenizer.apply_chat_template(r, tokenize=True, return_dict=True)["input_ids"])
         for r in [[{"role": m.role, "content": m.content} for m in ex.messages] for ex in train]

@@ -216,13 +216,6 @@ def test_evaluator_params_checked_up_front():
         build_evaluators([EvaluatorSpec("json_match", params={"feilds": ["a"]})])
     with pytest.raises(ValueError, match=r"eval\.evaluators\[0\] \(regex\)\.params"):
         build_evaluators([EvaluatorSpec("regex")])  # pattern is required
-    with pytest.raises(ValueError, match="repeat; set `label`"):
-        build_evaluators(
-            [
-                EvaluatorSpec("regex", params={"pattern": "a"}),
-                EvaluatorSpec("regex", params={"pattern": "b"}),
-            ]
-        )
     with pytest.raises(ValueError, match="unknown evaluator"):
         build_evaluators([EvaluatorSpec("nope")])
     two = build_evaluators(
