@@ -215,11 +215,15 @@ def mlflow_server(recipe, cwd: Path):
     try:
         base = f"http://127.0.0.1:{port}"
         deadline = time.time() + 90
-        while time.time() < deadline:
+        while True:
             try:
                 urllib.request.urlopen(base + "/health", timeout=2)
                 break
             except OSError:
+                if server.poll() is not None or time.time() > deadline:
+                    raise RuntimeError(
+                        f"the MLflow server ({' '.join(cmd)}) never answered {base}/health"
+                    ) from None
                 time.sleep(1)
         yield base
     finally:
