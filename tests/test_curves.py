@@ -14,6 +14,7 @@ import pytest
 from loop.curves import (
     INCONCLUSIVE,
     MORE_DATA_PAYS,
+    NOT_LEARNING,
     SATURATED,
     Analysis,
     CurveInputError,
@@ -217,8 +218,9 @@ def test_eval_size_sets_the_noise_floor():
     for s in c.sizes:
         assert s.eval_se == pytest.approx(math.sqrt(0.6 * 0.4 / 500))
         assert s.se == pytest.approx(math.sqrt(0.6 * 0.4 / 500 / 3))
-    assert c.decision == INCONCLUSIVE  # SE 1.3 points > 1-point epsilon
-    assert "too noisy" in c.reason
+    # a constant curve has not risen over its first size: not learning yet, never saturated
+    assert c.decision == INCONCLUSIVE and c.why == NOT_LEARNING
+    assert "not learning yet" in c.reason
 
 
 def test_default_epsilon_per_kind_of_metric():
@@ -367,8 +369,8 @@ def test_read_curve_csv_defaults(tmp_path):
     [
         ("size,value\n100,0.5\n200,0.6\n", 1, "seed", "missing required column"),
         ("size,seed,value\n100,0,0.5\n200,0,abc\n", 3, "value", "expected a number"),
-        ("size,seed,value\n100,0,0.5\n-200,0,0.6\n", 3, "size", "positive size"),
-        ("size,seed,value\n0,0,0.5\n200,0,0.6\n", 2, "size", "positive size"),
+        ("size,seed,value\n100,0,0.5\n-200,0,0.6\n", 3, "size", "size >= 0"),
+        ("size,seed,value\n0,0,0.5\n0,1,0.6\n", 3, "size", "only size 0"),
         ("size,seed,value\n100,0,0.5\n150.5,0,0.6\n", 3, "size", "expected an integer"),
         ("size,seed,value\n100,x,0.5\n150,0,0.6\n", 2, "seed", "expected an integer"),
         ("size,seed,value\n100,0,0.5\n200,0,\n", 3, "value", "empty cell"),
