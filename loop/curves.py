@@ -113,11 +113,13 @@ class SizeStat:
 
 @dataclass(frozen=True)
 class PowerLaw:
-    """`c - a*n^-b` for higher-is-better metrics, `c + a*n^-b` for lower-is-better ones."""
+    """`c - a*(n + n_l)^-b` for higher-is-better metrics, `c + a*(n + n_l)^-b` for lower ones;
+    n_l = 0 is a plain power law, n_l > 0 a curve that starts flat (Lin et al. 2024)."""
 
     c: float
     a: float
     b: float
+    n_l: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -171,7 +173,7 @@ class Noise:
 class Settle:
     """The cheapest evidence likely to turn an open call into a decision, with a rough cost."""
 
-    kind: str  # items | seeds | size | none
+    kind: str  # items | seeds | items+seeds | size
     items: int | None  # evaluation items per cell to score (total)
     seeds: int | None  # seeds per size (total)
     size: int | None  # the size to run next
@@ -330,39 +332,68 @@ def _grid_sse(X: np.ndarray, Y: np.ndarray, W: np.ndarray, c_max: float) -> np.n
     return syy[:, None] + cc**2 * sw + a**2 * sx2 + 2 * a * sxy - 2 * a * cc * sx
 
 
-def _profile_b(logn: np.ndarray, Y: np.ndarray, W: np.ndarray, c_max: float):
-    """Least-squares power law for each row of Y (B, K): exact in (c, a) on a grid of b.
+def _nl_grid(n: np.ndarray) -> np.ndarray:
+    """Offsets n_l of the rectified law tried by the profile: 0 (a plain power law) and a range
+    from half the smallest size to 4x the largest. Only with 5 sizes or more: a 4-parameter law
+    on fewer points fits anything."""
+    if len(n) < 5:
+        return np.zeros(1)
+    return np.concatenate([[0.0], np.geomspace(n[0] / 2, 4 * n[-1], 12)])
+
+
+def _profile_b(n: np.ndarray, Y: np.ndarray, W: np.ndarray, c_max: float):
+    """Least-squares rectified power law `c - a*(n + n_l)^-b` for each row of Y (B, K): exact in
+    (c, a) on a grid of (n_l, b), b refined by a parabola. Returns c, a, b, n_l.
 
     Used for every bootstrap replicate: one vectorized pass, no iterative solver, no start guess.
     """
-    sse = _grid_sse(np.exp(-_B_GRID[:, None] * logn[None, :]), Y, W, c_max)  # (B, G)
-    i = np.clip(sse.argmin(1), 1, len(_B_GRID) - 2)
+    nls = _nl_grid(n)
+    Q, G, K = len(nls), len(_B_GRID), len(n)
+    L = np.log(n[None, :] + nls[:, None])  # (Q, K)
+    X = np.exp(-_B_GRID[None, :, None] * L[:, None, :]).reshape(Q * G, K)
+    flat = _grid_sse(X, Y, W, c_max)  # (B, Q*G)
+    sse = flat.reshape(len(Y), Q, G)
+    best = flat.argmin(1)
+    q, ig = best // G, best % G
+    i = np.clip(ig, 1, G - 2)
     rows = np.arange(len(Y))
-    s0, s1, s2 = sse[rows, i - 1], sse[rows, i], sse[rows, i + 1]
+    s0, s1, s2 = sse[rows, q, i - 1], sse[rows, q, i], sse[rows, q, i + 1]
     curv = s0 - 2 * s1 + s2
     step = np.where(curv > 0, 0.5 * (s0 - s2) / np.where(curv > 0, curv, 1.0), 0.0)
     logb = np.log(_B_GRID)
     b = np.exp(logb[i] + np.clip(step, -1.0, 1.0) * (logb[1] - logb[0]))
     b = np.clip(b, B_MIN, B_MAX)
-    c, a, sse_b = _fit_c_a(np.exp(-b[:, None] * logn[None, :]), Y, W, c_max)
+    Lq = L[q]  # (B, K)
+    c, a, sse_b = _fit_c_a(np.exp(-b[:, None] * Lq), Y, W, c_max)
     # keep the grid point where the parabola step did not help (flat or kinked profiles)
-    better = sse_b <= sse.min(1) + 1e-12
-    bg = _B_GRID[sse.argmin(1)]
-    cg, ag, _ = _fit_c_a(np.exp(-bg[:, None] * logn[None, :]), Y, W, c_max)
-    return np.where(better, c, cg), np.where(better, a, ag), np.where(better, b, bg)
+    better = sse_b <= flat.min(1) + 1e-12
+    bg = _B_GRID[ig]
+    cg, ag, _ = _fit_c_a(np.exp(-bg[:, None] * Lq), Y, W, c_max)
+    return (
+        np.where(better, c, cg),
+        np.where(better, a, ag),
+        np.where(better, b, bg),
+        nls[q],
+    )
 
 
-def _fit_power_law(n: np.ndarray, y: np.ndarray, se: np.ndarray, c_max: float):
-    """Robust fit of `y = c - a*n^-b` (improvement orientation); returns (c, a, b).
+def _fit_power_law(
+    n: np.ndarray, y: np.ndarray, se: np.ndarray, c_max: float, rectified: bool = True
+):
+    """Robust fit of `y = c - a*(n + n_l)^-b` (improvement orientation); returns (c, a, b, n_l).
 
-    Starts come from two profiles, neither needing a guess: over the plateau c (for fixed c,
-    log(c - y) = log a - b log n is a linear regression) and over b (exact in c and a). The best
-    few are refined by least squares with a soft-L1 loss on standardized residuals, so one wild
-    mean counts linearly rather than quadratically.
+    n_l > 0 (Lin et al. 2024's pre-learned data size) lets a curve start flat and rise late,
+    which a plain power law (n_l = 0) cannot: it would read the flat start as the plateau. Tried
+    only with 5 sizes or more (`_nl_grid`), and never with `rectified=False`.
+
+    Starts come from profiles, none needing a guess: over the plateau c (for fixed c,
+    log(c - y) = log a - b log n is a linear regression) and over (n_l, b) (exact in c and a).
+    The best few are refined by least squares with a soft-L1 loss on standardized residuals, so
+    one wild mean counts linearly rather than quadratically.
     """
     logn = np.log(n)
     W = 1.0 / se**2
-    starts: list[tuple[float, float, float, float]] = []
+    starts: list[tuple[float, float, float, float, float]] = []
 
     span = max(float(y.max() - y.min()), 3.0 * float(se.max()))
     cs = y.max() + span * np.geomspace(1e-2, 30.0, 60)
@@ -383,21 +414,27 @@ def _fit_power_law(n: np.ndarray, y: np.ndarray, se: np.ndarray, c_max: float):
         a_c = np.maximum((W * X * (cs[:, None] - y)).sum(1) / (W * X**2).sum(1), 0.0)
         sse_c = (W * (y - cs[:, None] + a_c[:, None] * X) ** 2).sum(1)
         for j in np.argsort(sse_c)[:3]:
-            starts.append((float(sse_c[j]), float(cs[j]), float(a_c[j]), float(b_c[j])))
+            starts.append((float(sse_c[j]), float(cs[j]), float(a_c[j]), float(b_c[j]), 0.0))
 
-    X = np.exp(-_B_GRID[:, None] * logn[None, :])
-    c_b, a_b, sse_b = _fit_c_a(X, y[None, :], W, c_max)
-    for j in np.argsort(sse_b)[:3]:
-        starts.append((float(sse_b[j]), float(c_b[j]), float(a_b[j]), float(_B_GRID[j])))
+    nls = _nl_grid(n) if rectified else np.zeros(1)
+    for nl in nls:
+        X = np.exp(-_B_GRID[:, None] * np.log(n + nl)[None, :])
+        c_b, a_b, sse_b = _fit_c_a(X, y[None, :], W, c_max)
+        for j in np.argsort(sse_b)[:2]:
+            starts.append(
+                (float(sse_b[j]), float(c_b[j]), float(a_b[j]), float(_B_GRID[j]), float(nl))
+            )
 
-    def resid(p: np.ndarray) -> np.ndarray:
-        c, a, b = p
-        return (y - c + a * n**-b) / se
+    best: tuple[float, float, np.ndarray, float] | None = None
+    for _, c0, a0, b0, nl in sorted(starts)[:5]:
+        # n_l stays at its profile value: refining it too made the solver crawl (4x slower)
+        def resid(p: np.ndarray, nl=nl) -> np.ndarray:
+            return (y - p[0] + p[1] * (n + nl) ** -p[2]) / se
 
-    lower = [-np.inf, 0.0, B_MIN]
-    upper = [c_max, np.inf, B_MAX]
-    best: tuple[float, float, np.ndarray] | None = None
-    for _, c0, a0, b0 in sorted(starts)[:4]:
+        def jac(p: np.ndarray, nl=nl) -> np.ndarray:
+            pw = (n + nl) ** -p[2]
+            return np.stack([-1.0 / se, pw / se, -p[1] * pw * np.log(n + nl) / se], 1)
+
         x0 = np.array(
             [
                 min(c0, c_max - 1e-9 * max(1.0, abs(c_max))) if np.isfinite(c_max) else c0,
@@ -407,18 +444,24 @@ def _fit_power_law(n: np.ndarray, y: np.ndarray, se: np.ndarray, c_max: float):
         )
         try:
             fit = optimize.least_squares(
-                resid, x0, bounds=(lower, upper), loss="soft_l1", f_scale=1.0, x_scale="jac"
+                resid,
+                x0,
+                jac=jac,
+                bounds=([-np.inf, 0.0, B_MIN], [c_max, np.inf, B_MAX]),
+                loss="soft_l1",
+                f_scale=1.0,
+                x_scale="jac",
             )
         except (ValueError, FloatingPointError):
             continue
-        cand = (float(fit.cost), float((fit.fun**2).sum()), fit.x)
+        cand = (float(fit.cost), float((fit.fun**2).sum()), fit.x, nl)
         if best is None or cand[:2] < best[:2]:
             best = cand
     if best is None:  # every refinement failed: fall back to the best profile point
-        _, c0, a0, b0 = min(starts)
-        return c0, a0, b0
-    c, a, b = best[2]
-    return float(c), float(a), float(b)
+        _, c0, a0, b0, nl0 = min(starts)
+        return c0, a0, b0, nl0
+    x = best[2]
+    return float(x[0]), float(x[1]), float(x[2]), float(best[3])
 
 
 def _fit_log_linear(log2n: np.ndarray, Y: np.ndarray, W: np.ndarray):
@@ -442,9 +485,9 @@ def _holdout_weights(n, y, se, c_max) -> ModelWeights:
         return ModelWeights(0.5, 0.5, (), (), ())
     z_pl, z_ll = [], []
     for j in held:
-        c, a, b = _fit_power_law(n[:j], y[:j], se[:j], c_max)
+        c, a, b, nl = _fit_power_law(n[:j], y[:j], se[:j], c_max)
         al, be = _fit_log_linear(np.log2(n[:j]), y[:j], 1.0 / se[:j] ** 2)
-        z_pl.append(float((y[j] - (c - a * n[j] ** -b)) / se[j]))
+        z_pl.append(float((y[j] - (c - a * (n[j] + nl) ** -b)) / se[j]))
         z_ll.append(float((y[j] - (al + be * np.log2(n[j]))) / se[j]))
     d = 0.5 * (sum(z**2 for z in z_ll) - sum(z**2 for z in z_pl))
     w_pl = 1.0 / (1.0 + math.exp(-min(max(d, -700.0), 700.0)))
@@ -456,9 +499,9 @@ def _holdout_weights_boot(n, Y, se, c_max) -> np.ndarray:
     K = len(n)
     d = np.zeros(len(Y))
     for j in range(max(_MIN_SIZES, K - 2), K):
-        c, a, b = _profile_b(np.log(n[:j]), Y[:, :j], 1.0 / se[:j] ** 2, c_max)
+        c, a, b, nl = _profile_b(n[:j], Y[:, :j], 1.0 / se[:j] ** 2, c_max)
         al, be = _fit_log_linear(np.log2(n[:j]), Y[:, :j], 1.0 / se[:j] ** 2)
-        z_pl = (Y[:, j] - (c - a * n[j] ** -b)) / se[j]
+        z_pl = (Y[:, j] - (c - a * (n[j] + nl) ** -b)) / se[j]
         z_ll = (Y[:, j] - (al + be * np.log2(n[j]))) / se[j]
         d += 0.5 * (z_ll**2 - z_pl**2)
     return 1.0 / (1.0 + np.exp(-np.clip(d, -700, 700)))
@@ -638,7 +681,7 @@ def _paired_reps(d: _Data, sign, eps, c_max, n_boot, rng, item_rng) -> _Reps:
         resid = cell - y[d.cell_size]
         var, source = float((resid**2).sum() / dof), "seeds"
     elif K > _MIN_SIZES:
-        c, a, b = _fit_power_law(d.sizes, y, np.maximum(item_se, floor), c_max)
+        c, a, b, _ = _fit_power_law(d.sizes, y, np.maximum(item_se, floor), c_max, False)
         resid = y - (c - a * d.sizes**-b)
         dof, var, source = K - 3, float((resid**2).sum() / (K - 3)), "residuals"
         # the scatter around the fit holds each cell's own item noise too: an upper estimate
@@ -712,7 +755,7 @@ def _parametric_reps(
     if np.all(np.isnan(shrunk)):
         if K > _MIN_SIZES:
             se0 = np.sqrt(np.maximum(eval_var, floor_var))
-            c, a, b = _fit_power_law(sizes, y, se0, c_max)
+            c, a, b, _ = _fit_power_law(sizes, y, se0, c_max, False)
             resid = y - (c - a * sizes**-b)
             shrunk = np.full(K, float((resid**2).sum() / (K - 3)))
             source = "residuals"
@@ -763,23 +806,26 @@ def _parametric_reps(
 # ----------------------------------------------------------------------------- fit and band
 
 
-def _predict(c, a, b, al, be, w, n: np.ndarray, c_max: float):
+def _predict(c, a, b, nl, al, be, w, n: np.ndarray, c_max: float):
     """Model-averaged score, Δ₂ and gain per 1k at sizes n, for scalars or per-replicate arrays."""
-    c, a, b, al, be, w = (np.asarray(t, dtype=float)[..., None] for t in (c, a, b, al, be, w))
-    pw = np.exp(-b * np.log(n))
+    c, a, b, nl, al, be, w = (
+        np.asarray(t, dtype=float)[..., None] for t in (c, a, b, nl, al, be, w)
+    )
+    pw = np.exp(-b * np.log(n + nl))
+    pw2 = np.exp(-b * np.log(2 * n + nl))
     ll = al + be * np.log2(n)
     # a straight line in log n would walk through a bounded score's ceiling (accuracy 1)
     ll_n, ll_2n = np.minimum(ll, c_max), np.minimum(ll + be, c_max)
     ll_slope = np.where(ll < c_max, be / (n * math.log(2)), 0.0)
     pred = w * (c - a * pw) + (1 - w) * ll_n
-    d2 = w * a * pw * (1 - 2.0**-b) + (1 - w) * (ll_2n - ll_n)
-    g1k = 1000 * (w * a * b * pw / n + (1 - w) * ll_slope)
+    d2 = w * a * (pw - pw2) + (1 - w) * (ll_2n - ll_n)
+    g1k = 1000 * (w * a * b * pw / (n + nl) + (1 - w) * ll_slope)
     return pred, d2, g1k
 
 
 @dataclass(frozen=True)
 class _Fit:
-    point: tuple[float, float, float, float, float, float]  # c, a, b, alpha, beta, w
+    point: tuple[float, ...]  # c, a, b, n_l, alpha, beta, w
     weights: ModelWeights
     grid: np.ndarray
     at: np.ndarray  # positions of the observed sizes in the grid
@@ -795,27 +841,30 @@ class _Fit:
 def _fit_band(sizes: np.ndarray, y: np.ndarray, se: np.ndarray, Y: np.ndarray, c_max) -> _Fit:
     W = 1.0 / se**2
     log2n = np.log2(sizes)
-    c, a, b = _fit_power_law(sizes, y, se, c_max)
+    c, a, b, nl = _fit_power_law(sizes, y, se, c_max)
     al, be = _fit_log_linear(log2n, y, W)
     weights = _holdout_weights(sizes, y, se, c_max)
     w = weights.power_law
     # refit every replicate; weights re-derived too, so intervals carry the model choice
-    cB, aB, bB = _profile_b(np.log(sizes), Y, W, c_max)
+    cB, aB, bB, nlB = _profile_b(sizes, Y, W, c_max)
     alB, beB = _fit_log_linear(log2n, Y, W)
     wB = _holdout_weights_boot(sizes, Y, se, c_max) if weights.held_out else np.full(len(Y), w)
     weights = replace(weights, power_law_boot_mean=float(wB.mean()))
     grid = np.unique(np.concatenate([np.geomspace(sizes[0], 2 * sizes[-1], _GRID_POINTS), sizes]))
-    pred_p, d2_p, g1k_p = _predict(c, a, b, al, be, w, grid, c_max)
-    predB, d2B, g1kB = _predict(cB, aB, bB, alB, beB, wB, grid, c_max)
+    pred_p, d2_p, g1k_p = _predict(c, a, b, nl, al, be, w, grid, c_max)
+    predB, d2B, g1kB = _predict(cB, aB, bB, nlB, alB, beB, wB, grid, c_max)
     at = np.searchsorted(grid, sizes)
-    return _Fit((c, a, b, al, be, w), weights, grid, at, pred_p, d2_p, g1k_p, predB, d2B, g1kB, cB)
+    return _Fit(
+        (c, a, b, nl, al, be, w), weights, grid, at, pred_p, d2_p, g1k_p, predB, d2B, g1kB, cB
+    )
 
 
 def _d2_max_and_rise(sizes, Y, W, c_max, w, Y0) -> tuple[np.ndarray, np.ndarray]:
     """Δ₂ at the largest size and the rise over the anchor, per replicate (fast refit, fixed w)."""
-    cB, aB, bB = _profile_b(np.log(sizes), Y, W, c_max)
+    cB, aB, bB, nlB = _profile_b(sizes, Y, W, c_max)
     alB, beB = _fit_log_linear(np.log2(sizes), Y, W)
-    pred, d2, _ = _predict(cB, aB, bB, alB, beB, np.full(len(Y), w), sizes[[0, -1]], c_max)
+    wB = np.full(len(Y), w)
+    pred, d2, _ = _predict(cB, aB, bB, nlB, alB, beB, wB, sizes[[0, -1]], c_max)
     base = pred[:, 0] if Y0 is None else Y0
     return d2[:, 1], pred[:, 1] - base
 
@@ -865,7 +914,9 @@ def decide(ev: Evidence) -> Verdict:
     if not ev.rise_lo > eps:
         return Verdict(INCONCLUSIVE, NOT_LEARNING if ev.rise < eps else TOO_NOISY, None)
     inside = n <= ev.max_size * (1 + 1e-9)
-    below = np.nonzero((hi < eps) & inside)[0]
+    # Δ₂ must stay below ε from n* up to the largest size: a curve that starts flat and rises
+    # later has its smallest Δ₂ at the start
+    below = np.nonzero(_stays_below(hi, eps, inside))[0]
     if len(below):
         return Verdict(SATURATED, FLATTENED, int(round(n[below[0]])))
     if np.any((hi < eps) & ~inside):
@@ -873,9 +924,18 @@ def decide(ev: Evidence) -> Verdict:
     return Verdict(INCONCLUSIVE, TOO_NOISY, None)
 
 
+def _stays_below(x: np.ndarray, eps: float, inside: np.ndarray | None = None) -> np.ndarray:
+    """True at positions (last axis) from which x stays below eps up to the last `inside` one."""
+    ok = x < eps
+    if inside is not None:
+        ok = ok | ~inside  # sizes past the largest run do not count
+    suffix = np.flip(np.logical_and.accumulate(np.flip(ok, -1), axis=-1), -1)
+    return suffix if inside is None else suffix & inside
+
+
 def _crossing_ci(grid, d2B, eps, confidence, limit):
-    """n* per replicate (first grid n with Δ₂ < ε) -> interval; None past `limit`."""
-    hit = d2B < eps
+    """n* per replicate (first grid n from which Δ₂ stays < ε) -> interval; None past `limit`."""
+    hit = _stays_below(d2B, eps)
     crossing = np.where(hit.any(1), grid[hit.argmax(1)], np.inf)
     lo, hi = _interval(crossing, confidence)
     lo_i = int(round(lo)) if np.isfinite(lo) else None
@@ -888,12 +948,16 @@ def _graded(fit: _Fit, q_hi: np.ndarray, eps, confidence, learning, max_n):
     if not learning:
         return None, None, ()
     inside = fit.grid <= max_n * (1 + 1e-9)
-    j = int(np.argmin(np.where(inside, q_hi, np.inf)))
-    cert, at = float(q_hi[j]), int(round(fit.grid[j]))
+    # the bound that holds from each size on, up to the largest: max of q_hi over [n, max]
+    tail = np.where(inside, q_hi, -np.inf)
+    suffix = np.flip(np.maximum.accumulate(np.flip(tail)))
+    suffix = np.where(inside, suffix, np.inf)
+    j = int(np.argmin(suffix))
+    cert, at = float(suffix[j]), int(round(fit.grid[j]))
     rows = []
     for f in _EPS_STEPS:
         e = f * eps
-        ok = np.nonzero((q_hi < e) & inside)[0]
+        ok = np.nonzero(suffix < e)[0]
         if len(ok):
             n = int(round(fit.grid[ok[0]]))
             rows.append(NStarAt(e, n, _crossing_ci(fit.grid, fit.d2B, e, confidence, 2 * max_n)))
@@ -942,7 +1006,7 @@ def _settle(
         )
         return replace(size_adv, text=text), None
 
-    w = fit.point[5]
+    w = fit.point[6]
     W = 1.0 / reps.se**2
     nb = len(reps.Y_item)
     y0 = reps.Y0[:nb] if reps.Y0 is not None else None
@@ -997,6 +1061,27 @@ def _settle(
                     True,
                     f"add {extra} seed{'s' if extra > 1 else ''} at every size ({k_new} in all; "
                     f"{extra * len(sizes)} more cells to train)",
+                )
+            )
+    if m and vi > 0 and vt > 0 and need > 0:
+        # both at once: each cut to half the variance allowed
+        m_new = int(_round_sig(math.ceil(m * vi / (need / 2)) * 1.05 + 1))
+        k_new = int(math.ceil(kmin * vt / (need / 2)))
+        if m_new > m and k_new > kmin and k_new <= 16 and (max_items is None or m_new <= max_items):
+            extra = k_new - kmin
+            cost = float(
+                (m_new - m) * cells + extra * (sizes.sum() * TRAIN_PASSES + len(sizes) * m_new)
+            )
+            options.append(
+                Settle(
+                    "items+seeds",
+                    m_new,
+                    k_new,
+                    None,
+                    cost,
+                    True,
+                    f"score every cell on {m_new:,} evaluation items instead of {m:,} and add "
+                    f"{extra} seed{'s' if extra > 1 else ''} at every size ({k_new} in all)",
                 )
             )
     # the next size settles it when the fitted Δ₂ there is clear of ε by the same margin
@@ -1124,7 +1209,7 @@ def _words(f: _Facts, units: _Units) -> tuple[str, str]:
 def _diagnostics(d: _Data, reps: _Reps, fit: _Fit, sign, c_max, eps, confidence, metric, units):
     """Warnings, the trend and the plateau: what the reader should know beyond the decision."""
     warnings: list[str] = []
-    c, a, b, _, _, w = fit.point
+    c, a, b, nl, _, _, w = fit.point
     sizes, y, se = d.sizes, reps.y, reps.se
     means = sign * y
     at_bound = np.isfinite(c_max) and abs(c - c_max) < 1e-6 * max(1.0, abs(c_max))
@@ -1133,7 +1218,7 @@ def _diagnostics(d: _Data, reps: _Reps, fit: _Fit, sign, c_max, eps, confidence,
     plateau_ci = (
         None if at_bound else tuple(sorted(float(sign * q) for q in _interval(fit.cB, confidence)))
     )
-    flat = a * (sizes[0] ** -b - sizes[-1] ** -b) < eps / 10  # no rise: c is just the mean
+    flat = a * ((sizes[0] + nl) ** -b - (sizes[-1] + nl) ** -b) < eps / 10  # no rise
     b_floor = b <= B_MIN * 1.05 and not flat
     if b_floor or at_bound or w < 0.5:
         why = []
@@ -1341,8 +1426,8 @@ def _analyze_curve(
             d, reps, fit, sign, c_max, eps, confidence, metric, units
         )
         warnings += more
-        c, a, b, al, be, _ = fit.point
-        pl, weights = PowerLaw(float(sign * c), float(a), float(b)), fit.weights
+        c, a, b, nl, al, be, _ = fit.point
+        pl, weights = PowerLaw(float(sign * c), float(a), float(b), float(nl)), fit.weights
         ll = LogLinear(float(sign * al), float(sign * be))
         lohi = np.sort(sign * _interval(fit.predB, confidence), axis=0)
         p_below = (fit.d2B < eps).mean(0)
