@@ -389,7 +389,17 @@ def cmd_server(args) -> int:
 
 def _print_decisions(rows: list[dict]) -> None:
     table = Table(title="where more data stops paying off")
-    cols = ["tier", "metric", "decision", "n_star", "n_star_ci", "plateau", "next_size"]
+    cols = [
+        "tier",
+        "metric",
+        "decision",
+        "n_star",
+        "n_star_ci",
+        "plateau",
+        "zero_shot",
+        "certified",
+        "next_size",
+    ]
     for c in cols:
         table.add_column(c.replace("_", " "))
     for row in rows:
@@ -449,13 +459,14 @@ def cmd_curve(args) -> int:
     from loop import curves, report
 
     try:
-        records = curves.read_curve_csv(Path(args.csv))
+        got = curves.read_curve_table(Path(args.csv))
     except curves.CurveInputError as exc:
         err_console.print(f"[red]{exc}[/]")
         return 2
     direction = "lower" if args.lower_is_better else "higher"
     analysis = curves.analyze(
-        records,
+        got.records,
+        items=got.items,
         direction=direction,
         epsilon=args.epsilon,
         confidence=args.confidence,
@@ -620,9 +631,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser(
         "curve",
-        help="saturation analysis of any CSV with columns size,seed,value (optional tier, metric)",
-        description="Run loop's saturation analysis on results from elsewhere. The CSV needs columns "
-        "size,seed,value and may have tier and metric.",
+        help="saturation analysis of a CSV: size,seed,value or size,seed,item,score "
+        "(optional tier, metric)",
+        description="Run loop's saturation analysis on results from elsewhere. The CSV has one "
+        "score per cell (columns size,seed,value) or one per evaluation item and cell (columns "
+        "size,seed,item,score, as `loop export --items` writes; gains are then paired across "
+        "sizes). Either may have tier and metric; size 0 is the base model (zero-shot).",
     )
     s.add_argument("csv", metavar="FILE.csv")
     g = s.add_mutually_exclusive_group()
