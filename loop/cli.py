@@ -389,19 +389,18 @@ def cmd_server(args) -> int:
 
 def _print_decisions(rows: list[dict]) -> None:
     table = Table(title="where more data stops paying off")
-    cols = [
-        "tier",
-        "metric",
-        "decision",
-        "n_star",
-        "n_star_ci",
-        "plateau",
-        "zero_shot",
-        "certified",
-        "next_size",
-    ]
-    for c in cols:
-        table.add_column(c.replace("_", " "))
+    cols = {
+        "tier": "tier",
+        "metric": "metric",
+        "decision": "decision",
+        "n_star": "n*",
+        "n_star_ci": "n* CI",
+        "zero_shot": "zero-shot",
+        "certified": "certified",
+        "next_size": "next",
+    }
+    for c, head in cols.items():
+        table.add_column(head, overflow="fold", no_wrap=c == "decision")
     for row in rows:
         table.add_row(*[_fmt(row.get(c)) for c in cols])
     console.print(table)
