@@ -27,6 +27,7 @@ typical session:
   loop status recipes/demo.yaml         done / failed / pending cells with their metrics
   loop report recipes/demo.yaml         re-analyse finished cells; plots + HTML + JSON
   loop ui                               open the MLflow UI on the project's store
+  loop export recipes/demo.yaml --items items.csv   per-item scores of every finished cell
   loop curve results.csv --plot c.png   the saturation analysis on results from elsewhere
   loop sweep recipes/x.yaml --executor ray    cells in parallel on Ray (local or a cluster)
   loop server --backend postgresql+psycopg2://...   team tracking server; workers export MLFLOW_TRACKING_URI
@@ -454,6 +455,23 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    from loop import driver
+
+    r = _recipe(args.recipe)
+    n = driver.export_items(r, Path(args.items))
+    if n == 0:
+        err_console.print("no per-item scores in the store yet: run `loop sweep` first")
+        return 1
+    console.print(f"{n:,} item scores: {args.items}")
+    return 0
+
+
+def _curve_direction(metrics, lower: bool) -> dict[str, str]:
+    """--lower-is-better for every metric, else lower for names ending in "loss" (val_loss)."""
+    return {m: "lower" if lower or m.lower().endswith("loss") else "higher" for m in metrics}
+
+
 def cmd_curve(args) -> int:
     from loop import curves, report
 
@@ -462,11 +480,11 @@ def cmd_curve(args) -> int:
     except curves.CurveInputError as exc:
         err_console.print(f"[red]{exc}[/]")
         return 2
-    direction = "lower" if args.lower_is_better else "higher"
+    metrics = {r.metric for r in got.records} | {i.metric for i in got.items}
     analysis = curves.analyze(
         got.records,
         items=got.items,
-        direction=direction,
+        direction=_curve_direction(metrics, args.lower_is_better),
         epsilon=args.epsilon,
         confidence=args.confidence,
         eval_size=args.eval_size,
@@ -629,6 +647,19 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(fn=cmd_report)
 
     s = sub.add_parser(
+        "export",
+        help="write the per-item scores of every finished cell as a long CSV for `loop curve`",
+    )
+    s.add_argument("recipe")
+    s.add_argument(
+        "--items",
+        metavar="OUT.csv",
+        required=True,
+        help="columns tier,metric,size,seed,item,score (size 0 = the base model)",
+    )
+    s.set_defaults(fn=cmd_export)
+
+    s = sub.add_parser(
         "curve",
         help="saturation analysis of a CSV: size,seed,value or size,seed,item,score "
         "(optional tier, metric)",
@@ -640,9 +671,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("csv", metavar="FILE.csv")
     g = s.add_mutually_exclusive_group()
     g.add_argument(
-        "--higher-is-better", action="store_true", default=True, help="accuracy-like (default)"
+        "--higher-is-better",
+        action="store_true",
+        default=True,
+        help="accuracy-like (default; metrics named ...loss are lower-is-better)",
     )
-    g.add_argument("--lower-is-better", action="store_true", help="loss-like")
+    g.add_argument("--lower-is-better", action="store_true", help="loss-like, every metric")
     s.add_argument(
         "--epsilon",
         type=float,

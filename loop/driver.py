@@ -258,6 +258,8 @@ class CellResult:
     steps: int
     seconds: float
     error: str | None = None  # set instead of the fields above when the cell raised
+    # metric -> {validation item id: score}: what the paired analysis reads (item_scores.json)
+    item_scores: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
 def _subset_frame(examples: tuple[Example, ...]):
@@ -321,6 +323,7 @@ def train_and_evaluate(
             max_length=recipe.train.max_length,
             as_text=recipe.train.completion_as_text,
             val_loss=result.val_loss[-1][1] if result.val_loss else None,
+            item_losses=True,  # per-item validation loss for the paired analysis
         )
     finally:
         train.release(result)  # unwrap the adapter: the base is clean for the next cell
@@ -368,6 +371,7 @@ def compute_cell(
         predictions=tuple(ev.predictions),
         steps=result.steps,
         seconds=time.time() - t0,
+        item_scores=dict(ev.item_scores),
     )
 
 
@@ -448,7 +452,74 @@ def _close_run(tr: _Tracker, run_id: str, res: CellResult) -> None:
     track.log_params(tr.client, run_id, res.params)
     track.log_metrics(tr.client, run_id, {**res.metrics, **res.counters}, step=res.steps)
     track.log_table(tr.client, run_id, list(res.predictions), "predictions.json")
+    if res.item_scores:
+        track.log_item_scores(tr.client, run_id, res.item_scores)
     track.finish_cell(tr.client, run_id)
+
+
+ZERO_SHOT = "zero-shot"  # tier tag of the base model's run (size 0): every tier's anchor
+
+
+def zero_shot_cell() -> Cell:
+    return Cell(ZERO_SHOT, 0, 0)
+
+
+def run_zero_shot(s: _Sweep) -> None:
+    """Evaluate the base model once on the validation items with the sweep's evaluators: size 0,
+    logged as its own run (tier tag `zero-shot`), the anchor of every tier's curve."""
+    from loop import evaluate, models, track
+
+    cell = zero_shot_cell()
+    if cell.id in _done(s):
+        return
+    if s.recipe.executor.kind == "ray":
+        s.progress(Event("message", message="zero-shot cell runs only on the local executor"))
+        return
+    s.progress(Event("message", message="evaluating the base model once (size 0, zero-shot)"))
+    t0 = time.time()
+    if s.base is None:
+        s.base = models.load_base(s.recipe.model)
+    tags = {
+        "loop.tier": ZERO_SHOT,
+        "loop.size": "0",
+        "loop.seed": "0",
+        "loop.recipe_digest": s.tr.recipe_digest,
+        "loop.pool_digest": s.tr.pool_digest,
+        "loop.capped": "false",
+    }
+    run_id = track.start_cell(
+        s.tr.client,
+        s.tr.exp_id,
+        s.parent_id,
+        cell=cell.id,
+        tags=tags,
+        params={**cell_params(s.recipe), "subset.n_examples": 0},
+    )
+    try:
+        ev = evaluate.evaluate(
+            s.base,
+            s.base.tokenizer,
+            s.prep.val,
+            s.recipe.eval,
+            max_length=s.recipe.train.max_length,
+            as_text=s.recipe.train.completion_as_text,
+        )
+        res = CellResult(
+            metrics=dict(ev.metrics),
+            history=(),
+            params={},
+            counters={"train_tokens": 0, "eval_items": ev.n_sampled},
+            predictions=tuple(ev.predictions),
+            steps=0,
+            seconds=time.time() - t0,
+            item_scores=dict(ev.item_scores),
+        )
+    except KeyboardInterrupt:
+        track.fail_cell(s.tr.client, run_id, "interrupted by the user (Ctrl-C)", killed=True)
+        raise
+    except Exception as exc:  # the sweep goes on without an anchor
+        res = failed_result(exc, [], t0)
+    _close_run(s.tr, run_id, res)
 
 
 def _error_text(exc: BaseException) -> str:
@@ -688,6 +759,7 @@ def sweep(
     s = _Sweep(recipe, prep, tr, parent_id, progress)
     decisions: list[dict] = []
     try:
+        run_zero_shot(s)
         if adaptive:
             decisions = _adaptive(s)
         else:
@@ -905,36 +977,105 @@ def status(recipe: Recipe) -> list[StatusRow]:
     return rows
 
 
-def _records(
-    recipe: Recipe, runs: list[Any], default_items: int | None = None
-) -> tuple[list[Any], dict[str, str], dict[str, int]]:
-    import evals
-    from loop import curves
+def _metric_direction(name: str) -> str | None:
+    """'lower' / 'higher' for the metrics the curves use, None for the rest.
 
-    records, direction, eval_size = [], {}, {}
+    val_loss, eval.<label> (the evaluator's direction) and eval.<label>.prob (the probability of
+    the correct option, a continuous score beside 0/1 accuracy).
+    """
+    import evals
+
+    if name == "val_loss":
+        return "lower"
+    parts = name.split(".")
+    if parts[0] != "eval" or len(parts) not in (2, 3):
+        return None
+    if len(parts) == 3:
+        return "higher" if parts[2] == "prob" else None
+    try:
+        return "higher" if evals.get(parts[1]).higher_is_better else "lower"
+    except KeyError:
+        return "higher"
+
+
+def _records(
+    recipe: Recipe,
+    runs: list[Any],
+    default_items: int | None = None,
+    client: Any = None,
+) -> tuple[list[Any], list[Any], dict[str, str], dict[str, int]]:
+    """Per-cell records and (with `client`) per-item scores of every finished run.
+
+    The zero-shot run (size 0) is every tier's anchor: its scores are repeated in each tier.
+    """
+    from loop import curves, track
+
+    records, items, direction, eval_size = [], [], {}, {}
     wanted = set(recipe.saturation.metrics)
+    tiers = [t.name for t in recipe.tiers]
     for r in runs:
         if r.status != "DONE":
             continue
         tier, size, seed = r.tags["loop.tier"], int(r.tags["loop.size"]), int(r.tags["loop.seed"])
+        as_tiers = tiers if tier == ZERO_SHOT else [tier]
+        names = []
         for name, value in r.metrics.items():
-            is_eval = name.startswith("eval.") and name.count(".") == 1
-            if not (name == "val_loss" or is_eval) or (wanted and name not in wanted):
+            d = _metric_direction(name)
+            if d is None or (wanted and name not in wanted):
                 continue
-            records.append(curves.Record(tier, size, seed, name, float(value)))
-            if name == "val_loss":
-                direction[name] = "lower"
-            else:
-                ev_name = name.split(".", 1)[1]
-                try:
-                    direction[name] = "higher" if evals.get(ev_name).higher_is_better else "lower"
-                except KeyError:
-                    direction[name] = "higher"
+            names.append(name)
+            direction[name] = d
+            records.extend(curves.Record(t, size, seed, name, float(value)) for t in as_tiers)
+            if name != "val_loss":
                 # items each eval score averages over: the sampling-error floor of the intervals
                 n = r.metrics.get("eval_items") or default_items
                 if n:
                     eval_size[name] = int(n)
-    return records, direction, eval_size
+        if client is not None:
+            per_item = track.load_item_scores(client, r.run_id)
+            for name in names:
+                for item, score in per_item.get(name, {}).items():
+                    items.extend(
+                        curves.ItemScore(t, size, seed, name, item, score) for t in as_tiers
+                    )
+    return records, items, direction, eval_size
+
+
+def item_rows(recipe: Recipe, prep: Prepared | None = None) -> list[dict[str, Any]]:
+    """The long item table of every finished cell (tier, metric, size, seed, item, score), the
+    zero-shot run repeated per tier: what `loop export --items` writes and `loop curve` reads."""
+    from loop import track
+
+    prep = prep or prepare(recipe)
+    tr = _tracker(recipe, prep.pool_digest)
+    runs = track.cell_runs(tr.client, tr.exp_id, tr.recipe_digest, tr.pool_digest)
+    latest = track.done_cells(runs)
+    _, items, _, _ = _records(recipe, list(latest.values()), None, tr.client)
+    return [
+        {
+            "tier": i.tier,
+            "metric": i.metric,
+            "size": i.size,
+            "seed": i.seed,
+            "item": i.item,
+            "score": i.score,
+        }
+        for i in sorted(items, key=lambda i: (i.tier, i.metric, i.size, i.seed, i.item))
+    ]
+
+
+def export_items(recipe: Recipe, out: Path) -> int:
+    """Write `item_rows` as CSV; returns the number of rows."""
+    import csv
+
+    rows = item_rows(recipe)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with out.open("w", newline="", encoding="utf-8") as fh:
+        w = csv.DictWriter(fh, fieldnames=["tier", "metric", "size", "seed", "item", "score"])
+        w.writeheader()
+        for row in rows:
+            w.writerow({**row, "score": repr(float(row["score"]))})
+    return len(rows)
 
 
 def report(
@@ -957,19 +1098,22 @@ def report(
         tr = _tracker(recipe, prep.pool_digest)
     runs = track.cell_runs(tr.client, tr.exp_id, tr.recipe_digest, tr.pool_digest)
     if cells is not None:
-        ids = {c.id for c in cells}
+        ids = {c.id for c in cells} | {zero_shot_cell().id}  # the anchor belongs to every round
         runs = [r for r in runs if r.cell in ids]
+    runs = list(track.done_cells(runs).values())  # one run per cell: the newest finished
     n_val = len(prep.val)
     default_items = min(recipe.eval.samples or n_val, n_val)
-    records, direction, eval_size = _records(recipe, runs, default_items)
-    if not records:
+    records, items, direction, eval_size = _records(recipe, runs, default_items, tr.client)
+    if not any(r.size > 0 for r in records):
         return None
     analysis = curves.analyze(
         records,
+        items=items,
         direction=direction,
         epsilon=recipe.saturation.epsilon,
         confidence=recipe.saturation.confidence,
         eval_size=eval_size or None,
+        max_items=n_val,
     )
     if not write:
         return ReportOutcome(report_mod.decision_table(analysis), None, analysis)

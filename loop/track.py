@@ -279,6 +279,30 @@ def log_rows(
     client.log_dict(run_id, rows, artifact_file)
 
 
+ITEM_SCORES = "item_scores.json"  # per cell: {metric: {validation item id: score}}
+
+
+def log_item_scores(client: MlflowClient, run_id: str, scores: dict[str, dict[str, float]]) -> None:
+    """A cell's per-item scores (every evaluator, per-item validation loss): the paired analysis
+    reads them back with `load_item_scores`. Replaces an earlier version (re-scoring)."""
+    client.log_dict(run_id, scores, ITEM_SCORES)
+
+
+def load_item_scores(client: MlflowClient, run_id: str) -> dict[str, dict[str, float]]:
+    """What `log_item_scores` wrote; {} for a run without it (cells from before, failed ones)."""
+    import json
+    import tempfile
+
+    names = {a.path for a in client.list_artifacts(run_id)}
+    if ITEM_SCORES not in names:
+        return {}
+    with tempfile.TemporaryDirectory() as tmp:
+        path = client.download_artifacts(run_id, ITEM_SCORES, tmp)
+        with open(path, encoding="utf-8") as fh:
+            data = json.load(fh)
+    return {str(m): {str(k): float(v) for k, v in d.items()} for m, d in data.items()}
+
+
 def log_files(
     client: MlflowClient, run_id: str, paths: Iterable[Path], artifact_path: str | None = None
 ) -> None:

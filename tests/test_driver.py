@@ -17,7 +17,7 @@ import mlflow
 import pytest
 import yaml
 
-from loop import driver
+from loop import driver, track
 from loop.recipe import load_recipe
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -96,10 +96,11 @@ def test_sweep_tracks_every_cell_under_one_parent(in_tmp: Path):
     assert (out.ran, out.skipped, out.failed) == (12, 0, 0)
 
     parent, kids = children("tiny")
-    assert len(kids) == 12
+    assert len(kids) == 13  # 12 cells and the base model once (size 0, zero-shot)
     assert set(kids["status"]) == {"FINISHED"}
     assert sorted(kids["tags.loop.cell"]) == sorted(
-        f"{t}-n{n}-s{s}" for t in ("high", "raw") for n in (4, 8, 16) for s in (0, 1)
+        [f"{t}-n{n}-s{s}" for t in ("high", "raw") for n in (4, 8, 16) for s in (0, 1)]
+        + ["zero-shot-n0-s0"]
     )
     for col in (
         "tags.loop.tier",
@@ -118,6 +119,13 @@ def test_sweep_tracks_every_cell_under_one_parent(in_tmp: Path):
     assert run.inputs.dataset_inputs[0].dataset.name == run.data.tags["loop.cell"]
     assert client.get_metric_history(run_id, "train_loss"), "per-step train_loss missing"
     assert "predictions.json" in [a.path for a in client.list_artifacts(run_id)]
+    # per-item scores of every evaluator and the validation loss, for the paired analysis
+    for rid in kids["run_id"]:
+        items = track.load_item_scores(client, rid)
+        assert {"val_loss", "eval.json_match", "eval.exact_match"} <= set(items), rid
+        assert len(items["eval.json_match"]) == 4  # eval.samples
+        n_val = int(client.get_run(parent).data.params["validation.n"])
+        assert len(items["val_loss"]) == n_val  # the loss covers every validation item
     parent_files = [a.path for a in client.list_artifacts(parent, "report")]
     assert "report/summary.json" in parent_files and "report/report.html" in parent_files
     # progress: one start and one done event per cell, counting up to the total
@@ -126,10 +134,10 @@ def test_sweep_tracks_every_cell_under_one_parent(in_tmp: Path):
 
     again = driver.sweep(recipe)
     assert (again.ran, again.skipped) == (0, 12)
-    assert len(children("tiny")[1]) == 12
+    assert len(children("tiny")[1]) == 13  # the zero-shot run is not repeated either
 
     rows = driver.status(recipe)
-    assert {r.state for r in rows} == {"done"} and len(rows) == 12
+    assert {r.state for r in rows} == {"done"} and len(rows) == 13
 
 
 def test_changing_results_fields_starts_a_new_sweep(in_tmp: Path):
@@ -175,12 +183,12 @@ def test_sigkill_mid_sweep_loses_no_finished_cell(in_tmp: Path):
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     before = _done_runs()
-    assert 2 <= len(before) < 6, before
+    assert 2 <= len(before) < 7, before  # 6 cells and the zero-shot run
 
     rerun = subprocess.run(cmd, cwd=in_tmp, env=env, capture_output=True, text=True, timeout=600)
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
     after = _done_runs()
-    assert len(after) == 6
+    assert len(after) == 7
     for cell, ids in before.items():
         assert after[cell] == ids, f"{cell} was rerun"
     assert all(len(ids) == 1 for ids in after.values())
@@ -271,7 +279,7 @@ def test_demo_recipe_end_to_end_on_the_tiny_model(in_tmp: Path):
     assert {row["tier"] for row in out.sweep.report.table} == {"clean", "raw"}
     assert "precision" in out.cleaning_score and "recall" in out.cleaning_score
     _, kids = children("demo")
-    assert len(kids) == 4 and set(kids["status"]) == {"FINISHED"}
+    assert len(kids) == 5 and set(kids["status"]) == {"FINISHED"}  # 4 cells + zero-shot
 
 
 class _CurveTrainer:
@@ -297,6 +305,7 @@ class _CurveTrainer:
             metrics={"eval.json_match": acc, "val_loss": 1.0 - acc},
             n_sampled=400,
             predictions=[{"id": "x", "prediction": "{}", "json_match": acc}],
+            item_scores={},
         )
         return result, ev
 
@@ -324,7 +333,7 @@ def test_adaptive_sweep_logs_its_rounds_and_resumes(in_tmp: Path, monkeypatch):
     assert first[:3] == ["high-n2-s0", "high-n4-s0", "high-n8-s0"]
     assert len(first) > 3  # the curve asked for more than the first round
     parent, kids = children("tiny")
-    assert len(kids) == len(first)
+    assert len(kids) == len(first) + 1  # and the zero-shot run
     client = mlflow.MlflowClient()
     logged = json.loads(
         Path(client.download_artifacts(parent, "adaptive_decisions.json")).read_text()
@@ -364,3 +373,29 @@ def children_count() -> int:
     if exp is None:
         return 0
     return len(mlflow.search_runs([exp.experiment_id], filter_string="tags.`loop.kind` = 'cell'"))
+
+
+def test_export_items_and_loop_curve_give_the_report_decision(in_tmp: Path, capsys):
+    from loop.cli import main
+
+    path = tiny_recipe(in_tmp, sizes=(4, 8, 16), seeds=(0,))
+    recipe = load_recipe(path)
+    out = driver.sweep(recipe)
+    csv = in_tmp / "items.csv"
+    assert main(["export", str(path), "--items", str(csv)]) == 0
+    header = csv.read_text().splitlines()[0]
+    assert header == "tier,metric,size,seed,item,score"
+    sizes = {int(line.split(",")[2]) for line in csv.read_text().splitlines()[1:]}
+    assert sizes == {0, 4, 8, 16}  # the zero-shot run is in every tier
+    capsys.readouterr()
+    sat = recipe.saturation
+    args = ["curve", str(csv), "--json", "--confidence", str(sat.confidence)]
+    if sat.epsilon is not None:
+        args += ["--epsilon", str(sat.epsilon)]
+    assert main(args) == 0
+    doc = json.loads(capsys.readouterr().out)["curves"]
+    for c in out.report.analysis.curves:
+        assert c.bootstrap.startswith("items"), (c.tier, c.metric)
+        again = doc[c.tier][c.metric]
+        assert (again["decision"], again["why"]) == (c.decision, c.why), (c.tier, c.metric)
+        assert again["zero_shot"] == pytest.approx(c.zero_shot)
