@@ -27,6 +27,7 @@ typical session:
   loop status recipes/demo.yaml         done / failed / pending cells with their metrics
   loop report recipes/demo.yaml         re-analyse finished cells; plots + HTML + JSON
   loop ui                               open the MLflow UI on the project's store
+  loop evaluate recipes/demo.yaml --samples 1000   re-score finished cells on more items, no retraining
   loop export recipes/demo.yaml --items items.csv   per-item scores of every finished cell
   loop curve results.csv --plot c.png   the saturation analysis on results from elsewhere
   loop sweep recipes/x.yaml --executor ray    cells in parallel on Ray (local or a cluster)
@@ -455,6 +456,24 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_evaluate(args) -> int:
+    from loop import driver
+
+    r = _recipe(args.recipe)
+    with _Progress() as progress:
+        done = driver.rescore(r, samples=args.samples, progress=progress)
+    if not done:
+        err_console.print("no finished cells yet: run `loop sweep` first")
+        return 1
+    for d in done:
+        if d.error:
+            console.print(f"• {d.cell}: skipped ({d.error})")
+        else:
+            console.print(f"• {d.cell}: {d.items_before:,} -> {d.items_after:,} evaluation items")
+    console.print("then: loop report " + args.recipe)
+    return 1 if any(d.error for d in done) else 0
+
+
 def cmd_export(args) -> int:
     from loop import driver
 
@@ -645,6 +664,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument("recipe")
     s.set_defaults(fn=cmd_report)
+
+    s = sub.add_parser(
+        "evaluate",
+        help="re-score finished cells on more validation items without retraining (their "
+        "LoRA adapters are run artifacts); new metrics go to the same runs",
+    )
+    s.add_argument("recipe")
+    s.add_argument(
+        "--samples",
+        type=_positive_int,
+        help="validation items to score (default: eval.samples; all of validation when unset)",
+    )
+    s.set_defaults(fn=cmd_evaluate)
 
     s = sub.add_parser(
         "export",

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import shutil
 import time
 import traceback
 from collections.abc import Callable
@@ -260,6 +261,7 @@ class CellResult:
     error: str | None = None  # set instead of the fields above when the cell raised
     # metric -> {validation item id: score}: what the paired analysis reads (item_scores.json)
     item_scores: dict[str, dict[str, float]] = field(default_factory=dict)
+    adapter: str | None = None  # the saved LoRA adapter's folder, logged as artifact "adapter"
 
 
 def _subset_frame(examples: tuple[Example, ...]):
@@ -291,6 +293,11 @@ def cell_params(recipe: Recipe) -> dict[str, Any]:
     flat["eval.evaluators"] = ",".join(e.name for e in recipe.eval.evaluators)
     flat["eval.samples"] = recipe.eval.samples
     return flat
+
+
+def adapter_dir(recipe: Recipe, cell: Cell) -> Path:
+    """Where a cell's LoRA adapter is written before it is logged on the cell's run."""
+    return work_dir(recipe) / "adapters" / cell.id
 
 
 def train_and_evaluate(
@@ -325,6 +332,8 @@ def train_and_evaluate(
             val_loss=result.val_loss[-1][1] if result.val_loss else None,
             item_losses=True,  # per-item validation loss for the paired analysis
         )
+        # kept so `loop evaluate` can re-score the cell on more items without retraining
+        train.save_adapter(result, adapter_dir(recipe, cell))
     finally:
         train.release(result)  # unwrap the adapter: the base is clean for the next cell
     return result, ev
@@ -351,7 +360,9 @@ def compute_cell(
                 history.append((name, step, float(logs[key])))
         on_step(step, max_steps, logs)
 
+    shutil.rmtree(adapter_dir(recipe, cell), ignore_errors=True)  # no stale adapter of a rerun
     result, ev = train_and_evaluate(recipe, cell, subset, val, base, step_logger)
+    saved = adapter_dir(recipe, cell)
     return CellResult(
         metrics=dict(ev.metrics),
         history=tuple(history),
@@ -372,6 +383,7 @@ def compute_cell(
         steps=result.steps,
         seconds=time.time() - t0,
         item_scores=dict(ev.item_scores),
+        adapter=str(saved) if saved.is_dir() else None,
     )
 
 
@@ -454,6 +466,8 @@ def _close_run(tr: _Tracker, run_id: str, res: CellResult) -> None:
     track.log_table(tr.client, run_id, list(res.predictions), "predictions.json")
     if res.item_scores:
         track.log_item_scores(tr.client, run_id, res.item_scores)
+    if res.adapter and Path(res.adapter).is_dir():  # a Ray worker's folder may be elsewhere
+        track.log_dir(tr.client, run_id, Path(res.adapter), "adapter")
     track.finish_cell(tr.client, run_id)
 
 
@@ -1062,6 +1076,67 @@ def item_rows(recipe: Recipe, prep: Prepared | None = None) -> list[dict[str, An
         }
         for i in sorted(items, key=lambda i: (i.tier, i.metric, i.size, i.seed, i.item))
     ]
+
+
+@dataclass(frozen=True)
+class Rescored:
+    cell: str
+    items_before: int
+    items_after: int
+    error: str | None = None
+
+
+def rescore(
+    recipe: Recipe, *, samples: int | None = None, progress: Progress = _silent
+) -> list[Rescored]:
+    """Score every finished cell again on `samples` validation items (default: the recipe's
+    eval.samples; all of validation when unset) without retraining: the cell's LoRA adapter (a
+    run artifact) goes back on the base model. New metrics, eval_items and per-item scores are
+    logged to the same runs; the training history is untouched. Cells logged without an adapter
+    are reported and left alone."""
+    import tempfile
+
+    from loop import evaluate, models, track, train
+
+    prep = prepare(recipe, progress=progress)
+    tr = _tracker(recipe, prep.pool_digest)
+    runs = track.done_cells(track.cell_runs(tr.client, tr.exp_id, tr.recipe_digest, tr.pool_digest))
+    cfg = dataclasses.replace(recipe.eval, samples=samples) if samples else recipe.eval
+    base = models.load_base(recipe.model)
+    out: list[Rescored] = []
+    for cell_id, r in sorted(runs.items(), key=lambda kv: int(kv[1].tags["loop.size"])):
+        before = int(r.metrics.get("eval_items", 0))
+        zero = r.tags.get("loop.tier") == ZERO_SHOT
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = None if zero else track.download_dir(tr.client, r.run_id, "adapter", Path(tmp))
+            if not zero and folder is None:
+                out.append(Rescored(cell_id, before, before, "no adapter logged on this run"))
+                continue
+            progress(
+                Event("message", message=f"re-scoring {cell_id} on {cfg.samples or 'all'} items")
+            )
+            model = base if zero else train.load_adapter(base, folder)
+            try:
+                ev = evaluate.evaluate(
+                    model,
+                    base.tokenizer,
+                    prep.val,
+                    cfg,
+                    max_length=recipe.train.max_length,
+                    as_text=recipe.train.completion_as_text,
+                )
+            finally:
+                if not zero:
+                    train.release(model)
+        # after the training steps, so the new values are the run's latest; val_loss covers
+        # all of validation already and is unchanged
+        params = track.run_params(tr.client, r.run_id)
+        step = int(params.get("budget.steps", 0)) + 1
+        metrics = {k: v for k, v in ev.metrics.items() if k != "val_loss"}
+        track.log_metrics(tr.client, r.run_id, {**metrics, "eval_items": ev.n_sampled}, step=step)
+        track.log_item_scores(tr.client, r.run_id, dict(ev.item_scores))
+        out.append(Rescored(cell_id, before, ev.n_sampled))
+    return out
 
 
 def export_items(recipe: Recipe, out: Path) -> int:

@@ -303,6 +303,21 @@ def load_item_scores(client: MlflowClient, run_id: str) -> dict[str, dict[str, f
     return {str(m): {str(k): float(v) for k, v in d.items()} for m, d in data.items()}
 
 
+def run_params(client: MlflowClient, run_id: str) -> dict[str, str]:
+    return dict(client.get_run(run_id).data.params)
+
+
+def log_dir(client: MlflowClient, run_id: str, folder: Path, artifact_path: str) -> None:
+    client.log_artifacts(run_id, str(folder), artifact_path=artifact_path)
+
+
+def download_dir(client: MlflowClient, run_id: str, artifact_path: str, dst: Path) -> Path | None:
+    """A run's artifact folder on local disk; None when the run has none by that name."""
+    if artifact_path not in {a.path for a in client.list_artifacts(run_id)}:
+        return None
+    return Path(client.download_artifacts(run_id, artifact_path, str(dst)))
+
+
 def log_files(
     client: MlflowClient, run_id: str, paths: Iterable[Path], artifact_path: str | None = None
 ) -> None:

@@ -95,7 +95,10 @@ def test_help_teaches(capsys):
     with pytest.raises(SystemExit):
         main(["--help"])
     out = capsys.readouterr().out
-    for cmd in ("validate", "plan", "sweep", "status", "report", "curve", "ui", "demo"):
+    for cmd in (
+        "validate", "plan", "sweep", "status", "report", "evaluate", "export", "curve", "ui",
+        "demo",
+    ):  # fmt: skip
         assert cmd in out
     assert "loop sweep recipes/demo.yaml" in out
 

@@ -399,3 +399,41 @@ def test_export_items_and_loop_curve_give_the_report_decision(in_tmp: Path, caps
         again = doc[c.tier][c.metric]
         assert (again["decision"], again["why"]) == (c.decision, c.why), (c.tier, c.metric)
         assert again["zero_shot"] == pytest.approx(c.zero_shot)
+
+
+def test_loop_evaluate_adds_items_to_finished_cells_without_retraining(in_tmp: Path):
+    from loop.cli import main
+
+    path = tiny_recipe(in_tmp, sizes=(4, 8), seeds=(0,))
+    recipe = load_recipe(path)
+    driver.sweep(recipe)
+    parent, kids = children("tiny")
+    client = mlflow.MlflowClient()
+    before = {}
+    for _, k in kids.iterrows():
+        rid = k["run_id"]
+        before[rid] = (
+            client.get_run(rid).data.params.get("budget.steps"),
+            [(m.step, m.value) for m in client.get_metric_history(rid, "train_loss")],
+            int(client.get_run(rid).data.metrics["eval_items"]),
+        )
+        assert before[rid][2] == 4  # eval.samples
+        if k["tags.loop.tier"] != "zero-shot":
+            names = {a.path for a in client.list_artifacts(rid, "adapter")}
+            assert "adapter/adapter_model.safetensors" in names
+    assert main(["evaluate", str(path), "--samples", "5"]) == 0
+    _, again = children("tiny")
+    assert sorted(again["run_id"]) == sorted(kids["run_id"])  # the same runs, no new ones
+    for rid, (steps, history, items) in before.items():
+        run = client.get_run(rid)
+        assert run.data.params.get("budget.steps") == steps  # not trained again
+        assert [(m.step, m.value) for m in client.get_metric_history(rid, "train_loss")] == history
+        assert int(run.data.metrics["eval_items"]) == 5 > items
+        scores = track.load_item_scores(client, rid)
+        assert len(scores["eval.json_match"]) == 5
+    # the report now pairs the cells on the 5 items
+    rep = driver.report(recipe)
+    assert rep is not None
+    for c in rep.analysis.curves:
+        if c.metric == "eval.json_match":
+            assert c.noise.items == 5
