@@ -34,6 +34,7 @@ from loop.curves import (
 
 # Colour-blind-safe (Okabe-Ito); tiers beyond 7 cycle.
 _COLOURS = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000")
+_ZERO_LS = (0, (8, 2, 1, 2, 1, 2))  # dash-dot-dot: apart from the plateau's dots
 _DECISION_TEXT = {
     SATURATED: "saturated",
     MORE_DATA_PAYS: "more data pays",
@@ -228,7 +229,16 @@ def _draw_metric(fig: Figure, analysis: Analysis, metric: str, labels: dict | No
         )
         if c.zero_shot is not None:
             # the base model (size 0) cannot sit on a log axis: a line across, labelled
-            ax.axhline(c.zero_shot, color=col, ls=(0, (1, 3)), lw=1.4, alpha=0.9)
+            ax.axhline(c.zero_shot, color=col, ls=_ZERO_LS, lw=1.1, alpha=0.9)
+            ax.annotate(
+                f"{c.tier}: zero-shot",
+                xy=(0.005, c.zero_shot),
+                xycoords=("axes fraction", "data"),
+                xytext=(2, 2),
+                textcoords="offset points",
+                fontsize=7,
+                color=col,
+            )
             y_vals.append(c.zero_shot)
         if c.band is None:
             ax.plot(sizes, means, color=col, lw=1, alpha=0.6, zorder=3)
@@ -345,7 +355,7 @@ def _draw_metric(fig: Figure, analysis: Analysis, metric: str, labels: dict | No
     ]
     if any(c.zero_shot is not None for c in curves):
         handles.append(
-            Line2D([], [], color="0.4", ls=(0, (1, 3)), lw=1.4, label="zero-shot (base model)")
+            Line2D([], [], color="0.4", ls=_ZERO_LS, lw=1.1, label="zero-shot (base model)")
         )
     ax.legend(handles=handles, loc="best", fontsize=8, frameon=True, framealpha=0.9)
 
