@@ -288,6 +288,22 @@ def log_item_scores(client: MlflowClient, run_id: str, scores: dict[str, dict[st
     client.log_dict(run_id, scores, ITEM_SCORES)
 
 
+@contextlib.contextmanager
+def _no_progress_bar():
+    """MLflow draws a progress bar on stderr for every download; only the CLI prints."""
+    from mlflow.environment_variables import MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR as flag
+
+    before = os.environ.get(flag.name)
+    os.environ[flag.name] = "false"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(flag.name, None)
+        else:
+            os.environ[flag.name] = before
+
+
 def load_item_scores(client: MlflowClient, run_id: str) -> dict[str, dict[str, float]]:
     """What `log_item_scores` wrote; {} for a run without it (cells from before, failed ones)."""
     import json
@@ -296,7 +312,7 @@ def load_item_scores(client: MlflowClient, run_id: str) -> dict[str, dict[str, f
     names = {a.path for a in client.list_artifacts(run_id)}
     if ITEM_SCORES not in names:
         return {}
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, _no_progress_bar():
         path = client.download_artifacts(run_id, ITEM_SCORES, tmp)
         with open(path, encoding="utf-8") as fh:
             data = json.load(fh)
@@ -315,7 +331,8 @@ def download_dir(client: MlflowClient, run_id: str, artifact_path: str, dst: Pat
     """A run's artifact folder on local disk; None when the run has none by that name."""
     if artifact_path not in {a.path for a in client.list_artifacts(run_id)}:
         return None
-    return Path(client.download_artifacts(run_id, artifact_path, str(dst)))
+    with _no_progress_bar():
+        return Path(client.download_artifacts(run_id, artifact_path, str(dst)))
 
 
 def log_files(
