@@ -1223,7 +1223,25 @@ def report(
         parent_id = found[0].info.run_id if found else None
     if parent_id:
         track.parent_artifacts(tr.client, parent_id, work_dir(recipe) / "report")
+        track.log_metrics(tr.client, parent_id, _graded_metrics(analysis))
     return ReportOutcome(report_mod.decision_table(analysis), paths, analysis)
+
+
+def _graded_metrics(analysis: Any) -> dict[str, float]:
+    """The graded answer on the parent run, per tier and metric: certified epsilon, the size it
+    holds past, the zero-shot score and n* (those that exist)."""
+    out: dict[str, float] = {}
+    for c in analysis.curves:
+        key = f"curve.{c.tier}.{c.metric}"
+        for name, value in (
+            ("certified_epsilon", c.certified_epsilon),
+            ("certified_at", c.certified_at),
+            ("zero_shot", c.zero_shot),
+            ("n_star", c.n_star),
+        ):
+            if value is not None:
+                out[f"{key}.{name}"] = float(value)
+    return out
 
 
 def _decisions_file(recipe: Recipe) -> Path:
