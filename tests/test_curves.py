@@ -89,7 +89,10 @@ def test_slow_saturation_beyond_range_says_more_data_pays():
 
 def test_log_linear_never_saturates():
     assert true_n_star(SHAPES["loglinear"]) is None
-    assert rate("loglinear", MORE_DATA_PAYS) >= 0.9  # observed 1.00
+    # observed 0.78 (1.00 with a plain power law): the rectified law's S-shaped alternative
+    # (flat, rising, then flat right past the data) widens the extrapolated gain at 2x the
+    # largest size, so some draws stay inconclusive; none may say saturated
+    assert rate("loglinear", MORE_DATA_PAYS) >= 0.7
     assert rate("loglinear", SATURATED) <= 0.05
 
 
