@@ -35,10 +35,10 @@ from loop.clean.base import (
     Drop,
     StepContext,
     StepOutput,
-    best_index,
     components,
     groups_from_labels,
 )
+from loop.clean.quality import best_index
 from loop.example import Example
 from loop.recipe import SemanticDedupConfig
 

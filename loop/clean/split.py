@@ -8,7 +8,7 @@ pool keeps most of its validation set.
 Then every training example that leaks a validation example is removed and counted
 (`near_validation`): the same id (or original id before anonymization), the same normalized
 prompt, or a MinHash near-duplicate under the recipe's `clean.near_dedup` settings (estimated
-Jaccard >= threshold). The same test builds the `raw` tier (see `loop.tiers.raw_pool`).
+Jaccard >= threshold). The same test builds the `raw` tier (`raw_pool`).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import numpy as np
 from loop.clean import near_dup
 from loop.clean.base import Drop, normalize, prompt_text
 from loop.example import Example
-from loop.recipe import NearDedupConfig, SplitConfig
+from loop.recipe import RAW_TIER, NearDedupConfig, SplitConfig
 
 
 @dataclass(frozen=True)
@@ -115,3 +115,21 @@ def split_validation(
     train_index = tuple(i for j, i in enumerate(rest) if j not in leaked)
     train = [dataclasses.replace(examples[i], split="train") for i in train_index]
     return SplitOutput(train, validation, drops, train_index, tuple(sorted(chosen)))
+
+
+def raw_pool(
+    raw: Sequence[Example], validation: Sequence[Example], near: NearDedupConfig
+) -> list[Example]:
+    """The raw pool with split `train`, or `held_out` when it duplicates a validation example."""
+    found = leaks(validation, raw, near)
+    out = []
+    for i, ex in enumerate(raw):
+        if i in found:
+            out.append(
+                dataclasses.replace(ex, split="held_out", meta={**ex.meta, "held_out": found[i]})
+            )
+        else:
+            out.append(
+                dataclasses.replace(ex, split="train", meta={**ex.meta, "tiers": [RAW_TIER]})
+            )
+    return out
