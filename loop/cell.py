@@ -87,13 +87,6 @@ def cell_params(recipe: Recipe) -> dict[str, Any]:
     return flat
 
 
-def adapter_dir(recipe: Recipe, cell: Cell) -> Path:
-    """Where a cell's LoRA adapter is written before it is logged on the cell's run."""
-    from loop.prepare import work_dir
-
-    return work_dir(recipe) / "adapters" / cell.id
-
-
 def train_and_evaluate(
     recipe: Recipe,
     cell: Cell,
@@ -101,8 +94,10 @@ def train_and_evaluate(
     val: list[Example],
     base: Any,
     on_step: OnStep,
+    save_to: Path | None = None,
 ) -> tuple[Any, Any]:
-    """Fine-tune one subset and evaluate it on the shared validation set."""
+    """Fine-tune one subset and evaluate it on the shared validation set; `save_to`: keep the
+    LoRA adapter there (half precision), for re-scoring without retraining."""
     from loop import evaluate, train
 
     max_steps = train.plan_budget(len(subset.examples), recipe.train).steps
@@ -126,8 +121,8 @@ def train_and_evaluate(
             val_loss=result.val_loss[-1][1] if result.val_loss else None,
             item_losses=True,  # per-item validation loss for the paired analysis
         )
-        # kept so `loop evaluate` can re-score the cell on more items without retraining
-        train.save_adapter(result, adapter_dir(recipe, cell))
+        if save_to is not None:
+            train.save_adapter(result, save_to)
     finally:
         train.release(result)  # unwrap the adapter: the base is clean for the next cell
     return result, ev
@@ -141,6 +136,7 @@ def compute_cell(
     base: Any,
     on_step: OnStep,
     history: list[tuple[str, int, float]] | None = None,
+    adapter_dir: Path | None = None,
 ) -> CellResult:
     """Train + evaluate one cell; no tracking (the caller records the result). Raises on error;
     `history` (when given) keeps the steps logged before an error."""
@@ -154,9 +150,11 @@ def compute_cell(
                 history.append((name, step, float(logs[key])))
         on_step(step, max_steps, logs)
 
-    shutil.rmtree(adapter_dir(recipe, cell), ignore_errors=True)  # no stale adapter of a rerun
-    result, ev = train_and_evaluate(recipe, cell, subset, val, base, step_logger)
-    saved = adapter_dir(recipe, cell)
+    kw = {}
+    if adapter_dir is not None:
+        shutil.rmtree(adapter_dir, ignore_errors=True)  # no stale adapter of a rerun
+        kw["save_to"] = adapter_dir
+    result, ev = train_and_evaluate(recipe, cell, subset, val, base, step_logger, **kw)
     return CellResult(
         metrics=dict(ev.metrics),
         history=tuple(history),
@@ -177,7 +175,7 @@ def compute_cell(
         steps=result.steps,
         seconds=time.time() - t0,
         item_scores=dict(ev.item_scores),
-        adapter=str(saved) if saved.is_dir() else None,
+        adapter=str(adapter_dir) if adapter_dir is not None and adapter_dir.is_dir() else None,
     )
 
 

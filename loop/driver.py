@@ -87,7 +87,9 @@ def run_cell(
         )
     history: list[tuple[str, int, float]] = []
     try:
-        res = compute_cell(recipe, cell, subset, prep.val, base, on_step, history)
+        # the adapter is kept so `loop evaluate` can re-score the cell without retraining
+        adapters = work_dir(recipe) / "adapters" / cell.id
+        res = compute_cell(recipe, cell, subset, prep.val, base, on_step, history, adapters)
     except KeyboardInterrupt:
         if tr is not None and run_id:
             track.fail_cell(tr.client, run_id, "interrupted by the user (Ctrl-C)", killed=True)

@@ -258,7 +258,8 @@ def test_mlflow_server_lists_the_sweep_runs(in_tmp: Path):
         kinds = sorted(
             next(t["value"] for t in r["data"]["tags"] if t["key"] == "loop.kind") for r in runs
         )
-        assert kinds == ["cell", "cell", "clean", "sweep"]  # 2 tiers x 1 size x 1 seed
+        # 2 tiers x 1 size x 1 seed, and the zero-shot run
+        assert kinds == ["cell", "cell", "cell", "clean", "sweep"]
 
 
 def test_demo_recipe_end_to_end_on_the_tiny_model(in_tmp: Path):
@@ -294,7 +295,7 @@ class _CurveTrainer:
     def __init__(self) -> None:
         self.calls: list[str] = []
 
-    def __call__(self, recipe, cell, subset, val, base, on_step):
+    def __call__(self, recipe, cell, subset, val, base, on_step, save_to=None):
         import random
         import types
 
