@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 import unicodedata
 from collections.abc import Callable, Sequence
@@ -218,4 +219,9 @@ def choice_loglik(
     scored = score(options)
     values = [lp / max(n, 1) if length_normalize else lp for lp, n in scored]
     chosen = max(range(len(options)), key=lambda i: values[i])
-    return {"score": float(chosen == correct), "choice": options[chosen]}
+    # the probability of the correct option among the options: a continuous per-item score,
+    # far less noisy than 0/1 accuracy (DataDecide 2025)
+    top = max(values)
+    weights = [math.exp(v - top) for v in values]
+    prob = weights[correct] / sum(weights)
+    return {"score": float(chosen == correct), "prob": float(prob), "choice": options[chosen]}

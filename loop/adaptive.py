@@ -11,9 +11,11 @@ Per tier, after every round, the steering metric's curve decides:
 - `more_data_pays`: the next size is one doubling past the largest size run (the curve's
   next_size), never past the cap (`adaptive.max_size`, else the tier's pool). A tier
   still gaining at the cap stops with `pool_exhausted`: more data pays, the pool is the limit.
-- `inconclusive`: fewer than 3 sizes, or per-size errors already below ε (the fit, not the data,
-  is unsure), gets the next size; too noisy, or at the cap, gets `add_seeds` new seeds at the
-  (at most 2) sizes whose intervals are widest.
+- `inconclusive`: the curve's own advice on what would settle it (`CurveResult.settle`, a power
+  calculation on the fitted noise) is followed: the next size (fewer than 3 sizes, not learning
+  yet, a crossing past the data, or a size likely to settle it), new seeds at every size when
+  training noise dominates, or more evaluation items for the tier's cells when item noise does
+  and the sweep can re-score finished cells (`rescore`; else seeds). At the cap, seeds.
 
 Rows that stop a tier for other reasons: `budget` (tokens or hours), `max_rounds`, `no_result`
 (cells were scheduled but none produced the metric). Round 0's rows are `first_round`. A row
@@ -22,7 +24,6 @@ with no next sizes is the tier's last.
 
 from __future__ import annotations
 
-import statistics
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
@@ -51,6 +52,7 @@ class Decision:
     next_sizes: tuple[int, ...]  # empty: the tier is finished
     seeds: tuple[int, ...]
     why: str
+    eval_items: int | None = None  # re-score the tier's finished cells on this many items
 
 
 @dataclass(frozen=True)
@@ -155,6 +157,7 @@ class _Plan:
     seeds: tuple[int, ...]
     why: str
     curve: curves.CurveResult | None
+    eval_items: int | None = None
 
 
 def _plan_tier(
@@ -164,6 +167,8 @@ def _plan_tier(
     metric: str | None,
     ran: Collection[Cell],
     cap: int,
+    items_now: int | None = None,
+    can_rescore: bool = False,
 ) -> _Plan:
     seeds = tuple(recipe.subsets.seeds)
     if curve is None:
@@ -181,14 +186,16 @@ def _plan_tier(
     eps = _gain(curve, curve.epsilon)
 
     def step(decision: str, lead: str) -> _Plan:
-        """The next size: one doubling past the largest size run, or the cap if that is sooner.
+        """The next size: the curve's next_size (one doubling past the largest size run), or
+        the cap if that is sooner.
 
-        The curve's own next_size. Stopping short where the fitted Δ₂ crosses ε was tried: no
-        better decisions in the benchmark, an extra round in some sweeps (the 90% crossing sits
-        past the point estimate), and off-ladder sizes that a grid sweep cannot share.
+        Stopping short where the fitted Δ₂ crosses ε was tried: no better decisions in the
+        benchmark, an extra round in some sweeps (the 90% crossing sits past the point
+        estimate), and off-ladder sizes that a grid sweep cannot share.
         """
-        nxt = min(2 * largest, cap)
-        capped = " (the cap)" if nxt < 2 * largest else ""
+        want = curve.next_size or 2 * largest
+        nxt = min(want, cap)
+        capped = " (the cap)" if nxt < want else ""
         return _Plan(tier, decision, (nxt,), seeds, f"{lead}; running {nxt:,}{capped} next", curve)
 
     if curve.decision == SATURATED:
@@ -246,15 +253,40 @@ def _plan_tier(
             INCONCLUSIVE,
             f"only {len(curve.sizes)} distinct sizes so far; a curve needs {_MIN_SIZES}",
         )
-    noise = statistics.median(s.se for s in curve.sizes)
-    if noise <= curve.epsilon and largest < cap:
-        # The data resolve epsilon; the fit does not yet, and in simulation a further size
-        # settled such tiers in fewer rounds than seeds at the widest sizes did.
+    settle = curve.settle
+    if settle is not None and settle.kind == "size" and largest < cap:
         return step(INCONCLUSIVE, f"inconclusive ({curve.reason})")
-    # Too noisy to resolve epsilon, or no larger size allowed: more seeds where intervals are widest.
     used = {c.seed for c in ran if c.tier == tier}
     used.update(seeds)
     top = max(used) + 1
+    wants_items = settle is not None and settle.kind in ("items", "items+seeds") and settle.items
+    if wants_items and can_rescore and (items_now is None or settle.items > items_now):
+        return _Plan(
+            tier,
+            INCONCLUSIVE,
+            (),
+            (),
+            f"inconclusive ({curve.reason}); re-scoring the finished cells on "
+            f"{settle.items:,} evaluation items, no retraining",
+            curve,
+            eval_items=settle.items,
+        )
+    sizes_run = tuple(sorted(s.size for s in curve.sizes))
+    if settle is not None and settle.kind in ("seeds", "items+seeds") and settle.seeds:
+        k = max(settle.seeds - min(s.n_seeds for s in curve.sizes), 1)
+        new = tuple(range(top, top + k))
+        label = "seed" if len(new) == 1 else "seeds"
+        return _Plan(
+            tier,
+            INCONCLUSIVE,
+            sizes_run,
+            new,
+            f"inconclusive ({curve.reason}); adding {label} {_sizes_text(new)} at every size, "
+            "as the power calculation on the fitted noise asks",
+            curve,
+        )
+    # No advice that this sweep can follow (items without re-scoring, a size past the cap):
+    # more seeds where intervals are widest.
     new = tuple(range(top, top + recipe.subsets.adaptive.add_seeds))
     width = sorted(curve.sizes, key=lambda s: (-(s.mean_ci[1] - s.mean_ci[0]), -s.size))
     at = tuple(sorted(s.size for s in width[:_MAX_SEED_SIZES]))
@@ -272,7 +304,11 @@ def _plan_tier(
 
 def _cut_short(round_no: int, p: _Plan, decision: str, because: str) -> Decision:
     """The final row of a tier whose next step cannot run (budget, rounds, time)."""
-    nxt = f"the next step would run n={_sizes_text(p.sizes)}"
+    nxt = (
+        f"the next step would run n={_sizes_text(p.sizes)}"
+        if p.sizes
+        else f"the next step would re-score the cells on {p.eval_items or 0:,} items"
+    )
     if p.curve is None:  # round 0
         return Decision(round_no, p.tier, decision, (), (), f"{because}; {nxt}")
     if p.decision == SATURATED:  # the verdict stands; only its confirmation is missing
@@ -328,7 +364,7 @@ def _within_budget(
     rows = []
     for p in plans:
         if not p.sizes:
-            rows.append(Decision(round_no, p.tier, p.decision, (), (), p.why))
+            rows.append(Decision(round_no, p.tier, p.decision, (), (), p.why, p.eval_items))
             continue
         got, missed = tuple(sorted(taken[p.tier])), left_out[p.tier]
         if got:
@@ -385,13 +421,17 @@ def next_round(
     cost: Callable[[Cell], float],
     elapsed_hours: float,
     stopped: Collection[str] = (),
+    eval_items: Mapping[str, int] | None = None,
+    can_rescore: bool = False,
 ) -> tuple[list[Cell], list[Decision]]:
     """The cells of round `round_no` (1 = the first after the recipe's sizes) and why, per tier.
 
     `analysis`: the curves over the finished cells of `ran` (every cell scheduled so far).
     `spent`: cost of every scheduled cell; `cost(cell)`: its estimate in the budget's units
     (training tokens). Tiers in `stopped` already have their final row and get nothing. A row
-    with no `next_sizes` finishes its tier; the sweep ends when no cells come back.
+    with no `next_sizes` and no `eval_items` finishes its tier; the sweep ends when no cells
+    come back. `eval_items`: items each tier's cells are scored on when re-scored before;
+    `can_rescore`: the sweep can re-score finished cells on more items (else seeds instead).
     """
     cfg = recipe.subsets.adaptive
     metric = steering_metric(recipe, analysis.metrics) if analysis is not None else None
@@ -406,14 +446,23 @@ def next_round(
             except KeyError:
                 curve = None
         plans.append(
-            _plan_tier(recipe, t.name, curve, metric, ran, tier_cap(recipe, tier_sizes, t.name))
+            _plan_tier(
+                recipe,
+                t.name,
+                curve,
+                metric,
+                ran,
+                tier_cap(recipe, tier_sizes, t.name),
+                (eval_items or {}).get(t.name),
+                can_rescore,
+            )
         )
 
     out_of_time = cfg.budget_hours is not None and elapsed_hours >= cfg.budget_hours
     if round_no >= cfg.max_rounds or out_of_time:
         rows = []
         for p in plans:
-            if not p.sizes:
+            if not p.sizes and not p.eval_items:
                 rows.append(Decision(round_no, p.tier, p.decision, (), (), p.why))
             elif round_no >= cfg.max_rounds:
                 short = f"stopped after {cfg.max_rounds} rounds (subsets.adaptive.max_rounds)"
@@ -436,6 +485,7 @@ def run_rounds(
     cost: Callable[[Cell], float],
     clock: Callable[[], float] = time.monotonic,
     on_decision: Callable[[Decision], None] | None = None,
+    rescore: Callable[[str, int], None] | None = None,
 ) -> AdaptiveOutcome:
     """Rounds until no tier asks for more: round 0 is `first_round`, then `next_round`.
 
@@ -445,6 +495,11 @@ def run_rounds(
     to the scheduled cells keeps each round's decision a function of the rounds before it, so a
     re-run after an interruption replays the same rounds, finds their cells done and continues.
     (`budget_hours` counts this call's wall time: a resumed run starts a fresh allowance.)
+
+    `rescore(tier, items)`: re-score the tier's finished cells on `items` evaluation items
+    without retraining. When given, the rounds may ask for items instead of seeds, and `analyze`
+    is called as `analyze(cells, eval_items)` with the items per tier asked so far, so a replay
+    reads each round with the items it had.
     """
     start = clock()
     decisions: list[Decision] = []
@@ -453,10 +508,15 @@ def run_rounds(
     ran: set[Cell] = set()
     spent = 0.0
 
+    items: dict[str, int] = {}
+    pending: dict[str, int] = {}
+
     def record(rows: list[Decision]) -> None:
         for row in rows:
             decisions.append(row)
-            if not row.next_sizes:
+            if row.eval_items:
+                pending[row.tier] = row.eval_items
+            elif not row.next_sizes:
                 final[row.tier] = row
             if on_decision is not None:
                 on_decision(row)
@@ -481,12 +541,19 @@ def run_rounds(
     record(rows)
     analysis = None
     round_no = 0
-    while cells:
+    while cells or pending:
         rounds.append(tuple(cells))
         ran.update(cells)
         spent += float(sum(cost(c) for c in cells))
         run_cells(list(cells))
-        analysis = analyze(frozenset(ran))
+        if rescore is not None:
+            for tier, m in sorted(pending.items()):
+                rescore(tier, m)
+                items[tier] = m
+            pending.clear()
+            analysis = analyze(frozenset(ran), dict(items))
+        else:
+            analysis = analyze(frozenset(ran))
         round_no += 1
         cells, rows = next_round(
             recipe,
@@ -498,13 +565,15 @@ def run_rounds(
             cost=cost,
             elapsed_hours=(clock() - start) / 3600.0,
             stopped=set(final),
+            eval_items=items,
+            can_rescore=rescore is not None,
         )
         record(rows)
     return AdaptiveOutcome(tuple(decisions), tuple(rounds), spent, dict(final), analysis)
 
 
 def decisions_table(decisions: Sequence[Decision]) -> list[dict]:
-    """One dict per decision: round, tier, decision, next_sizes, seeds, why (logging, reports)."""
+    """One dict per decision: round, tier, decision, next_sizes, seeds, why, eval_items."""
     return [
         {
             "round": d.round,
@@ -513,6 +582,7 @@ def decisions_table(decisions: Sequence[Decision]) -> list[dict]:
             "next_sizes": list(d.next_sizes),
             "seeds": list(d.seeds),
             "why": d.why,
+            "eval_items": d.eval_items,
         }
         for d in decisions
     ]

@@ -6,10 +6,12 @@ knows about the sweep; the caller records the result (`loop/track.py`).
 
 from __future__ import annotations
 
+import shutil
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from loop import subsets as subsets_mod
@@ -32,6 +34,9 @@ class CellResult:
     steps: int
     seconds: float
     error: str | None = None  # set instead of the fields above when the cell raised
+    # metric -> {validation item id: score}: what the paired analysis reads (item_scores.json)
+    item_scores: dict[str, dict[str, float]] = field(default_factory=dict)
+    adapter: str | None = None  # the saved LoRA adapter's folder, logged as artifact "adapter"
 
 
 @dataclass(frozen=True)
@@ -89,8 +94,10 @@ def train_and_evaluate(
     val: list[Example],
     base: Any,
     on_step: OnStep,
+    save_to: Path | None = None,
 ) -> tuple[Any, Any]:
-    """Fine-tune one subset and evaluate it on the shared validation set."""
+    """Fine-tune one subset and evaluate it on the shared validation set; `save_to`: keep the
+    LoRA adapter there (half precision), for re-scoring without retraining."""
     from loop import evaluate, train
 
     max_steps = train.plan_budget(len(subset.examples), recipe.train).steps
@@ -112,7 +119,10 @@ def train_and_evaluate(
             max_length=recipe.train.max_length,
             as_text=recipe.train.completion_as_text,
             val_loss=result.val_loss[-1][1] if result.val_loss else None,
+            item_losses=True,  # per-item validation loss for the paired analysis
         )
+        if save_to is not None:
+            train.save_adapter(result, save_to)
     finally:
         train.release(result)  # unwrap the adapter: the base is clean for the next cell
     return result, ev
@@ -126,6 +136,7 @@ def compute_cell(
     base: Any,
     on_step: OnStep,
     history: list[tuple[str, int, float]] | None = None,
+    adapter_dir: Path | None = None,
 ) -> CellResult:
     """Train + evaluate one cell; no tracking (the caller records the result). Raises on error;
     `history` (when given) keeps the steps logged before an error."""
@@ -139,7 +150,11 @@ def compute_cell(
                 history.append((name, step, float(logs[key])))
         on_step(step, max_steps, logs)
 
-    result, ev = train_and_evaluate(recipe, cell, subset, val, base, step_logger)
+    kw = {}
+    if adapter_dir is not None:
+        shutil.rmtree(adapter_dir, ignore_errors=True)  # no stale adapter of a rerun
+        kw["save_to"] = adapter_dir
+    result, ev = train_and_evaluate(recipe, cell, subset, val, base, step_logger, **kw)
     return CellResult(
         metrics=dict(ev.metrics),
         history=tuple(history),
@@ -159,6 +174,8 @@ def compute_cell(
         predictions=tuple(ev.predictions),
         steps=result.steps,
         seconds=time.time() - t0,
+        item_scores=dict(ev.item_scores),
+        adapter=str(adapter_dir) if adapter_dir is not None and adapter_dir.is_dir() else None,
     )
 
 

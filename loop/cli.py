@@ -30,6 +30,8 @@ typical session:
   loop status recipes/demo.yaml         done / failed / pending cells with their metrics
   loop report recipes/demo.yaml         re-analyse finished cells; plots + HTML + JSON
   loop ui                               open the MLflow UI on the project's store
+  loop evaluate recipes/demo.yaml --samples 1000   re-score finished cells on more items, no retraining
+  loop export recipes/demo.yaml --items items.csv   per-item scores of every finished cell
   loop curve results.csv --plot c.png   the saturation analysis on results from elsewhere
   loop sweep recipes/x.yaml --executor ray    cells in parallel on Ray (local or a cluster)
   loop server --backend postgresql+psycopg2://...   team tracking server; workers export MLFLOW_TRACKING_URI
@@ -442,9 +444,18 @@ def cmd_server(args) -> int:
 
 def _print_decisions(rows: list[dict]) -> None:
     table = Table(title="where more data stops paying off")
-    cols = ["tier", "metric", "decision", "n_star", "n_star_ci", "plateau", "next_size"]
-    for c in cols:
-        table.add_column(c.replace("_", " "))
+    cols = {
+        "tier": "tier",
+        "metric": "metric",
+        "decision": "decision",
+        "n_star": "n*",
+        "n_star_ci": "n* CI",
+        "zero_shot": "zero-shot",
+        "certified": "certified",
+        "next_size": "next",
+    }
+    for c, head in cols.items():
+        table.add_column(head, overflow="fold", no_wrap=c == "decision")
     for row in rows:
         table.add_row(*[_fmt(row.get(c)) for c in cols])
     console.print(table)
@@ -498,18 +509,54 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_evaluate(args) -> int:
+    from loop import driver
+
+    r = _recipe(args.recipe)
+    with _Progress() as progress:
+        done = driver.rescore(r, samples=args.samples, progress=progress)
+    if not done:
+        err_console.print("no finished cells yet: run `loop sweep` first")
+        return 1
+    for d in done:
+        if d.error:
+            console.print(f"• {d.cell}: skipped ({d.error})")
+        else:
+            console.print(f"• {d.cell}: {d.items_before:,} -> {d.items_after:,} evaluation items")
+    console.print("then: loop report " + args.recipe)
+    return 1 if any(d.error for d in done) else 0
+
+
+def cmd_export(args) -> int:
+    from loop import driver
+
+    r = _recipe(args.recipe)
+    n = driver.export_items(r, Path(args.items))
+    if n == 0:
+        err_console.print("no per-item scores in the store yet: run `loop sweep` first")
+        return 1
+    console.print(f"{n:,} item scores: {args.items}")
+    return 0
+
+
+def _curve_direction(metrics, lower: bool) -> dict[str, str]:
+    """--lower-is-better for every metric, else lower for names ending in "loss" (val_loss)."""
+    return {m: "lower" if lower or m.lower().endswith("loss") else "higher" for m in metrics}
+
+
 def cmd_curve(args) -> int:
     from loop import curves, report
 
     try:
-        records = curves.read_curve_csv(Path(args.csv))
+        got = curves.read_curve_table(Path(args.csv))
     except curves.CurveInputError as exc:
         err_console.print(f"[red]{exc}[/]")
         return 2
-    direction = "lower" if args.lower_is_better else "higher"
+    metrics = {r.metric for r in got.records} | {i.metric for i in got.items}
     analysis = curves.analyze(
-        records,
-        direction=direction,
+        got.records,
+        items=got.items,
+        direction=_curve_direction(metrics, args.lower_is_better),
         epsilon=args.epsilon,
         confidence=args.confidence,
         eval_size=args.eval_size,
@@ -691,17 +738,49 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(fn=cmd_report)
 
     s = sub.add_parser(
+        "evaluate",
+        help="re-score finished cells on more validation items without retraining (their "
+        "LoRA adapters are run artifacts); new metrics go to the same runs",
+    )
+    s.add_argument("recipe")
+    s.add_argument(
+        "--samples",
+        type=_positive_int,
+        help="validation items to score (default: eval.samples; all of validation when unset)",
+    )
+    s.set_defaults(fn=cmd_evaluate)
+
+    s = sub.add_parser(
+        "export",
+        help="write the per-item scores of every finished cell as a long CSV for `loop curve`",
+    )
+    s.add_argument("recipe")
+    s.add_argument(
+        "--items",
+        metavar="OUT.csv",
+        required=True,
+        help="columns tier,metric,size,seed,item,score (size 0 = the base model)",
+    )
+    s.set_defaults(fn=cmd_export)
+
+    s = sub.add_parser(
         "curve",
-        help="saturation analysis of any CSV with columns size,seed,value (optional tier, metric)",
-        description="Run loop's saturation analysis on results from elsewhere. The CSV needs columns "
-        "size,seed,value and may have tier and metric.",
+        help="saturation analysis of a CSV: size,seed,value or size,seed,item,score "
+        "(optional tier, metric)",
+        description="Run loop's saturation analysis on results from elsewhere. The CSV has one "
+        "score per cell (columns size,seed,value) or one per evaluation item and cell (columns "
+        "size,seed,item,score, as `loop export --items` writes; gains are then paired across "
+        "sizes). Either may have tier and metric; size 0 is the base model (zero-shot).",
     )
     s.add_argument("csv", metavar="FILE.csv")
     g = s.add_mutually_exclusive_group()
     g.add_argument(
-        "--higher-is-better", action="store_true", default=True, help="accuracy-like (default)"
+        "--higher-is-better",
+        action="store_true",
+        default=True,
+        help="accuracy-like (default; metrics named ...loss are lower-is-better)",
     )
-    g.add_argument("--lower-is-better", action="store_true", help="loss-like")
+    g.add_argument("--lower-is-better", action="store_true", help="loss-like, every metric")
     s.add_argument(
         "--epsilon",
         type=_float_in(0, float("inf")),

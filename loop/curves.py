@@ -1,4 +1,4 @@
-"""Learning-curve saturation analysis: (tier, size, seed, metric, value) records in, decisions out.
+"""Learning-curve saturation analysis: cell scores (and per-item scores) in, decisions out.
 
 Pure: numpy and scipy only; nothing here prints, plots or touches tracking.
 
@@ -6,6 +6,22 @@ Internally every metric is turned so that "up is better" (loss is negated), so o
 `y = c - a*n^-b` (a >= 0) serves both directions and every gain is positive when things improve.
 Values handed back (means, fitted curve, plateau) are in the metric's own units; gains (delta2,
 gain per 1k) are in improvement units: positive = better, for loss as for accuracy.
+
+Two inputs, one analysis per (tier, metric):
+
+- `Record(tier, size, seed, metric, value)`: one score per cell. Each size's mean is treated as
+  independent noise (seed spread, at least p(1-p)/m): the parametric path.
+- `ItemScore(tier, size, seed, metric, item, score)`: per-item scores per cell. Every cell of a
+  tier is scored on the same items, so one resample of item indices is shared by every cell (and
+  by every tier with the same items): the correlation between sizes is kept, and a gain is far
+  more precise than the two sizes' own errors suggest. Training noise is added on top, estimated
+  from seeds, or with one seed from the scatter of the cell means around the fitted curve.
+
+Size 0 is the base model (zero-shot): the anchor. A curve that has not risen above it by more
+than epsilon is "not learning yet", never saturated.
+
+The stages of one curve: data -> noise and replicates -> fit and band -> the decision as facts
+(`decide`) -> what would settle an open call -> wording -> diagnostics -> `CurveResult`.
 """
 
 from __future__ import annotations
@@ -25,6 +41,13 @@ from loop.errors import CurveInputError  # defined with every user error
 
 HIGHER, LOWER = "higher", "lower"
 SATURATED, MORE_DATA_PAYS, INCONCLUSIVE = "saturated", "more_data_pays", "inconclusive"
+# why a decision was reached (facts, for code; the words are in `reason` and `summary`)
+FLATTENED = "flattened"  # saturated: rose above the anchor, then Δ₂ fell below ε
+STILL_GAINING = "still_gaining"  # more data pays: Δ₂ at the largest size is above ε
+FEW_SIZES = "few_sizes"
+NOT_LEARNING = "not_learning_yet"  # no gain over the anchor beyond ε so far
+TOO_NOISY = "too_noisy"  # the interval holds ε
+NEXT_SIZE = "needs_next_size"  # Δ₂ crosses ε only past the largest size run
 
 # Data exponents seen in practice are ~0.07-0.35 (Hestness 2017); 2 still allows a sharp knee
 # and 0.01 a curve that is log-linear over the range.
@@ -32,15 +55,32 @@ B_MIN, B_MAX = 0.01, 2.0
 _B_GRID = np.geomspace(B_MIN, B_MAX, 100)  # 5.5% steps in b, refined by a parabola afterwards
 _GRID_POINTS = 97  # dense size grid from the smallest size to 2x the largest: ~16 points a doubling
 _MIN_SIZES = 3  # a 3-parameter law needs at least 3 distinct sizes
+# A trained example costs about three evaluated items (forward + backward against a forward
+# pass), one epoch; used only to rank the options that would settle an open call.
+TRAIN_PASSES = 3.0
+_POWER = 0.8  # advice aims at settling the call with this probability
+_EPS_STEPS = (0.5, 1.0, 2.0, 5.0)  # graded answer: n* at these multiples of epsilon
 
 
 @dataclass(frozen=True)
 class Record:
     tier: str
-    size: int
+    size: int  # 0 = the base model (zero-shot)
     seed: int
     metric: str
     value: float
+
+
+@dataclass(frozen=True)
+class ItemScore:
+    """One evaluation item's score in one cell (1/0 for accuracy, a probability, a loss...)."""
+
+    tier: str
+    size: int  # 0 = the base model (zero-shot)
+    seed: int
+    metric: str
+    item: str
+    score: float
 
 
 @dataclass(frozen=True)
@@ -51,8 +91,8 @@ class SizeStat:
     n_seeds: int
     mean: float
     std: float  # across seeds; nan with one seed
-    se: float  # standard error of the mean used by the bootstrap
-    eval_se: float | None  # sqrt(p(1-p)/m) of a single evaluation, when m is known
+    se: float  # standard error of the size's mean in the bootstrap (items and training noise)
+    eval_se: float | None  # evaluation sampling error alone: items, or sqrt(p(1-p)/m)
     mean_ci: tuple[float, float]
     values: tuple[float, ...]  # per-seed values, in seed order
     fitted: float
@@ -65,11 +105,13 @@ class SizeStat:
 
 @dataclass(frozen=True)
 class PowerLaw:
-    """`c - a*n^-b` for higher-is-better metrics, `c + a*n^-b` for lower-is-better ones."""
+    """`c - a*(n + n_l)^-b` for higher-is-better metrics, `c + a*(n + n_l)^-b` for lower ones;
+    n_l = 0 is a plain power law, n_l > 0 a curve that starts flat (Lin et al. 2024)."""
 
     c: float
     a: float
     b: float
+    n_l: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -108,6 +150,40 @@ class CurveBand:
 
 
 @dataclass(frozen=True)
+class Noise:
+    """Where a curve's uncertainty comes from; what the advice and adaptive rounds read."""
+
+    bootstrap: str  # items+seeds | items+residuals | items | seeds | parametric
+    items: int | None  # evaluation items per cell (m), when known
+    seeds: int  # fewest seeds at any size
+    train_sd: float | None  # training noise of one cell's score, metric units; None: not estimated
+    train_source: str  # seeds | residuals | none
+    item_share: float | None  # share of the variance of Δ₂ at the largest size due to items
+
+
+@dataclass(frozen=True)
+class Settle:
+    """The cheapest evidence likely to turn an open call into a decision, with a rough cost."""
+
+    kind: str  # items | seeds | items+seeds | size
+    items: int | None  # evaluation items per cell to score (total)
+    seeds: int | None  # seeds per size (total)
+    size: int | None  # the size to run next
+    cost: float | None  # example passes (a trained example ~ TRAIN_PASSES evaluated items)
+    likely: bool  # the power calculation expects it to settle the call
+    text: str
+
+
+@dataclass(frozen=True)
+class NStarAt:
+    """The graded answer at one epsilon: n* and its interval (None: not within the sizes run)."""
+
+    epsilon: float
+    n_star: int | None
+    n_star_ci: tuple[int | None, int | None] | None
+
+
+@dataclass(frozen=True)
 class CurveResult:
     tier: str
     metric: str
@@ -116,6 +192,7 @@ class CurveResult:
     epsilon: float
     confidence: float
     decision: str  # saturated | more_data_pays | inconclusive
+    why: str  # flattened | still_gaining | few_sizes | not_learning_yet | too_noisy | ...
     reason: str
     summary: str
     n_star: int | None
@@ -131,8 +208,18 @@ class CurveResult:
     log_linear: LogLinear | None
     weights: ModelWeights | None
     band: CurveBand | None
-    bootstrap: str  # parametric | seeds
+    bootstrap: str  # items+seeds | items+residuals | items | seeds | parametric
     warnings: tuple[str, ...]
+    zero_shot: float | None  # the base model's score (size 0), metric units
+    anchor: str  # zero-shot | first size: what "has it risen" is measured against
+    rise: float | None  # fitted score at the largest size minus the anchor, improvement units
+    rise_ci: tuple[float, float] | None
+    learning: bool  # the rise clears epsilon with `confidence`
+    certified_epsilon: float | None  # smallest ε the data certifies (one-sided `confidence`)
+    certified_at: int | None  # ... for doubling past this size
+    n_star_by_epsilon: tuple[NStarAt, ...]
+    settle: Settle | None  # for inconclusive calls
+    noise: Noise | None
 
     @property
     def max_size(self) -> int:
@@ -237,39 +324,68 @@ def _grid_sse(X: np.ndarray, Y: np.ndarray, W: np.ndarray, c_max: float) -> np.n
     return syy[:, None] + cc**2 * sw + a**2 * sx2 + 2 * a * sxy - 2 * a * cc * sx
 
 
-def _profile_b(logn: np.ndarray, Y: np.ndarray, W: np.ndarray, c_max: float):
-    """Least-squares power law for each row of Y (B, K): exact in (c, a) on a grid of b.
+def _nl_grid(n: np.ndarray) -> np.ndarray:
+    """Offsets n_l of the rectified law tried by the profile: 0 (a plain power law) and a range
+    from half the smallest size to 4x the largest. Only with 5 sizes or more: a 4-parameter law
+    on fewer points fits anything."""
+    if len(n) < 5:
+        return np.zeros(1)
+    return np.concatenate([[0.0], np.geomspace(n[0] / 2, 4 * n[-1], 12)])
+
+
+def _profile_b(n: np.ndarray, Y: np.ndarray, W: np.ndarray, c_max: float):
+    """Least-squares rectified power law `c - a*(n + n_l)^-b` for each row of Y (B, K): exact in
+    (c, a) on a grid of (n_l, b), b refined by a parabola. Returns c, a, b, n_l.
 
     Used for every bootstrap replicate: one vectorized pass, no iterative solver, no start guess.
     """
-    sse = _grid_sse(np.exp(-_B_GRID[:, None] * logn[None, :]), Y, W, c_max)  # (B, G)
-    i = np.clip(sse.argmin(1), 1, len(_B_GRID) - 2)
+    nls = _nl_grid(n)
+    Q, G, K = len(nls), len(_B_GRID), len(n)
+    L = np.log(n[None, :] + nls[:, None])  # (Q, K)
+    X = np.exp(-_B_GRID[None, :, None] * L[:, None, :]).reshape(Q * G, K)
+    flat = _grid_sse(X, Y, W, c_max)  # (B, Q*G)
+    sse = flat.reshape(len(Y), Q, G)
+    best = flat.argmin(1)
+    q, ig = best // G, best % G
+    i = np.clip(ig, 1, G - 2)
     rows = np.arange(len(Y))
-    s0, s1, s2 = sse[rows, i - 1], sse[rows, i], sse[rows, i + 1]
+    s0, s1, s2 = sse[rows, q, i - 1], sse[rows, q, i], sse[rows, q, i + 1]
     curv = s0 - 2 * s1 + s2
     step = np.where(curv > 0, 0.5 * (s0 - s2) / np.where(curv > 0, curv, 1.0), 0.0)
     logb = np.log(_B_GRID)
     b = np.exp(logb[i] + np.clip(step, -1.0, 1.0) * (logb[1] - logb[0]))
     b = np.clip(b, B_MIN, B_MAX)
-    c, a, sse_b = _fit_c_a(np.exp(-b[:, None] * logn[None, :]), Y, W, c_max)
+    Lq = L[q]  # (B, K)
+    c, a, sse_b = _fit_c_a(np.exp(-b[:, None] * Lq), Y, W, c_max)
     # keep the grid point where the parabola step did not help (flat or kinked profiles)
-    better = sse_b <= sse.min(1) + 1e-12
-    bg = _B_GRID[sse.argmin(1)]
-    cg, ag, _ = _fit_c_a(np.exp(-bg[:, None] * logn[None, :]), Y, W, c_max)
-    return np.where(better, c, cg), np.where(better, a, ag), np.where(better, b, bg)
+    better = sse_b <= flat.min(1) + 1e-12
+    bg = _B_GRID[ig]
+    cg, ag, _ = _fit_c_a(np.exp(-bg[:, None] * Lq), Y, W, c_max)
+    return (
+        np.where(better, c, cg),
+        np.where(better, a, ag),
+        np.where(better, b, bg),
+        nls[q],
+    )
 
 
-def _fit_power_law(n: np.ndarray, y: np.ndarray, se: np.ndarray, c_max: float):
-    """Robust fit of `y = c - a*n^-b` (improvement orientation); returns (c, a, b).
+def _fit_power_law(
+    n: np.ndarray, y: np.ndarray, se: np.ndarray, c_max: float, rectified: bool = True
+):
+    """Robust fit of `y = c - a*(n + n_l)^-b` (improvement orientation); returns (c, a, b, n_l).
 
-    Starts come from two profiles, neither needing a guess: over the plateau c (for fixed c,
-    log(c - y) = log a - b log n is a linear regression) and over b (exact in c and a). The best
-    few are refined by least squares with a soft-L1 loss on standardized residuals, so one wild
-    mean counts linearly rather than quadratically.
+    n_l > 0 (Lin et al. 2024's pre-learned data size) lets a curve start flat and rise late,
+    which a plain power law (n_l = 0) cannot: it would read the flat start as the plateau. Tried
+    only with 5 sizes or more (`_nl_grid`), and never with `rectified=False`.
+
+    Starts come from profiles, none needing a guess: over the plateau c (for fixed c,
+    log(c - y) = log a - b log n is a linear regression) and over (n_l, b) (exact in c and a).
+    The best few are refined by least squares with a soft-L1 loss on standardized residuals, so
+    one wild mean counts linearly rather than quadratically.
     """
     logn = np.log(n)
     W = 1.0 / se**2
-    starts: list[tuple[float, float, float, float]] = []
+    starts: list[tuple[float, float, float, float, float]] = []
 
     span = max(float(y.max() - y.min()), 3.0 * float(se.max()))
     cs = y.max() + span * np.geomspace(1e-2, 30.0, 60)
@@ -290,21 +406,27 @@ def _fit_power_law(n: np.ndarray, y: np.ndarray, se: np.ndarray, c_max: float):
         a_c = np.maximum((W * X * (cs[:, None] - y)).sum(1) / (W * X**2).sum(1), 0.0)
         sse_c = (W * (y - cs[:, None] + a_c[:, None] * X) ** 2).sum(1)
         for j in np.argsort(sse_c)[:3]:
-            starts.append((float(sse_c[j]), float(cs[j]), float(a_c[j]), float(b_c[j])))
+            starts.append((float(sse_c[j]), float(cs[j]), float(a_c[j]), float(b_c[j]), 0.0))
 
-    X = np.exp(-_B_GRID[:, None] * logn[None, :])
-    c_b, a_b, sse_b = _fit_c_a(X, y[None, :], W, c_max)
-    for j in np.argsort(sse_b)[:3]:
-        starts.append((float(sse_b[j]), float(c_b[j]), float(a_b[j]), float(_B_GRID[j])))
+    nls = _nl_grid(n) if rectified else np.zeros(1)
+    for nl in nls:
+        X = np.exp(-_B_GRID[:, None] * np.log(n + nl)[None, :])
+        c_b, a_b, sse_b = _fit_c_a(X, y[None, :], W, c_max)
+        for j in np.argsort(sse_b)[:2]:
+            starts.append(
+                (float(sse_b[j]), float(c_b[j]), float(a_b[j]), float(_B_GRID[j]), float(nl))
+            )
 
-    def resid(p: np.ndarray) -> np.ndarray:
-        c, a, b = p
-        return (y - c + a * n**-b) / se
+    best: tuple[float, float, np.ndarray, float] | None = None
+    for _, c0, a0, b0, nl in sorted(starts)[:5]:
+        # n_l stays at its profile value: refining it too made the solver crawl (4x slower)
+        def resid(p: np.ndarray, nl=nl) -> np.ndarray:
+            return (y - p[0] + p[1] * (n + nl) ** -p[2]) / se
 
-    lower = [-np.inf, 0.0, B_MIN]
-    upper = [c_max, np.inf, B_MAX]
-    best: tuple[float, float, np.ndarray] | None = None
-    for _, c0, a0, b0 in sorted(starts)[:4]:
+        def jac(p: np.ndarray, nl=nl) -> np.ndarray:
+            pw = (n + nl) ** -p[2]
+            return np.stack([-1.0 / se, pw / se, -p[1] * pw * np.log(n + nl) / se], 1)
+
         x0 = np.array(
             [
                 min(c0, c_max - 1e-9 * max(1.0, abs(c_max))) if np.isfinite(c_max) else c0,
@@ -314,18 +436,24 @@ def _fit_power_law(n: np.ndarray, y: np.ndarray, se: np.ndarray, c_max: float):
         )
         try:
             fit = optimize.least_squares(
-                resid, x0, bounds=(lower, upper), loss="soft_l1", f_scale=1.0, x_scale="jac"
+                resid,
+                x0,
+                jac=jac,
+                bounds=([-np.inf, 0.0, B_MIN], [c_max, np.inf, B_MAX]),
+                loss="soft_l1",
+                f_scale=1.0,
+                x_scale="jac",
             )
         except (ValueError, FloatingPointError):
             continue
-        cand = (float(fit.cost), float((fit.fun**2).sum()), fit.x)
+        cand = (float(fit.cost), float((fit.fun**2).sum()), fit.x, nl)
         if best is None or cand[:2] < best[:2]:
             best = cand
     if best is None:  # every refinement failed: fall back to the best profile point
-        _, c0, a0, b0 = min(starts)
-        return c0, a0, b0
-    c, a, b = best[2]
-    return float(c), float(a), float(b)
+        _, c0, a0, b0, nl0 = min(starts)
+        return c0, a0, b0, nl0
+    x = best[2]
+    return float(x[0]), float(x[1]), float(x[2]), float(best[3])
 
 
 def _fit_log_linear(log2n: np.ndarray, Y: np.ndarray, W: np.ndarray):
@@ -349,9 +477,9 @@ def _holdout_weights(n, y, se, c_max) -> ModelWeights:
         return ModelWeights(0.5, 0.5, (), (), ())
     z_pl, z_ll = [], []
     for j in held:
-        c, a, b = _fit_power_law(n[:j], y[:j], se[:j], c_max)
+        c, a, b, nl = _fit_power_law(n[:j], y[:j], se[:j], c_max)
         al, be = _fit_log_linear(np.log2(n[:j]), y[:j], 1.0 / se[:j] ** 2)
-        z_pl.append(float((y[j] - (c - a * n[j] ** -b)) / se[j]))
+        z_pl.append(float((y[j] - (c - a * (n[j] + nl) ** -b)) / se[j]))
         z_ll.append(float((y[j] - (al + be * np.log2(n[j]))) / se[j]))
     d = 0.5 * (sum(z**2 for z in z_ll) - sum(z**2 for z in z_pl))
     w_pl = 1.0 / (1.0 + math.exp(-min(max(d, -700.0), 700.0)))
@@ -363,9 +491,9 @@ def _holdout_weights_boot(n, Y, se, c_max) -> np.ndarray:
     K = len(n)
     d = np.zeros(len(Y))
     for j in range(max(_MIN_SIZES, K - 2), K):
-        c, a, b = _profile_b(np.log(n[:j]), Y[:, :j], 1.0 / se[:j] ** 2, c_max)
+        c, a, b, nl = _profile_b(n[:j], Y[:, :j], 1.0 / se[:j] ** 2, c_max)
         al, be = _fit_log_linear(np.log2(n[:j]), Y[:, :j], 1.0 / se[:j] ** 2)
-        z_pl = (Y[:, j] - (c - a * n[j] ** -b)) / se[j]
+        z_pl = (Y[:, j] - (c - a * (n[j] + nl) ** -b)) / se[j]
         z_ll = (Y[:, j] - (al + be * np.log2(n[j]))) / se[j]
         d += 0.5 * (z_ll**2 - z_pl**2)
     return 1.0 / (1.0 + np.exp(-np.clip(d, -700, 700)))
@@ -423,13 +551,21 @@ def _gain_phrase(gain: float, curve: CurveResult | _Units) -> str:
     return f"{verb} {curve.metric} by {format_gain(gain, curve)}"
 
 
+def _bound_phrase(bound: float, curve: CurveResult | _Units) -> str:
+    """ "gains < 1.8 points" / "lowers val_loss by < 0.003": an upper bound on a gain."""
+    if curve.accuracy_like:
+        return f"gains < {format_gain(bound, curve)}"
+    verb = "lowers" if curve.direction == LOWER else "raises"
+    return f"{verb} {curve.metric} by < {format_gain(bound, curve)}"
+
+
 def _as_map(value, metrics: Iterable[str]) -> dict:
     if isinstance(value, Mapping):
         return dict(value)
     return {m: value for m in metrics}
 
 
-# ----------------------------------------------------------------------------- one curve
+# ----------------------------------------------------------------------------- one curve: data
 
 
 @dataclass(frozen=True)
@@ -443,49 +579,152 @@ class _Boot:
     max_size: int
 
 
-def _aggregate(sizes_values: dict[int, list[tuple[int, float]]]):
-    sizes = np.array(sorted(sizes_values), dtype=float)
-    vals = [np.array([v for _, v in sorted(sizes_values[int(s)])]) for s in sizes]
-    return sizes, vals
+@dataclass(frozen=True)
+class _Data:
+    """One curve's observations. Per-item arrays are None on the parametric path."""
+
+    sizes: np.ndarray  # (K,) positive sizes, ascending
+    vals: tuple[np.ndarray, ...]  # per size: cell scores in seed order, metric units
+    zero: float | None  # the base model's score (size 0), metric units
+    items: np.ndarray | None  # (C, m) per-item scores of the trained cells, metric units
+    cell_size: np.ndarray | None  # (C,) index into `sizes` of each row of `items`
+    zero_items: np.ndarray | None  # (m,) the base model's item scores
+    item_key: int  # checksum of the item ids: curves with the same items share one draw
+    dropped_items: int  # items some cell lacks, left out of every cell
 
 
-def _analyze_curve(
-    tier: str,
-    metric: str,
-    by_size: dict[int, list[tuple[int, float]]],
-    direction: str,
-    epsilon: float | None,
-    confidence: float,
-    eval_size: int | None,
-    n_boot: int,
-    rng: np.random.Generator,
-) -> tuple[CurveResult, _Boot | None]:
-    sizes, vals = _aggregate(by_size)
-    sign = 1.0 if direction == HIGHER else -1.0
-    all_vals = np.concatenate(vals)
-    in_unit = bool(np.all((all_vals >= 0) & (all_vals <= 1)))
-    accuracy_like = direction == HIGHER and in_unit
+def _curve_data(
+    by_size: Mapping[int, list[tuple[int, float]]],
+    by_cell: Mapping[tuple[int, int], Mapping[str, float]] | None,
+) -> _Data:
+    if by_cell:
+        common = set.intersection(*(set(v) for v in by_cell.values()))
+        every = set.union(*(set(v) for v in by_cell.values()))
+        ids = sorted(common)
+        if not ids:
+            raise ValueError("no evaluation item is shared by every cell of the curve")
+        cells = sorted(k for k in by_cell if k[0] > 0)
+        sizes = np.array(sorted({s for s, _ in cells}), dtype=float)
+        pos = {int(s): i for i, s in enumerate(sizes)}
+        items = np.array([[by_cell[c][i] for i in ids] for c in cells], dtype=float)
+        cell_size = np.array([pos[s] for s, _ in cells])
+        means = items.mean(1)
+        vals = tuple(means[cell_size == i] for i in range(len(sizes)))
+        zeros = [c for c in by_cell if c[0] == 0]
+        zero_items = (
+            np.mean([[by_cell[c][i] for i in ids] for c in zeros], axis=0) if zeros else None
+        )
+        zero = float(zero_items.mean()) if zero_items is not None else None
+        key = zlib.crc32("\0".join(ids).encode())
+        return _Data(sizes, vals, zero, items, cell_size, zero_items, key, len(every) - len(ids))
+    sizes = np.array(sorted(s for s in by_size if s > 0), dtype=float)
+    vals = tuple(np.array([v for _, v in sorted(by_size[int(s)])]) for s in sizes)
+    zero = float(np.mean([v for _, v in by_size[0]])) if 0 in by_size else None
+    return _Data(sizes, vals, zero, None, None, None, 0, 0)
+
+
+# ----------------------------------------------------------------------------- noise, replicates
+
+
+@dataclass(frozen=True)
+class _Reps:
+    y: np.ndarray  # (K,) observed means, improvement orientation
+    y0: float | None  # the anchor's score when there is a zero-shot cell
+    Y: np.ndarray  # (B, K) replicates of the means
+    Y0: np.ndarray | None  # (B,) replicates of the zero-shot score, same item draws as Y
+    Y_item: np.ndarray  # (B', K) evaluation noise alone, for the power calculation
+    Y_train: np.ndarray  # (B', K) training noise alone
+    se: np.ndarray  # (K,) standard error of each mean, for the fit weights
+    eval_se: list[float | None]  # per size: the evaluation error of one cell
+    noise: Noise
+    warnings: tuple[str, ...]
+
+
+def _scaled_var(var: float, dof: int, n: int, rng: np.random.Generator) -> np.ndarray:
+    """Draws of a variance estimated with `dof` degrees of freedom (scaled inverse chi-square).
+
+    With 3 sizes of one seed (dof 0-3) a point estimate is off by 2x often; drawing it per
+    replicate makes the intervals as wide as that uncertainty.
+    """
+    if dof <= 0 or var <= 0:
+        return np.full(n, max(var, 0.0))
+    return var * dof / rng.chisquare(dof, n)
+
+
+def _paired_reps(d: _Data, sign, eps, c_max, n_boot, rng, item_rng) -> _Reps:
+    S = sign * d.items  # (C, m)
+    C, m = S.shape
+    K = len(d.sizes)
+    k = np.array([len(v) for v in d.vals])
+    counts = item_rng.multinomial(m, np.full(m, 1.0 / m), size=n_boot).astype(float)
+    M = counts @ S.T / m  # (B, C) cell means on the same resampled items
+    onehot = (d.cell_size[:, None] == np.arange(K)[None, :]) / k[None, :]  # (C, K)
+    Mbar = M @ onehot  # (B, K)
+    cell = S.mean(1)
+    y = cell @ onehot
+    Y0 = counts @ (sign * d.zero_items) / m if d.zero_items is not None else None
+    y0 = float(sign * d.zero) if d.zero is not None else None
+    item_se = Mbar.std(0)
+    floor = eps / 10  # noise far below epsilon cannot change a decision
     warnings: list[str] = []
 
+    dof = int((k - 1).sum())
+    if dof > 0:
+        resid = cell - y[d.cell_size]
+        var, source = float((resid**2).sum() / dof), "seeds"
+    elif K > _MIN_SIZES:
+        c, a, b, _ = _fit_power_law(d.sizes, y, np.maximum(item_se, floor), c_max, False)
+        resid = y - (c - a * d.sizes**-b)
+        dof, var, source = K - 3, float((resid**2).sum() / (K - 3)), "residuals"
+        # the scatter around the fit holds each cell's own item noise too: an upper estimate
+        warnings.append(
+            "one seed per size: training noise estimated from the scatter of the cell means "
+            "around the fitted curve (conservative: it includes part of the item noise)"
+        )
+    else:
+        var, source = 0.0, "none"
+        warnings.append(
+            "one seed and 3 sizes: training noise not estimated, intervals cover item noise only"
+        )
+    vB = _scaled_var(var, dof, n_boot, rng)
+    if bool(np.all(k >= 4)):
+        # enough seeds to resample them: two levels, items (shared draw) then seeds per size
+        Y = np.empty((n_boot, K))
+        rows = np.arange(n_boot)[:, None]
+        for i in range(K):
+            cols = np.nonzero(d.cell_size == i)[0]
+            pick = cols[rng.integers(0, len(cols), size=(n_boot, len(cols)))]
+            Y[:, i] = M[rows, pick].mean(1)
+        kind = "items+seeds"
+    else:
+        Y = Mbar + np.sqrt(vB[:, None] / k[None, :]) * rng.standard_normal((n_boot, K))
+        kind = "items+seeds" if source == "seeds" else f"items+{source}" if dof else "items"
+    nb = min(n_boot, 400)
+    Y_train = y[None, :] + np.sqrt(vB[:nb, None] / k[None, :]) * rng.standard_normal((nb, K))
+    se = np.maximum(Y.std(0), floor)
+    noise = Noise(kind, m, int(k.min()), math.sqrt(var) if source != "none" else None, source, None)
+    if d.dropped_items:
+        warnings.append(
+            f"{d.dropped_items} evaluation item(s) missing from some cells were left out of all"
+        )
+    return _Reps(
+        y, y0, Y, Y0, Mbar[:nb], Y_train, se, [float(s) for s in item_se], noise, tuple(warnings)
+    )
+
+
+def _parametric_reps(
+    d: _Data, sign, eps, c_max, accuracy_like, eval_size, metric, n_boot, rng
+) -> _Reps:
+    """Each size's mean as independent noise: seed spread, at least p(1-p)/m and epsilon/10."""
+    vals, sizes = d.vals, d.sizes
+    K = len(sizes)
     means = np.array([v.mean() for v in vals])
     k = np.array([len(v) for v in vals])
-    current = float(means[-1])
-    if epsilon is None:
-        # 1 point for accuracy-like metrics; 1% of the value at the largest size otherwise
-        epsilon = 0.01 if accuracy_like else 0.01 * abs(current)
-        if epsilon == 0:
-            epsilon = 1e-3
-    eps = float(epsilon)
-
-    # --- noise per size -----------------------------------------------------------------
+    y = sign * means
+    warnings: list[str] = []
     seed_var = np.array([v.var(ddof=1) if len(v) > 1 else np.nan for v in vals])
     dof = np.maximum(k - 1, 0)
-    y = sign * means
-    c_max = np.inf
-    if accuracy_like:
-        c_max = 1.0  # accuracy cannot exceed 1
-    elif direction == LOWER and np.all(all_vals >= 0):
-        c_max = 0.0  # loss-like plateau >= 0, i.e. -plateau <= 0
+    source = "seeds"
     if dof.sum() > 0:
         pooled = float(np.nansum(seed_var * dof) / dof.sum())
         # With 3 seeds a per-size variance has 2 d.o.f. and is off by 2x about one time in 5;
@@ -493,9 +732,9 @@ def _analyze_curve(
         # getting a spuriously tight interval.
         shrunk = (np.nan_to_num(seed_var) * dof + 4.0 * pooled) / (dof + 4.0)
     else:
-        shrunk = np.full(len(sizes), np.nan)
-    eval_var = np.zeros(len(sizes))
-    eval_se: list[float | None] = [None] * len(sizes)
+        shrunk = np.full(K, np.nan)
+    eval_var = np.zeros(K)
+    eval_se: list[float | None] = [None] * K
     if eval_size and not accuracy_like:
         warnings.append(
             f"eval_size ignored for {metric}: p(1-p)/m needs a higher-is-better score in [0, 1]"
@@ -504,232 +743,474 @@ def _analyze_curve(
         p = np.clip(means, 0.0, 1.0)
         eval_var = p * (1 - p) / eval_size
         eval_se = [float(math.sqrt(v)) for v in eval_var]
-    floor_var = (eps / 10) ** 2  # noise far below epsilon cannot change a decision
+    floor_var = (eps / 10) ** 2
     if np.all(np.isnan(shrunk)):
-        if len(sizes) > _MIN_SIZES:
+        if K > _MIN_SIZES:
             se0 = np.sqrt(np.maximum(eval_var, floor_var))
-            c, a, b = _fit_power_law(sizes, y, se0, c_max)
+            c, a, b, _ = _fit_power_law(sizes, y, se0, c_max, False)
             resid = y - (c - a * sizes**-b)
-            shrunk = np.full(len(sizes), float((resid**2).sum() / (len(sizes) - 3)))
+            shrunk = np.full(K, float((resid**2).sum() / (K - 3)))
+            source = "residuals"
             warnings.append(
                 "one seed per size: seed noise is estimated from the scatter around the fit"
             )
         else:
-            shrunk = np.zeros(len(sizes))
+            shrunk = np.zeros(K)
+            source = "none"
             if not eval_size:
                 warnings.append(
                     "one seed per size and no eval size: intervals rest on a floor of "
                     "epsilon/10 per cell and are too narrow"
                 )
-    cell_var = np.maximum.reduce([shrunk, eval_var, np.full(len(sizes), floor_var)])
+    cell_var = np.maximum.reduce([shrunk, eval_var, np.full(K, floor_var)])
     se = np.sqrt(cell_var / k)
-    z = float(stats.norm.ppf((1 + confidence) / 2))
-
-    # --- bootstrap replicates of the per-size means (improvement orientation) ---------------
-    parametric = bool(np.any(k < 4))
-    if parametric:
-        Y = y[None, :] + se[None, :] * rng.standard_normal((n_boot, len(sizes)))
+    if bool(np.any(k < 4)):
+        Y = y[None, :] + se[None, :] * rng.standard_normal((n_boot, K))
+        kind = "parametric"
     else:
         cols = []
         for i, v in enumerate(vals):
             pick = rng.integers(0, len(v), size=(n_boot, len(v)))
             col = sign * v[pick].mean(1)
-            raw = float(seed_var[i])
-            extra = max(float(cell_var[i]) - raw, 0.0) / k[i]  # eval/floor noise seeds miss
+            extra = (
+                max(float(cell_var[i]) - float(seed_var[i]), 0.0) / k[i]
+            )  # eval noise seeds miss
             cols.append(col + math.sqrt(extra) * rng.standard_normal(n_boot))
         Y = np.stack(cols, 1)
+        kind = "seeds"
+    y0 = Y0 = None
+    if d.zero is not None:
+        y0 = float(sign * d.zero)
+        v0 = floor_var
+        if eval_size and accuracy_like:
+            v0 = max(v0, min(max(d.zero, 0.0), 1.0) * (1 - min(max(d.zero, 0.0), 1.0)) / eval_size)
+        Y0 = y0 + math.sqrt(v0) * rng.standard_normal(n_boot)
+    nb = min(n_boot, 400)
+    ev = np.maximum(eval_var, floor_var)
+    tv = np.maximum(cell_var - ev, 0.0)
+    Y_item = y[None, :] + np.sqrt(ev / k)[None, :] * rng.standard_normal((nb, K))
+    Y_train = y[None, :] + np.sqrt(tv / k)[None, :] * rng.standard_normal((nb, K))
+    train_sd = None if source == "none" else float(math.sqrt(np.mean(shrunk)))
+    noise = Noise(kind, int(eval_size) if eval_size else None, int(k.min()), train_sd, source, None)
+    return _Reps(y, y0, Y, Y0, Y_item, Y_train, se, eval_se, noise, tuple(warnings))
 
-    def stat_rows(fitted=None, g1k=None, g1k_ci=None, d2=None, d2_ci=None, pb=None):
-        rows = []
-        for i, s in enumerate(sizes):
-            std = float(vals[i].std(ddof=1)) if k[i] > 1 else float("nan")
-            nan2 = (float("nan"), float("nan"))
-            rows.append(
-                SizeStat(
-                    size=int(s),
-                    n_seeds=int(k[i]),
-                    mean=float(means[i]),
-                    std=std,
-                    se=float(se[i]),
-                    eval_se=eval_se[i],
-                    mean_ci=(float(means[i] - z * se[i]), float(means[i] + z * se[i])),
-                    values=tuple(float(x) for x in vals[i]),
-                    fitted=float(fitted[i]) if fitted is not None else float("nan"),
-                    gain_per_1k=float(g1k[i]) if g1k is not None else float("nan"),
-                    gain_per_1k_ci=tuple(map(float, g1k_ci[:, i])) if g1k_ci is not None else nan2,
-                    delta2=float(d2[i]) if d2 is not None else float("nan"),
-                    delta2_ci=tuple(map(float, d2_ci[:, i])) if d2_ci is not None else nan2,
-                    p_delta2_below_eps=float(pb[i]) if pb is not None else float("nan"),
-                )
-            )
-        return tuple(rows)
 
-    base = dict(
-        tier=tier,
-        metric=metric,
-        direction=direction,
-        accuracy_like=accuracy_like,
-        epsilon=eps,
-        confidence=confidence,
-        bootstrap="parametric" if parametric else "seeds",
+# ----------------------------------------------------------------------------- fit and band
+
+
+def _predict(c, a, b, nl, al, be, w, n: np.ndarray, c_max: float):
+    """Model-averaged score, Δ₂ and gain per 1k at sizes n, for scalars or per-replicate arrays."""
+    c, a, b, nl, al, be, w = (
+        np.asarray(t, dtype=float)[..., None] for t in (c, a, b, nl, al, be, w)
     )
-    label = f"tier {tier} ({metric})"
+    pw = np.exp(-b * np.log(n + nl))
+    pw2 = np.exp(-b * np.log(2 * n + nl))
+    ll = al + be * np.log2(n)
+    # a straight line in log n would walk through a bounded score's ceiling (accuracy 1)
+    ll_n, ll_2n = np.minimum(ll, c_max), np.minimum(ll + be, c_max)
+    ll_slope = np.where(ll < c_max, be / (n * math.log(2)), 0.0)
+    pred = w * (c - a * pw) + (1 - w) * ll_n
+    d2 = w * a * (pw - pw2) + (1 - w) * (ll_2n - ll_n)
+    g1k = 1000 * (w * a * b * pw / (n + nl) + (1 - w) * ll_slope)
+    return pred, d2, g1k
 
-    if len(sizes) < _MIN_SIZES:
-        reason = (
-            f"only {len(sizes)} distinct size{'s' if len(sizes) != 1 else ''}; "
-            f"a saturating curve needs at least {_MIN_SIZES}"
-        )
-        nxt = int(2 * sizes[-1])
-        res = CurveResult(
-            **base,
-            decision=INCONCLUSIVE,
-            reason=reason,
-            summary=f"{label}: inconclusive: {reason}; run {nxt:,} next.",
-            n_star=None,
-            n_star_ci=None,
-            plateau=None,
-            plateau_ci=None,
-            delta2_at_max=None,
-            delta2_at_max_ci=None,
-            next_size=nxt,
-            trend="flat",
-            sizes=stat_rows(),
-            power_law=None,
-            log_linear=None,
-            weights=None,
-            band=None,
-            warnings=tuple(warnings),
-        )
-        return res, None
 
-    # --- point fits and model weights ----------------------------------------------------------
+@dataclass(frozen=True)
+class _Fit:
+    point: tuple[float, ...]  # c, a, b, n_l, alpha, beta, w
+    weights: ModelWeights
+    grid: np.ndarray
+    at: np.ndarray  # positions of the observed sizes in the grid
+    pred_p: np.ndarray
+    d2_p: np.ndarray
+    g1k_p: np.ndarray
+    predB: np.ndarray
+    d2B: np.ndarray
+    g1kB: np.ndarray
+    cB: np.ndarray
+
+
+def _fit_band(sizes: np.ndarray, y: np.ndarray, se: np.ndarray, Y: np.ndarray, c_max) -> _Fit:
     W = 1.0 / se**2
     log2n = np.log2(sizes)
-    c, a, b = _fit_power_law(sizes, y, se, c_max)
+    c, a, b, nl = _fit_power_law(sizes, y, se, c_max)
     al, be = _fit_log_linear(log2n, y, W)
     weights = _holdout_weights(sizes, y, se, c_max)
     w = weights.power_law
-    if not weights.held_out:
-        warnings.append("only 3 sizes: power law and log-linear weighted equally")
-
-    # --- bootstrap refits (vectorized) ----------------------------------------------------------
-    cB, aB, bB = _profile_b(np.log(sizes), Y, W, c_max)
+    # refit every replicate; weights re-derived too, so intervals carry the model choice
+    cB, aB, bB, nlB = _profile_b(sizes, Y, W, c_max)
     alB, beB = _fit_log_linear(log2n, Y, W)
-    # weights re-derived per replicate, so the intervals carry the model-choice uncertainty too
-    wB = _holdout_weights_boot(sizes, Y, se, c_max) if weights.held_out else np.full(n_boot, w)
+    wB = _holdout_weights_boot(sizes, Y, se, c_max) if weights.held_out else np.full(len(Y), w)
     weights = replace(weights, power_law_boot_mean=float(wB.mean()))
-
     grid = np.unique(np.concatenate([np.geomspace(sizes[0], 2 * sizes[-1], _GRID_POINTS), sizes]))
-    lg = np.log(grid)
+    pred_p, d2_p, g1k_p = _predict(c, a, b, nl, al, be, w, grid, c_max)
+    predB, d2B, g1kB = _predict(cB, aB, bB, nlB, alB, beB, wB, grid, c_max)
+    at = np.searchsorted(grid, sizes)
+    return _Fit(
+        (c, a, b, nl, al, be, w), weights, grid, at, pred_p, d2_p, g1k_p, predB, d2B, g1kB, cB
+    )
 
-    def curves(c_, a_, b_, al_, be_, w):
-        c_, a_, b_, al_, be_, w = (
-            np.asarray(t, dtype=float)[..., None] for t in (c_, a_, b_, al_, be_, w)
-        )
-        pw = np.exp(-b_ * lg)
-        ll = al_ + be_ * lg / math.log(2)
-        # a straight line in log n would walk through a bounded score's ceiling (accuracy 1)
-        ll_n, ll_2n = np.minimum(ll, c_max), np.minimum(ll + be_, c_max)
-        ll_slope = np.where(ll < c_max, be_ / (grid * math.log(2)), 0.0)
-        pred = w * (c_ - a_ * pw) + (1 - w) * ll_n
-        d2 = w * a_ * pw * (1 - 2.0**-b_) + (1 - w) * (ll_2n - ll_n)
-        g1k = 1000 * (w * a_ * b_ * pw / grid + (1 - w) * ll_slope)
-        return pred, d2, g1k
 
-    pred_p, d2_p, g1k_p = curves(c, a, b, al, be, w)
-    predB, d2B, g1kB = curves(cB, aB, bB, alB, beB, wB)
-    pred_ci = _interval(predB, confidence)
-    d2_ci = _interval(d2B, confidence)
-    g1k_ci = _interval(g1kB, confidence)
-    p_below = (d2B < eps).mean(0)
-    at = np.searchsorted(grid, sizes)  # ladder positions in the grid
-    i_max = int(at[-1])
+def _d2_max_and_rise(sizes, Y, W, c_max, w, Y0) -> tuple[np.ndarray, np.ndarray]:
+    """Δ₂ at the largest size and the rise over the anchor, per replicate (fast refit, fixed w)."""
+    cB, aB, bB, nlB = _profile_b(sizes, Y, W, c_max)
+    alB, beB = _fit_log_linear(np.log2(sizes), Y, W)
+    wB = np.full(len(Y), w)
+    pred, d2, _ = _predict(cB, aB, bB, nlB, alB, beB, wB, sizes[[0, -1]], c_max)
+    base = pred[:, 0] if Y0 is None else Y0
+    return d2[:, 1], pred[:, 1] - base
 
-    # --- decision ----------------------------------------------------------------------------
-    # Per replicate delta2(n) falls with n, so "P(delta2(n) < eps) >= confidence" is the same as
-    # "the confidence-quantile of the replicate crossing points is <= n".
-    hit = d2B < eps
+
+# ----------------------------------------------------------------------------- the decision
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """What a decision reads, in improvement units (positive = better)."""
+
+    n: tuple[float, ...]  # sizes, ascending (the fit's grid, or just the sizes run)
+    delta2_hi: tuple[float, ...]  # one-sided `confidence` upper bound of Δ₂ at each n
+    delta2_lo: tuple[float, ...]  # one-sided lower bound
+    max_size: int  # the largest size run; n beyond it are extrapolations
+    rise: float  # the fitted score at max_size minus the anchor (zero-shot, else first size)
+    rise_lo: float  # its one-sided lower bound
+    epsilon: float
+    n_sizes: int  # distinct sizes run
+
+
+@dataclass(frozen=True)
+class Verdict:
+    decision: str
+    why: str
+    n_star: int | None  # saturated: the smallest n where the upper bound of Δ₂ is below ε
+
+
+def decide(ev: Evidence) -> Verdict:
+    """The decision rule, on the fitted curve's interval (no per-size gate).
+
+    - saturated: the upper bound of Δ₂ is below ε at some size run, and the curve has risen
+      above its anchor by more than ε (lower bound): "no gain so far" is not saturation;
+    - more data pays: the lower bound of Δ₂ at the largest size is above ε;
+    - otherwise inconclusive, with why: few sizes, not learning yet, the crossing lies past the
+      largest size, or the interval holds ε.
+    """
+    if ev.n_sizes < _MIN_SIZES:
+        return Verdict(INCONCLUSIVE, FEW_SIZES, None)
+    n = np.asarray(ev.n, dtype=float)
+    hi = np.asarray(ev.delta2_hi, dtype=float)
+    lo = np.asarray(ev.delta2_lo, dtype=float)
+    i_max = int(np.argmin(np.abs(n - ev.max_size)))
+    eps = ev.epsilon
+    if lo[i_max] > eps:
+        return Verdict(MORE_DATA_PAYS, STILL_GAINING, None)
+    if not ev.rise_lo > eps:
+        return Verdict(INCONCLUSIVE, NOT_LEARNING if ev.rise < eps else TOO_NOISY, None)
+    inside = n <= ev.max_size * (1 + 1e-9)
+    # Δ₂ must stay below ε from n* up to the largest size: a curve that starts flat and rises
+    # later has its smallest Δ₂ at the start
+    below = np.nonzero(_stays_below(hi, eps, inside))[0]
+    if len(below):
+        return Verdict(SATURATED, FLATTENED, int(round(n[below[0]])))
+    if np.any((hi < eps) & ~inside):
+        return Verdict(INCONCLUSIVE, NEXT_SIZE, None)
+    return Verdict(INCONCLUSIVE, TOO_NOISY, None)
+
+
+def _stays_below(x: np.ndarray, eps: float, inside: np.ndarray | None = None) -> np.ndarray:
+    """True at positions (last axis) from which x stays below eps up to the last `inside` one."""
+    ok = x < eps
+    if inside is not None:
+        ok = ok | ~inside  # sizes past the largest run do not count
+    suffix = np.flip(np.logical_and.accumulate(np.flip(ok, -1), axis=-1), -1)
+    return suffix if inside is None else suffix & inside
+
+
+def _crossing_ci(grid, d2B, eps, confidence, limit):
+    """n* per replicate (first grid n from which Δ₂ stays < ε) -> interval; None past `limit`."""
+    hit = _stays_below(d2B, eps)
     crossing = np.where(hit.any(1), grid[hit.argmax(1)], np.inf)
-    ok = np.nonzero(p_below >= confidence)[0]
-    d2_max, (d2_lo, d2_hi) = float(d2_p[i_max]), map(float, d2_ci[:, i_max])
-    p_pays = float((d2B[:, i_max] >= eps).mean())
-    noise = float(np.median(se))
-    n_star = n_star_ci = next_size = None
-    max_n, two_max = int(sizes[-1]), int(2 * sizes[-1])
-    units = _Units(accuracy_like, direction, metric)  # what the text helpers need
+    lo, hi = _interval(crossing, confidence)
+    lo_i = int(round(lo)) if np.isfinite(lo) else None
+    hi_i = int(round(hi)) if np.isfinite(hi) and hi <= limit else None
+    return (lo_i, hi_i)
+
+
+def _graded(fit: _Fit, q_hi: np.ndarray, eps, confidence, learning, max_n):
+    """certified ε (smallest bound on Δ₂ at a size run) and n* at a few ε, when learning."""
+    if not learning:
+        return None, None, ()
+    inside = fit.grid <= max_n * (1 + 1e-9)
+    # the bound that holds from each size on, up to the largest: max of q_hi over [n, max]
+    tail = np.where(inside, q_hi, -np.inf)
+    suffix = np.flip(np.maximum.accumulate(np.flip(tail)))
+    suffix = np.where(inside, suffix, np.inf)
+    j = int(np.argmin(suffix))
+    cert, at = float(suffix[j]), int(round(fit.grid[j]))
+    rows = []
+    for f in _EPS_STEPS:
+        e = f * eps
+        ok = np.nonzero(suffix < e)[0]
+        if len(ok):
+            n = int(round(fit.grid[ok[0]]))
+            rows.append(NStarAt(e, n, _crossing_ci(fit.grid, fit.d2B, e, confidence, 2 * max_n)))
+        else:
+            rows.append(NStarAt(e, None, None))
+    return max(cert, 0.0), at, tuple(rows)
+
+
+# ----------------------------------------------------------------------------- what would settle it
+
+
+def _settle(
+    why: str,
+    d: _Data,
+    reps: _Reps,
+    fit: _Fit | None,
+    eps: float,
+    confidence: float,
+    c_max: float,
+    max_items: int | None,
+    units,
+) -> tuple[Settle, float | None]:
+    """The cheapest of (more items, more seeds, the next size) that a power calculation on the
+    fitted noise expects to settle the call with probability `_POWER`; and the item share."""
+    sizes = d.sizes
+    k = np.array([len(v) for v in d.vals])
+    m = reps.noise.items
+    cells = int(k.sum()) + (d.zero is not None)
+    nxt = int(2 * sizes[-1])
+    per_size_cost = float(k.max()) * (nxt * TRAIN_PASSES + (m or 0))
+    size_adv = Settle(
+        "size",
+        None,
+        None,
+        nxt,
+        per_size_cost,
+        False,
+        f"run n={nxt:,} (one doubling past the largest size)",
+    )
+    if why in (FEW_SIZES, NEXT_SIZE) or fit is None:
+        return replace(size_adv, likely=True), None
+    if why == NOT_LEARNING:
+        text = (
+            f"run n={nxt:,}; if the curve still does not leave its anchor, raise the learning "
+            "rate or the training steps, or use a bigger model"
+        )
+        return replace(size_adv, text=text), None
+
+    w = fit.point[6]
+    W = 1.0 / reps.se**2
+    nb = len(reps.Y_item)
+    y0 = reps.Y0[:nb] if reps.Y0 is not None else None
+    d2_i, rise_i = _d2_max_and_rise(sizes, reps.Y_item, W, c_max, w, y0)
+    y0c = None if reps.y0 is None else np.full(nb, reps.y0)
+    d2_t, rise_t = _d2_max_and_rise(sizes, reps.Y_train, W, c_max, w, y0c)
+    i_max = int(fit.at[-1])
+    # which interval holds ε: the rise (still not clearly learning) or Δ₂ at the largest size
+    anchor_B = reps.Y0 if reps.Y0 is not None else fit.predB[:, int(fit.at[0])]
+    rise_B = fit.predB[:, i_max] - anchor_B
+    rise_p = float(fit.pred_p[i_max] - (reps.y0 if reps.y0 is not None else fit.pred_p[fit.at[0]]))
+    if not float(_quantiles(rise_B, [1 - confidence])[0]) > eps:
+        point, tot, vi, vt = rise_p, rise_B, rise_i.var(), rise_t.var()
+    else:
+        point, tot, vi, vt = float(fit.d2_p[i_max]), fit.d2B[:, i_max], d2_i.var(), d2_t.var()
+    share = float(vi / (vi + vt)) if vi + vt > 0 else None
+    q16, q84 = _quantiles(tot, [0.1587, 0.8413])
+    v_tot = ((q84 - q16) / 2) ** 2
+    vi, vt = (share * v_tot, (1 - share) * v_tot) if share is not None else (v_tot, 0.0)
+    z = float(stats.norm.ppf(confidence) + stats.norm.ppf(_POWER))
+    need = (abs(point - eps) / z) ** 2
+    options: list[Settle] = []
+    if m and need > vt and vi > 0:
+        m_new = int(_round_sig(math.ceil(m * vi / (need - vt)) * 1.05 + 1))
+        if m_new > m and (max_items is None or m_new <= max_items):
+            cost = float((m_new - m) * cells)
+            options.append(
+                Settle(
+                    "items",
+                    m_new,
+                    None,
+                    None,
+                    cost,
+                    True,
+                    f"score every cell on {m_new:,} evaluation items instead of {m:,} "
+                    f"(no retraining; ~{_fmt_n(cost)} item evaluations)",
+                )
+            )
+    kmin = int(k.min())
+    if need > vi and vt > 0:
+        k_new = int(math.ceil(kmin * vt / (need - vi)))
+        if kmin < k_new <= 16:
+            cost = float((k_new - kmin) * (sizes.sum() * TRAIN_PASSES + len(sizes) * (m or 0)))
+            extra = k_new - kmin
+            options.append(
+                Settle(
+                    "seeds",
+                    None,
+                    k_new,
+                    None,
+                    cost,
+                    True,
+                    f"add {extra} seed{'s' if extra > 1 else ''} at every size ({k_new} in all; "
+                    f"{extra * len(sizes)} more cells to train)",
+                )
+            )
+    if m and vi > 0 and vt > 0 and need > 0:
+        # both at once: each cut to half the variance allowed
+        m_new = int(_round_sig(math.ceil(m * vi / (need / 2)) * 1.05 + 1))
+        k_new = int(math.ceil(kmin * vt / (need / 2)))
+        if m_new > m and k_new > kmin and k_new <= 16 and (max_items is None or m_new <= max_items):
+            extra = k_new - kmin
+            cost = float(
+                (m_new - m) * cells + extra * (sizes.sum() * TRAIN_PASSES + len(sizes) * m_new)
+            )
+            options.append(
+                Settle(
+                    "items+seeds",
+                    m_new,
+                    k_new,
+                    None,
+                    cost,
+                    True,
+                    f"score every cell on {m_new:,} evaluation items instead of {m:,} and add "
+                    f"{extra} seed{'s' if extra > 1 else ''} at every size ({k_new} in all)",
+                )
+            )
+    # the next size settles it when the fitted Δ₂ there is clear of ε by the same margin
+    nb_p = _predict(*fit.point, np.array([float(nxt)]), c_max)[1][0]
+    if abs(float(nb_p) - eps) >= z * math.sqrt(v_tot):
+        options.append(replace(size_adv, likely=True))
+    if options:
+        best = min(options, key=lambda o: o.cost or 0.0)
+        return best, share
+    text = (
+        f"the estimate sits too close to ε ({format_gain(eps, units)}) for more items or seeds "
+        f"to settle it at a reasonable cost; {size_adv.text} to see where the curve goes"
+    )
+    return replace(size_adv, text=text), share
+
+
+# ----------------------------------------------------------------------------- wording
+
+
+@dataclass(frozen=True)
+class _Facts:
+    """The numbers the words are made of (improvement units unless noted)."""
+
+    label: str
+    verdict: Verdict
+    epsilon: float
+    confidence: float
+    max_size: int
+    n_sizes: int
+    d2_max: float | None
+    d2_ci: tuple[float, float] | None
+    d2_at_n_star: float | None
+    n_star_ci: tuple[int | None, int | None] | None
+    anchor: str
+    anchor_value: float | None  # metric units
+    top_value: float | None  # fitted (or mean) score at the largest size, metric units
+    rise: float | None
+    rise_lo: float | None
+    certified: float | None
+    certified_at: int | None
+    settle: Settle | None
+
+
+def _words(f: _Facts, units: _Units) -> tuple[str, str]:
+    """reason and summary for one curve, from its facts."""
 
     def g(x: float) -> str:
         return format_gain(x, units)
 
-    conf_pct = f"{100 * confidence:.0f}%"
-    d2_txt = f"{g(d2_max)} ({conf_pct} CI {_ci_text(d2_lo, d2_hi, units)})"
-    # With a per-size SE above epsilon a flat-looking stretch is as likely noise as a plateau:
-    # the fit (a sharp knee fits noise well) would claim saturation that the data cannot show.
-    if len(ok) and noise <= eps:
-        i = int(ok[0])
-        n_star = int(round(grid[i]))
-        lo, hi = _interval(crossing, confidence)
-        n_star_ci = (int(round(lo)), int(round(hi)) if np.isfinite(hi) else None)
-        decision = SATURATED
-        next_size = two_max if n_star > max_n else None
-        where = "within" if n_star <= max_n else "one doubling or less past"
-        reason = (
-            f"P(delta2 < epsilon {g(eps)}) reaches {conf_pct} at n={n_star:,}, {where} the "
-            f"largest size run ({max_n:,})"
+    conf = f"{100 * f.confidence:.0f}%"
+    label, eps, max_n, two_max = f.label, f.epsilon, f.max_size, 2 * f.max_size
+    v = f.verdict
+    d2_txt = (
+        f"{g(f.d2_max)} ({conf} CI {_ci_text(*f.d2_ci, units)})" if f.d2_ci is not None else "?"
+    )
+    rise_txt = ""
+    if f.rise is not None and f.anchor_value is not None:
+        rise_txt = (
+            f"{f.anchor} {f.anchor_value:.4g} -> {f.top_value:.4g} at {max_n:,} "
+            f"(gain {g(f.rise)}, {conf} lower bound {g(f.rise_lo)})"
         )
-        hi_txt = _fmt_n(n_star_ci[1]) if n_star_ci[1] is not None else f">{two_max:,}"
+    cert = ""
+    if f.certified is not None and f.certified_at is not None:
+        cert = f"; doubling past {f.certified_at:,} {_bound_phrase(f.certified, units)} ({conf})"
+    settle = f"; to settle it: {f.settle.text}" if f.settle is not None else ""
+    if v.why == FEW_SIZES:
+        s = "s" if f.n_sizes != 1 else ""
+        reason = (
+            f"only {f.n_sizes} distinct size{s}; a saturating curve needs at least {_MIN_SIZES}"
+        )
+        return reason, f"{label}: inconclusive: {reason}; run {two_max:,} next."
+    if v.decision == SATURATED:
+        lo, hi = f.n_star_ci or (None, None)
+        hi_txt = _fmt_n(hi) if hi is not None else f">{two_max:,}"
+        reason = (
+            f"P(delta2 < epsilon {g(eps)}) reaches {conf} at n={v.n_star:,}, within the sizes "
+            f"run (largest {max_n:,}), after a rise over the {rise_txt}"
+        )
         summary = (
-            f"{label}: saturated at ~{_fmt_n(n_star)} examples ({conf_pct} CI "
-            f"{_fmt_n(n_star_ci[0])}–{hi_txt}); doubling to {_fmt_n(2 * n_star)} "
-            f"{_gain_phrase(float(d2_p[i]), units)}."
+            f"{label}: saturated at ~{_fmt_n(v.n_star)} examples ({conf} CI "
+            f"{_fmt_n(lo)}–{hi_txt}); doubling to {_fmt_n(2 * v.n_star)} "
+            f"{_gain_phrase(f.d2_at_n_star, units)}{cert}."
         )
-    elif p_pays >= confidence:
-        decision = MORE_DATA_PAYS
-        next_size = two_max
+        return reason, summary
+    if v.decision == MORE_DATA_PAYS:
         reason = (
-            f"doubling the largest size ({max_n:,}) gains {d2_txt}, at least epsilon "
-            f"({g(eps)}) with P={p_pays:.2f}"
+            f"doubling the largest size ({max_n:,}) gains {d2_txt}, above epsilon ({g(eps)}) "
+            f"with {conf} confidence"
         )
         summary = (
             f"{label}: more data still pays: doubling {max_n:,} to {two_max:,} "
-            f"{_gain_phrase(d2_max, units)} ({conf_pct} CI {_ci_text(d2_lo, d2_hi, units)}); "
+            f"{_gain_phrase(f.d2_max, units)} ({conf} CI {_ci_text(*f.d2_ci, units)}); "
             f"run {two_max:,} next."
         )
-    else:
-        decision = INCONCLUSIVE
-        if noise > eps or (d2_hi - d2_lo > 2 * eps and d2_lo < eps < d2_hi):
-            lean = (
-                f"the fit suggests saturation near {_fmt_n(grid[ok[0]])}"
-                if len(ok)
-                else f"delta2 at n={max_n:,} is {d2_txt}"
-            )
-            reason = (
-                f"too noisy to resolve epsilon ({g(eps)}): per-size SE is {g(noise)}; {lean}; "
-                "add seeds or evaluation items"
-            )
-        elif d2_max < eps:
-            next_size = two_max
-            reason = (
-                f"delta2 at n={max_n:,} is {d2_txt}: probably below epsilon ({g(eps)}, "
-                f"P={1 - p_pays:.2f}) but not with {conf_pct} confidence; run {two_max:,} to confirm"
-            )
-        else:
-            next_size = two_max
-            reason = (
-                f"delta2 at n={max_n:,} is {d2_txt}: probably above epsilon ({g(eps)}, "
-                f"P={p_pays:.2f}) but not with {conf_pct} confidence; run {two_max:,} to see"
-            )
-        summary = f"{label}: inconclusive: {reason}."
+        return reason, summary
+    if v.why == NOT_LEARNING:
+        reason = (
+            f"not learning yet: no gain over the {rise_txt} beyond epsilon ({g(eps)}); a flat "
+            "curve at its starting level is the phase before learning, not saturation"
+        )
+        summary = (
+            f"{label}: not learning yet at these sizes: {rise_txt}. Levers: a larger size "
+            f"(n={two_max:,}), the learning rate or training steps, a bigger model."
+        )
+        return reason, summary
+    if v.why == NEXT_SIZE:
+        reason = (
+            f"delta2 at n={max_n:,} is {d2_txt}: it falls below epsilon ({g(eps)}) only past the "
+            f"largest size run{settle}"
+        )
+        return reason, f"{label}: inconclusive: {reason}{cert}."
+    lean = "rise over the anchor" if f.rise_lo is not None and not f.rise_lo > eps else "delta2"
+    what = (
+        f"the {rise_txt} is not yet clear of epsilon ({g(eps)})"
+        if lean != "delta2"
+        else f"delta2 at n={max_n:,} is {d2_txt}, an interval that holds epsilon ({g(eps)})"
+    )
+    reason = f"too noisy: {what}{settle}"
+    return reason, f"{label}: inconclusive: {reason}{cert}."
 
-    # --- fit diagnostics ------------------------------------------------------------------------
+
+# ----------------------------------------------------------------------------- diagnostics
+
+
+def _diagnostics(d: _Data, reps: _Reps, fit: _Fit, sign, c_max, eps, confidence, metric, units):
+    """Warnings, the trend and the plateau: what the reader should know beyond the decision."""
+    warnings: list[str] = []
+    c, a, b, nl, _, _, w = fit.point
+    sizes, y, se = d.sizes, reps.y, reps.se
+    means = sign * y
     at_bound = np.isfinite(c_max) and abs(c - c_max) < 1e-6 * max(1.0, abs(c_max))
     # a plateau pinned to the metric's bound (accuracy 1, loss 0) is an assumption, not an estimate
     plateau = None if at_bound else float(sign * c)
     plateau_ci = (
-        None if at_bound else tuple(sorted(float(sign * q) for q in _interval(cB, confidence)))
+        None if at_bound else tuple(sorted(float(sign * q) for q in _interval(fit.cB, confidence)))
     )
-    flat = a * (sizes[0] ** -b - sizes[-1] ** -b) < eps / 10  # no rise: c is just the mean
+    flat = a * ((sizes[0] + nl) ** -b - (sizes[-1] + nl) ** -b) < eps / 10  # no rise
     b_floor = b <= B_MIN * 1.05 and not flat
     if b_floor or at_bound or w < 0.5:
         why = []
@@ -746,51 +1227,256 @@ def _analyze_curve(
         if drop > 2 * comb:
             warnings.append(
                 f"non-monotone: mean at n={int(sizes[i]):,} ({means[i]:.4g}) is worse than at "
-                f"n={int(sizes[i - 1]):,} ({means[i - 1]:.4g}) by {g(drop)}, "
-                f"more than 2x the combined SE ({g(comb)})"
+                f"n={int(sizes[i - 1]):,} ({means[i - 1]:.4g}) by {format_gain(drop, units)}, "
+                f"more than 2x the combined SE ({format_gain(comb, units)})"
             )
-    if noise > eps:
+    noise = float(np.median(se))
+    if reps.noise.bootstrap in ("parametric", "seeds") and noise > eps:
         warnings.append(
-            f"per-size SE ({g(noise)}) exceeds epsilon ({g(eps)}): add seeds or evaluation items"
+            f"per-size SE ({format_gain(noise, units)}) exceeds epsilon "
+            f"({format_gain(eps, units)}); per-item scores would pair the sizes"
         )
-    p_up = float((predB[:, i_max] > predB[:, 0]).mean())
+    i0, i_max = int(fit.at[0]), int(fit.at[-1])
+    p_up = float((fit.predB[:, i_max] > fit.predB[:, i0]).mean())
     trend = "improving" if p_up >= confidence else "worsening" if p_up <= 1 - confidence else "flat"
     if trend == "worsening":
         warnings.append(f"{metric} gets worse with more data over the sizes run")
+    return warnings, trend, plateau, plateau_ci
 
-    fitted = sign * pred_p
-    lohi = np.sort(sign * pred_ci, axis=0)
-    band = CurveBand(
-        n=tuple(map(float, grid)),
-        fitted=tuple(map(float, fitted)),
-        lo=tuple(map(float, lohi[0])),
-        hi=tuple(map(float, lohi[1])),
-        delta2=tuple(map(float, d2_p)),
-        delta2_lo=tuple(map(float, d2_ci[0])),
-        delta2_hi=tuple(map(float, d2_ci[1])),
-        p_below=tuple(map(float, p_below)),
+
+# ----------------------------------------------------------------------------- one curve
+
+
+def _size_rows(d, reps, z, confidence, fit: _Fit | None, d2_ci=None, p_below=None, sign=1.0):
+    rows = []
+    nan2 = (float("nan"), float("nan"))
+    for i, s in enumerate(d.sizes):
+        v = d.vals[i]
+        mean, se = float(v.mean()), float(reps.se[i])
+        if fit is not None:
+            j = int(fit.at[i])
+            g_ci = _interval(fit.g1kB[:, j], confidence)
+            extra = dict(
+                fitted=float(sign * fit.pred_p[j]),
+                gain_per_1k=float(fit.g1k_p[j]),
+                gain_per_1k_ci=(float(g_ci[0]), float(g_ci[1])),
+                delta2=float(fit.d2_p[j]),
+                delta2_ci=(float(d2_ci[0][j]), float(d2_ci[1][j])),
+                p_delta2_below_eps=float(p_below[j]),
+            )
+        else:
+            extra = dict(
+                fitted=float("nan"),
+                gain_per_1k=float("nan"),
+                gain_per_1k_ci=nan2,
+                delta2=float("nan"),
+                delta2_ci=nan2,
+                p_delta2_below_eps=float("nan"),
+            )
+        rows.append(
+            SizeStat(
+                size=int(s),
+                n_seeds=len(v),
+                mean=mean,
+                std=float(v.std(ddof=1)) if len(v) > 1 else float("nan"),
+                se=se,
+                eval_se=reps.eval_se[i],
+                mean_ci=(mean - z * se, mean + z * se),
+                values=tuple(float(x) for x in v),
+                **extra,
+            )
+        )
+    return tuple(rows)
+
+
+def _analyze_curve(
+    tier: str,
+    metric: str,
+    d: _Data,
+    direction: str,
+    epsilon: float | None,
+    confidence: float,
+    eval_size: int | None,
+    max_items: int | None,
+    n_boot: int,
+    rng: np.random.Generator,
+    item_rng: np.random.Generator,
+) -> tuple[CurveResult, _Boot | None]:
+    sign = 1.0 if direction == HIGHER else -1.0
+    all_vals = np.concatenate([*d.vals, [d.zero] if d.zero is not None else []])
+    in_unit = bool(np.all((all_vals >= 0) & (all_vals <= 1)))
+    accuracy_like = direction == HIGHER and in_unit
+    if epsilon is None:
+        # 1 point for accuracy-like metrics; 1% of the value at the largest size otherwise
+        epsilon = 0.01 if accuracy_like else 0.01 * abs(float(d.vals[-1].mean()))
+        if epsilon == 0:
+            epsilon = 1e-3
+    eps = float(epsilon)
+    c_max = np.inf
+    if accuracy_like:
+        c_max = 1.0  # accuracy cannot exceed 1
+    elif direction == LOWER and np.all(all_vals >= 0):
+        c_max = 0.0  # loss-like plateau >= 0, i.e. -plateau <= 0
+    units = _Units(accuracy_like, direction, metric)
+    label = f"tier {tier} ({metric})"
+    z = float(stats.norm.ppf((1 + confidence) / 2))
+
+    # --- noise and replicates
+    if d.items is not None:
+        reps = _paired_reps(d, sign, eps, c_max, n_boot, rng, item_rng)
+    else:
+        reps = _parametric_reps(d, sign, eps, c_max, accuracy_like, eval_size, metric, n_boot, rng)
+    warnings = list(reps.warnings)
+    K = len(d.sizes)
+    anchor = "zero-shot" if d.zero is not None else "first size"
+    max_n = int(d.sizes[-1])
+
+    # --- fit and band (3 sizes or more)
+    fit = _fit_band(d.sizes, reps.y, reps.se, reps.Y, c_max) if K >= _MIN_SIZES else None
+    if fit is not None:
+        i0, i_max = int(fit.at[0]), int(fit.at[-1])
+        top_p, top_B = float(fit.pred_p[i_max]), fit.predB[:, i_max]
+        base_p = reps.y0 if reps.y0 is not None else float(fit.pred_p[i0])
+        base_B = reps.Y0 if reps.Y0 is not None else fit.predB[:, i0]
+        q_lo, q_hi = _quantiles(fit.d2B, [1 - confidence, confidence])
+        ev_n = fit.grid
+    else:
+        top_p, top_B = float(reps.y[-1]), reps.Y[:, -1]
+        base_p = reps.y0 if reps.y0 is not None else float(reps.y[0])
+        base_B = reps.Y0 if reps.Y0 is not None else reps.Y[:, 0]
+        q_lo = q_hi = np.full(K, np.nan)
+        ev_n = d.sizes
+    rise_B = top_B - base_B
+    rise = float(top_p - base_p) if K > 1 or d.zero is not None else None
+    rise_lo = float(_quantiles(rise_B, [1 - confidence])[0]) if rise is not None else None
+    rise_ci = tuple(map(float, _interval(rise_B, confidence))) if rise is not None else None
+
+    # --- the decision, as facts
+    ev = Evidence(
+        tuple(map(float, ev_n)),
+        tuple(map(float, q_hi)),
+        tuple(map(float, q_lo)),
+        max_n,
+        rise if rise is not None else 0.0,
+        rise_lo if rise_lo is not None else -np.inf,
+        eps,
+        K,
     )
+    verdict = decide(ev)
+    learning = rise_lo is not None and rise_lo > eps
+    n_star_ci = None
+    if verdict.decision == SATURATED and fit is not None:
+        n_star_ci = _crossing_ci(fit.grid, fit.d2B, eps, confidence, 2 * max_n)
+    if fit is not None:
+        cert, cert_at, by_eps = _graded(fit, q_hi, eps, confidence, learning, max_n)
+    else:
+        cert, cert_at, by_eps = None, None, ()
+    settle, share = (None, None)
+    if verdict.decision == INCONCLUSIVE:
+        settle, share = _settle(verdict.why, d, reps, fit, eps, confidence, c_max, max_items, units)
+    noise = replace(reps.noise, item_share=share)
+    next_size = None
+    if verdict.decision == MORE_DATA_PAYS or (settle is not None and settle.kind == "size"):
+        next_size = 2 * max_n
+
+    # --- the words
+    d2_max = float(fit.d2_p[fit.at[-1]]) if fit is not None else None
+    d2_ci = (
+        tuple(map(float, _interval(fit.d2B[:, fit.at[-1]], confidence)))
+        if fit is not None
+        else None
+    )
+    d2_n = None
+    if verdict.n_star is not None and fit is not None:
+        d2_n = float(fit.d2_p[int(np.argmin(np.abs(fit.grid - verdict.n_star)))])
+    facts = _Facts(
+        label,
+        verdict,
+        eps,
+        confidence,
+        max_n,
+        K,
+        d2_max,
+        d2_ci,
+        d2_n,
+        n_star_ci,
+        anchor,
+        float(sign * base_p) if rise is not None else None,
+        float(sign * top_p),
+        rise,
+        rise_lo,
+        cert,
+        cert_at,
+        settle,
+    )
+    reason, summary = _words(facts, units)
+
+    # --- diagnostics
+    trend, plateau, plateau_ci, band, pl, ll, weights = "flat", None, None, None, None, None, None
+    if fit is not None:
+        more, trend, plateau, plateau_ci = _diagnostics(
+            d, reps, fit, sign, c_max, eps, confidence, metric, units
+        )
+        warnings += more
+        c, a, b, nl, al, be, _ = fit.point
+        pl, weights = PowerLaw(float(sign * c), float(a), float(b), float(nl)), fit.weights
+        ll = LogLinear(float(sign * al), float(sign * be))
+        lohi = np.sort(sign * _interval(fit.predB, confidence), axis=0)
+        p_below = (fit.d2B < eps).mean(0)
+        d2_two = _interval(fit.d2B, confidence)
+        band = CurveBand(
+            n=tuple(map(float, fit.grid)),
+            fitted=tuple(map(float, sign * fit.pred_p)),
+            lo=tuple(map(float, lohi[0])),
+            hi=tuple(map(float, lohi[1])),
+            delta2=tuple(map(float, fit.d2_p)),
+            delta2_lo=tuple(map(float, d2_two[0])),
+            delta2_hi=tuple(map(float, d2_two[1])),
+            p_below=tuple(map(float, p_below)),
+        )
+        sizes = _size_rows(d, reps, z, confidence, fit, d2_two, p_below, sign)
+    else:
+        sizes = _size_rows(d, reps, z, confidence, None)
+
     res = CurveResult(
-        **base,
-        decision=decision,
+        tier=tier,
+        metric=metric,
+        direction=direction,
+        accuracy_like=accuracy_like,
+        epsilon=eps,
+        confidence=confidence,
+        decision=verdict.decision,
+        why=verdict.why,
         reason=reason,
         summary=summary,
-        n_star=n_star,
+        n_star=verdict.n_star,
         n_star_ci=n_star_ci,
         plateau=plateau,
         plateau_ci=plateau_ci,
         delta2_at_max=d2_max,
-        delta2_at_max_ci=(d2_lo, d2_hi),
+        delta2_at_max_ci=d2_ci,
         next_size=next_size,
         trend=trend,
-        sizes=stat_rows(fitted[at], g1k_p[at], g1k_ci[:, at], d2_p[at], d2_ci[:, at], p_below[at]),
-        power_law=PowerLaw(float(sign * c), float(a), float(b)),
-        log_linear=LogLinear(float(sign * al), float(sign * be)),
+        sizes=sizes,
+        power_law=pl,
+        log_linear=ll,
         weights=weights,
         band=band,
+        bootstrap=noise.bootstrap,
         warnings=tuple(warnings),
+        zero_shot=d.zero,
+        anchor=anchor,
+        rise=rise,
+        rise_ci=rise_ci,
+        learning=learning,
+        certified_epsilon=cert,
+        certified_at=cert_at,
+        n_star_by_epsilon=by_eps,
+        settle=settle,
+        noise=noise,
     )
-    return res, _Boot(grid, predB, pred_p, sign, int(sizes[-1]))
+    boot = _Boot(fit.grid, fit.predB, fit.pred_p, sign, max_n) if fit is not None else None
+    return res, boot
 
 
 # ----------------------------------------------------------------------------- across curves
@@ -881,12 +1567,18 @@ def _exchange(metric, better, worse, bb: _Boot, bw: _Boot, cb, cw, confidence) -
 
 
 def _disagreements(curves: list[CurveResult]) -> list[tuple[str, str]]:
-    """(tier, message) where a loss-like and an accuracy-like metric tell different stories."""
+    """(tier, message) where two metrics of a tier tell different stories.
+
+    Loss vs accuracy trends, a saturated metric beside one that still pays, and one metric that
+    rises over its anchor while another is not learning yet (e.g. validation loss falls while
+    accuracy stays at chance: the model learns the answer format, not the task).
+    """
     out = []
     by_tier: dict[str, list[CurveResult]] = defaultdict(list)
     for c in curves:
         by_tier[c.tier].append(c)
     for tier, cs in by_tier.items():
+        done: set[frozenset] = set()
         losses = [c for c in cs if c.direction == LOWER]
         accs = [c for c in cs if c.accuracy_like]
         for lo in losses:
@@ -895,6 +1587,7 @@ def _disagreements(curves: list[CurveResult]) -> list[tuple[str, str]]:
                     continue
                 pair = f"{lo.metric} vs {ac.metric}"
                 if {lo.trend, ac.trend} == {"improving", "worsening"}:
+                    done.add(frozenset((lo.metric, ac.metric)))
                     out.append(
                         (
                             tier,
@@ -903,10 +1596,16 @@ def _disagreements(curves: list[CurveResult]) -> list[tuple[str, str]]:
                         )
                     )
                 elif lo.trend == "worsening" and ac.decision == MORE_DATA_PAYS:
+                    done.add(frozenset((lo.metric, ac.metric)))
                     out.append((tier, f"{pair}: {lo.metric} worsens while {ac.metric} still rises"))
-                elif {lo.decision, ac.decision} == {SATURATED, MORE_DATA_PAYS}:
-                    sat = lo if lo.decision == SATURATED else ac
-                    pays = ac if sat is lo else lo
+        for i, a in enumerate(cs):
+            for b in cs[i + 1 :]:
+                if frozenset((a.metric, b.metric)) in done or a.band is None or b.band is None:
+                    continue
+                pair = f"{a.metric} vs {b.metric}"
+                if {a.decision, b.decision} == {SATURATED, MORE_DATA_PAYS}:
+                    sat = a if a.decision == SATURATED else b
+                    pays = b if sat is a else a
                     out.append(
                         (
                             tier,
@@ -914,37 +1613,62 @@ def _disagreements(curves: list[CurveResult]) -> list[tuple[str, str]]:
                             f"{pays.metric} still pays at {pays.max_size:,}",
                         )
                     )
+                elif a.learning != b.learning and NOT_LEARNING in (a.why, b.why):
+                    up = a if a.learning else b
+                    flat = b if up is a else a
+                    out.append(
+                        (
+                            tier,
+                            f"{pair}: {up.metric} improves over its {up.anchor} score while "
+                            f"{flat.metric} is not learning yet (the model may be learning the "
+                            "answer format, not the task)",
+                        )
+                    )
     return out
 
 
+def _check_size(size, what) -> int:
+    if int(size) != size or size < 0:
+        raise ValueError(
+            f"size must be a non-negative integer (0 = zero-shot), got {size!r} in {what}"
+        )
+    return int(size)
+
+
 def analyze(
-    records: Iterable[Record],
+    records: Iterable[Record] = (),
     *,
+    items: Iterable[ItemScore] = (),
     direction: dict[str, str] | str,
     epsilon: float | dict[str, float] | None = None,
     confidence: float = 0.9,
     eval_size: dict[str, int] | int | None = None,
+    max_items: dict[str, int] | int | None = None,
     n_boot: int = 1000,
     seed: int = 0,
 ) -> Analysis:
-    """Fit, bootstrap and decide for every (tier, metric) in `records`.
+    """Fit, bootstrap and decide for every (tier, metric) in `records` and `items`.
 
+    `items`: per-item scores; a curve that has them for every cell gets the paired item
+    bootstrap (its `records`, if any, are then ignored). Size 0 is the zero-shot anchor.
     `direction`: "higher" or "lower" per metric (or one for all). `epsilon`: the smallest gain
     from doubling worth paying for (default: 1 point for accuracy-like metrics, 1% of the value at
     the largest size otherwise). `eval_size`: evaluation items per accuracy-like metric, for the
-    p(1-p)/m noise floor.
+    p(1-p)/m noise floor of curves without items. `max_items`: validation items available, so
+    advice never asks for more.
     """
-    records = list(records)
-    if not records:
+    records, items = list(records), list(items)
+    if not records and not items:
         raise ValueError("no records to analyze")
     if not 0.5 < confidence < 1:
         raise ValueError(f"confidence must be in (0.5, 1), got {confidence}")
     if n_boot < 100:
         raise ValueError(f"n_boot must be at least 100, got {n_boot}")
-    metrics = list(dict.fromkeys(r.metric for r in records))
+    metrics = list(dict.fromkeys([r.metric for r in records] + [r.metric for r in items]))
     dirs = _as_map(direction, metrics)
     epss = _as_map(epsilon, metrics)
     evals = _as_map(eval_size, metrics)
+    caps = _as_map(max_items, metrics)
     for m in metrics:
         if dirs.get(m) not in (HIGHER, LOWER):
             raise ValueError(
@@ -959,28 +1683,74 @@ def analyze(
         if key in seen:
             raise ValueError(f"duplicate record for tier, metric, size, seed {key}")
         seen.add(key)
-        if int(r.size) != r.size or r.size <= 0:
-            raise ValueError(f"size must be a positive integer, got {r.size!r} in {r}")
+        size = _check_size(r.size, r)
         if not math.isfinite(float(r.value)):
             raise ValueError(f"value must be finite, got {r.value!r} in {r}")
-        groups[(str(r.tier), str(r.metric))][int(r.size)].append((int(r.seed), float(r.value)))
+        groups[(str(r.tier), str(r.metric))][size].append((int(r.seed), float(r.value)))
+    cells: dict[tuple[str, str], dict[tuple[int, int], dict[str, float]]] = defaultdict(
+        lambda: defaultdict(dict)
+    )
+    for it in items:
+        size = _check_size(it.size, it)
+        cell = cells[(str(it.tier), str(it.metric))][(size, int(it.seed))]
+        if str(it.item) in cell:
+            raise ValueError(
+                f"duplicate item score for tier, metric, size, seed, item "
+                f"{(it.tier, it.metric, size, it.seed, it.item)}"
+            )
+        if not math.isfinite(float(it.score)):
+            raise ValueError(f"score must be finite, got {it.score!r} in {it}")
+        cell[str(it.item)] = float(it.score)
+
+    curve_warn: dict[tuple[str, str], list[str]] = defaultdict(list)
+    datas: dict[tuple[str, str], _Data] = {}
+    for key in dict.fromkeys([*groups, *cells]):
+        by_cell = cells.get(key)
+        by_size = groups.get(key, {})
+        rec_cells = {(s, sd) for s, v in by_size.items() for sd, _ in v}
+        if by_cell and not rec_cells <= set(by_cell):
+            # some cells have a score but no items: the pairing would drop them, so use scores
+            missing = sorted(rec_cells - set(by_cell))
+            curve_warn[key].append(
+                f"{len(missing)} cell(s) have no per-item scores (e.g. size {missing[0][0]}, "
+                f"seed {missing[0][1]}): the analysis treats sizes as independent"
+            )
+            merged = {c: list(v) for c, v in by_size.items()}
+            for (s, sd), sc in by_cell.items():
+                if (s, sd) not in rec_cells:
+                    merged.setdefault(s, []).append((sd, float(np.mean(list(sc.values())))))
+            by_size, by_cell = merged, None
+        if by_cell and not any(s > 0 for s, _ in by_cell):
+            continue
+        if not by_cell and not any(s > 0 for s in by_size):
+            continue
+        datas[key] = _curve_data(by_size, by_cell)
+    if not datas:
+        raise ValueError("no trained cell to analyze (only zero-shot scores)")
 
     results: list[CurveResult] = []
     boots: dict[tuple[str, str], _Boot] = {}
-    tiers = list(dict.fromkeys(str(r.tier) for r in records))
-    for tier, metric in sorted(groups, key=lambda t: (metrics.index(t[1]), tiers.index(t[0]))):
+    tiers = list(dict.fromkeys(t for t, _ in datas))
+    for tier, metric in sorted(datas, key=lambda t: (metrics.index(t[1]), tiers.index(t[0]))):
+        d = datas[(tier, metric)]
         rng = np.random.default_rng([seed, zlib.crc32(f"{tier}\0{metric}".encode())])
+        # the same items get the same draw in every tier and metric: gains stay paired across them
+        item_rng = np.random.default_rng([seed, d.item_key])
         res, boot = _analyze_curve(
             tier,
             metric,
-            groups[(tier, metric)],
+            d,
             dirs[metric],
             epss.get(metric),
             confidence,
             evals.get(metric),
+            caps.get(metric),
             n_boot,
             rng,
+            item_rng,
         )
+        if curve_warn.get((tier, metric)):
+            res = replace(res, warnings=tuple(curve_warn[(tier, metric)]) + res.warnings)
         results.append(res)
         if boot is not None:
             boots[(tier, metric)] = boot
@@ -1043,6 +1813,13 @@ def _clean(x):
     return x
 
 
+def certified_text(c: CurveResult) -> str | None:
+    """The graded answer in words: "doubling past 256 gains < 1.8 points (90%)"."""
+    if c.certified_epsilon is None or c.certified_at is None:
+        return None
+    return f"doubling past {c.certified_at:,} {_bound_phrase(c.certified_epsilon, c)} ({100 * c.confidence:.0f}%)"
+
+
 def curve_to_dict(c: CurveResult) -> dict:
     """One curve as JSON-safe data (no NaN or infinity: None instead)."""
     return _clean(
@@ -1065,6 +1842,25 @@ def curve_to_dict(c: CurveResult) -> dict:
             "confidence": c.confidence,
             "trend": c.trend,
             "bootstrap": c.bootstrap,
+            "why": c.why,
+            "zero_shot": c.zero_shot,
+            "anchor": c.anchor,
+            "rise": c.rise,
+            "rise_ci": list(c.rise_ci) if c.rise_ci else None,
+            "learning": c.learning,
+            "certified_epsilon": c.certified_epsilon,
+            "certified_at": c.certified_at,
+            "certified_text": certified_text(c),
+            "n_star_by_epsilon": [
+                {
+                    "epsilon": r.epsilon,
+                    "n_star": r.n_star,
+                    "n_star_ci": list(r.n_star_ci) if r.n_star_ci else None,
+                }
+                for r in c.n_star_by_epsilon
+            ],
+            "settle": vars(c.settle) if c.settle else None,
+            "noise": vars(c.noise) if c.noise else None,
             "fit": {
                 "power_law": vars(c.power_law) if c.power_law else None,
                 "log_linear": vars(c.log_linear) if c.log_linear else None,
@@ -1138,12 +1934,37 @@ def to_json(analysis: Analysis) -> dict:
 
 # ----------------------------------------------------------------------------- CSV input
 
-_REQUIRED = ("size", "seed", "value")
 _OPTIONAL = {"tier": "all", "metric": "value"}
 
 
+@dataclass(frozen=True)
+class CurveInput:
+    """What a curve CSV holds: one score per cell, or one score per item and cell."""
+
+    records: tuple[Record, ...]
+    items: tuple[ItemScore, ...]
+
+
 def read_curve_csv(path: str | Path) -> list[Record]:
-    """Records from a CSV with columns size,seed,value (optional tier, metric)."""
+    """Records from a CSV with columns size,seed,value (optional tier, metric); size 0 = zero-shot."""
+    got = read_curve_table(path)
+    if got.items:
+        raise CurveInputError(
+            f"{path}: holds per-item scores (columns item, score); read it with read_curve_table",
+            path=str(path),
+        )
+    return list(got.records)
+
+
+def read_curve_table(path: str | Path) -> CurveInput:
+    """A curve CSV in either shape (the header decides):
+
+    - `size,seed,value` (optional `tier`, `metric`): one score per cell;
+    - `size,seed,item,score` (optional `tier`, `metric`): one row per item and cell, the long
+      table `loop export --items` writes.
+
+    Size 0 is the base model (zero-shot). Errors name the file, line and column.
+    """
     path = Path(path)
     where = str(path)
 
@@ -1153,6 +1974,7 @@ def read_curve_csv(path: str | Path) -> list[Record]:
             loc += f", column '{column}'"
         return CurveInputError(f"{loc}: {msg}", path=where, line=line, column=column)
 
+    shapes = "size,seed,value or size,seed,item,score (optional tier, metric)"
     if not path.is_file():
         raise fail("file not found" if not path.exists() else "not a regular file")
     with path.open(newline="", encoding="utf-8") as fh:
@@ -1161,21 +1983,23 @@ def read_curve_csv(path: str | Path) -> list[Record]:
         while header is not None and not any(h.strip() for h in header):
             header = next(reader, None)
         if header is None:
-            raise fail(
-                "empty file: expected a header row size,seed,value (optional tier, metric)", 1
-            )
+            raise fail(f"empty file: expected a header row {shapes}", 1)
         header_line = reader.line_num
         names = [h.strip().lower() for h in header]
-        for col in _REQUIRED:
+        long = "item" in names or "score" in names
+        required = ("size", "seed", "item", "score") if long else ("size", "seed", "value")
+        for col in required:
             if col not in names:
                 raise fail(
-                    f"missing required column; expected columns {','.join(_REQUIRED)} "
-                    f"(optional tier, metric), got {','.join(h.strip() for h in header)}",
+                    f"missing required column; expected columns {shapes}, "
+                    f"got {','.join(h.strip() for h in header)}",
                     header_line,
                     col,
                 )
         idx = {n: i for i, n in enumerate(names)}
         records: list[Record] = []
+        items: list[ItemScore] = []
+        seen: dict[tuple, int] = {}
         last_line = header_line
         for row in reader:
             line = reader.line_num
@@ -1197,29 +2021,61 @@ def read_curve_csv(path: str | Path) -> list[Record]:
                     raise fail(f"expected an integer, got {raw!r}", line, col)
                 return int(x)
 
+            def number(col: str, line=line, cell=cell) -> float:
+                raw = cell(col)
+                try:
+                    x = float(raw)
+                except ValueError:
+                    raise fail(f"expected a number, got {raw!r}", line, col) from None
+                if not math.isfinite(x):
+                    raise fail(f"expected a finite number, got {raw!r}", line, col)
+                return x
+
             raw_size = cell("size")
             size = integer("size", raw_size)
-            if size <= 0:
-                raise fail(f"expected a positive size, got {raw_size!r}", line, "size")
+            if size < 0:
+                raise fail(
+                    f"expected a size >= 0 (0 = the base model), got {raw_size!r}", line, "size"
+                )
             seed = integer("seed", cell("seed"))
-            raw_value = cell("value")
-            try:
-                value = float(raw_value)
-            except ValueError:
-                raise fail(f"expected a number, got {raw_value!r}", line, "value") from None
-            if not math.isfinite(value):
-                raise fail(f"expected a finite number, got {raw_value!r}", line, "value")
             extra = {
                 col: (row[idx[col]].strip() if col in idx and idx[col] < len(row) else "")
                 or default
                 for col, default in _OPTIONAL.items()
             }
-            records.append(Record(extra["tier"], size, seed, extra["metric"], value))
+            if long:
+                item = cell("item")
+                score = number("score")
+                key = (extra["tier"], extra["metric"], size, seed, item)
+                if key in seen:
+                    raise fail(
+                        f"duplicate row for tier {key[0]!r}, metric {key[1]!r}, size {size}, "
+                        f"seed {seed}, item {item!r} (first on line {seen[key]})",
+                        line,
+                        "item",
+                    )
+                seen[key] = line
+                items.append(ItemScore(extra["tier"], size, seed, extra["metric"], item, score))
+            else:
+                value = number("value")
+                records.append(Record(extra["tier"], size, seed, extra["metric"], value))
             last_line = line
-    if len(records) < 2:
+    n = len(items) if long else len(records)
+    if n < 2:
         raise fail(
-            f"expected at least 2 data rows (a curve needs several sizes), got {len(records)}",
+            f"expected at least 2 data rows (a curve needs several sizes), got {n}",
             last_line,
             "size",
         )
-    return records
+    cells_per_curve: dict[tuple[str, str], set[int]] = defaultdict(set)
+    for r in (*items, *records):
+        cells_per_curve[(r.tier, r.metric)].add(r.size)
+    for (tier, metric), sizes in cells_per_curve.items():
+        if not any(s > 0 for s in sizes):
+            raise fail(
+                f"tier {tier!r}, metric {metric!r} has only size 0 (zero-shot) rows; "
+                "a curve needs trained sizes",
+                last_line,
+                "size",
+            )
+    return CurveInput(tuple(records), tuple(items))

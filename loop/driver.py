@@ -10,6 +10,7 @@ sweep (status, UI, review, demo, `loop train`) are `loop/commands.py`.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import random
 import time
@@ -136,8 +137,10 @@ def run_cell(
         else contextlib.nullcontext()
     )
     try:
+        # the adapter is kept so `loop evaluate` can re-score the cell without retraining
+        adapters = work_dir(recipe) / "adapters" / cell.id
         with beat:
-            res = compute_cell(recipe, cell, subset, prep.val, base, on_step, history)
+            res = compute_cell(recipe, cell, subset, prep.val, base, on_step, history, adapters)
     except KeyboardInterrupt:
         if tr is not None and run_id:
             track.fail_cell(tr.client, run_id, "interrupted by the user (Ctrl-C)", killed=True)
@@ -306,6 +309,71 @@ def _with_cells_elsewhere(s: _Sweep, pending: list[Cell], elsewhere: list[Cell])
                 yield cell  # its driver died: claimed and run here (or held elsewhere again)
 
 
+ZERO_SHOT = "zero-shot"  # tier tag of the base model's run (size 0): every tier's anchor
+
+
+def zero_shot_cell() -> Cell:
+    return Cell(ZERO_SHOT, 0, 0)
+
+
+def run_zero_shot(s: _Sweep) -> None:
+    """Evaluate the base model once on the validation items with the sweep's evaluators: size 0,
+    logged as its own run (tier tag `zero-shot`), the anchor of every tier's curve."""
+    from loop import evaluate, models
+
+    cell = zero_shot_cell()
+    if cell.id in track.done_cells(track.runs_of(s.tr)):
+        return
+    if s.recipe.executor.kind == "ray":
+        say(s.progress, "zero-shot cell runs only on the local executor")
+        return
+    say(s.progress, "evaluating the base model once (size 0, zero-shot)")
+    t0 = time.time()
+    if s.base is None:
+        s.base = models.load_base(s.recipe.model)
+    tags = {
+        "loop.tier": ZERO_SHOT,
+        "loop.size": "0",
+        "loop.seed": "0",
+        "loop.recipe_digest": s.tr.recipe_digest,
+        "loop.pool_digest": s.tr.pool_digest,
+        "loop.capped": "false",
+    }
+    run_id = track.start_cell(
+        s.tr.client,
+        s.tr.exp_id,
+        s.parent_id,
+        cell=cell.id,
+        tags=tags,
+        params={**cell_params(s.recipe), "subset.n_examples": 0},
+    )
+    try:
+        ev = evaluate.evaluate(
+            s.base,
+            s.base.tokenizer,
+            s.prep.val,
+            s.recipe.eval,
+            max_length=s.recipe.train.max_length,
+            as_text=s.recipe.train.completion_as_text,
+        )
+        res = CellResult(
+            metrics=dict(ev.metrics),
+            history=(),
+            params={},
+            counters={"train_tokens": 0, "eval_items": ev.n_sampled},
+            predictions=tuple(ev.predictions),
+            steps=0,
+            seconds=time.time() - t0,
+            item_scores=dict(ev.item_scores),
+        )
+    except KeyboardInterrupt:
+        track.fail_cell(s.tr.client, run_id, "interrupted by the user (Ctrl-C)", killed=True)
+        raise
+    except Exception as exc:  # the sweep goes on without an anchor
+        res = failed_result(exc, [], t0)
+    track.close_cell(s.tr, run_id, res)
+
+
 def sweep(
     recipe: Recipe,
     *,
@@ -349,6 +417,7 @@ def sweep(
     s = _Sweep(recipe, prep, tr, parent_id, progress)
     decisions: list[dict] = []
     try:
+        run_zero_shot(s)
         if adaptive:
             decisions = _adaptive(s)
         else:
@@ -426,38 +495,162 @@ def _adaptive(s: _Sweep) -> list[dict]:
 # ----------------------------------------------------------------------------------------------
 
 
-def _records(
-    recipe: Recipe, runs: list[track.CellRun], default_items: int | None = None
-) -> tuple[list[Any], dict[str, str], dict[str, int]]:
+def _metric_direction(name: str) -> str | None:
+    """'lower' / 'higher' for the metrics the curves use, None for the rest.
+
+    val_loss, eval.<label> (the evaluator's direction) and eval.<label>.prob (the probability of
+    the correct option, a continuous score beside 0/1 accuracy).
+    """
     import evals
+
+    if name == "val_loss":
+        return "lower"
+    parts = name.split(".")
+    if parts[0] != "eval" or len(parts) not in (2, 3):
+        return None
+    if len(parts) == 3:
+        return "higher" if parts[2] == "prob" else None
+    try:
+        return "higher" if evals.get(parts[1]).higher_is_better else "lower"
+    except KeyError:
+        return "higher"
+
+
+def _records(
+    recipe: Recipe,
+    runs: list[Any],
+    default_items: int | None = None,
+    client: Any = None,
+) -> tuple[list[Any], list[Any], dict[str, str], dict[str, int]]:
+    """Per-cell records and (with `client`) per-item scores of every finished run.
+
+    The zero-shot run (size 0) is every tier's anchor: its scores are repeated in each tier.
+    """
     from loop import curves
 
-    records, direction, eval_size = [], {}, {}
+    records, items, direction, eval_size = [], [], {}, {}
     wanted = set(recipe.saturation.metrics)
-    specs = {e.metric: e for e in recipe.eval.evaluators}
+    tiers = [t.name for t in recipe.tiers]
     for r in runs:
         if r.status != "DONE":
             continue
-        key = r.key
+        tier, size, seed = r.tags["loop.tier"], int(r.tags["loop.size"]), int(r.tags["loop.seed"])
+        as_tiers = tiers if tier == ZERO_SHOT else [tier]
+        names = []
         for name, value in r.metrics.items():
-            if not is_curve_metric(name) or (wanted and name not in wanted):
+            d = _metric_direction(name)
+            if d is None or (wanted and name not in wanted):
                 continue
-            records.append(curves.Record(key.tier, key.size, key.seed, name, float(value)))
-            if name == "val_loss":
-                direction[name] = "lower"
-            else:
-                # a metric of an evaluator the recipe no longer lists: assume higher is better
-                spec = specs.get(name)
-                try:
-                    better = evals.get(spec.name).higher_is_better if spec else True
-                except KeyError:
-                    better = True
-                direction[name] = "higher" if better else "lower"
+            names.append(name)
+            direction[name] = d
+            records.extend(curves.Record(t, size, seed, name, float(value)) for t in as_tiers)
+            if name != "val_loss":
                 # items each eval score averages over: the sampling-error floor of the intervals
                 n = r.metrics.get("eval_items") or default_items
                 if n:
                     eval_size[name] = int(n)
-    return records, direction, eval_size
+        if client is not None:
+            per_item = track.load_item_scores(client, r.run_id)
+            for name in names:
+                for item, score in per_item.get(name, {}).items():
+                    items.extend(
+                        curves.ItemScore(t, size, seed, name, item, score) for t in as_tiers
+                    )
+    return records, items, direction, eval_size
+
+
+def item_rows(recipe: Recipe, prep: Prepared | None = None) -> list[dict[str, Any]]:
+    """The long item table of every finished cell (tier, metric, size, seed, item, score), the
+    zero-shot run repeated per tier: what `loop export --items` writes and `loop curve` reads."""
+    prep = prep or prepare(recipe)
+    tr = track.tracker(recipe, prep.pool_digest)
+    runs = track.runs_of(tr)
+    latest = track.done_cells(runs)
+    _, items, _, _ = _records(recipe, list(latest.values()), None, tr.client)
+    return [
+        {
+            "tier": i.tier,
+            "metric": i.metric,
+            "size": i.size,
+            "seed": i.seed,
+            "item": i.item,
+            "score": i.score,
+        }
+        for i in sorted(items, key=lambda i: (i.tier, i.metric, i.size, i.seed, i.item))
+    ]
+
+
+@dataclass(frozen=True)
+class Rescored:
+    cell: str
+    items_before: int
+    items_after: int
+    error: str | None = None
+
+
+def rescore(
+    recipe: Recipe, *, samples: int | None = None, progress: Progress = silent
+) -> list[Rescored]:
+    """Score every finished cell again on `samples` validation items (default: the recipe's
+    eval.samples; all of validation when unset) without retraining: the cell's LoRA adapter (a
+    run artifact) goes back on the base model. New metrics, eval_items and per-item scores are
+    logged to the same runs; the training history is untouched. Cells logged without an adapter
+    are reported and left alone."""
+    import tempfile
+
+    from loop import evaluate, models, train
+
+    prep = prepare(recipe, progress=progress)
+    tr = track.tracker(recipe, prep.pool_digest)
+    runs = track.done_cells(track.runs_of(tr))
+    cfg = dataclasses.replace(recipe.eval, samples=samples) if samples else recipe.eval
+    base = models.load_base(recipe.model)
+    out: list[Rescored] = []
+    for cell_id, r in sorted(runs.items(), key=lambda kv: int(kv[1].tags["loop.size"])):
+        before = int(r.metrics.get("eval_items", 0))
+        zero = r.tags.get("loop.tier") == ZERO_SHOT
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = None if zero else track.download_dir(tr.client, r.run_id, "adapter", Path(tmp))
+            if not zero and folder is None:
+                out.append(Rescored(cell_id, before, before, "no adapter logged on this run"))
+                continue
+            say(progress, f"re-scoring {cell_id} on {cfg.samples or 'all'} items")
+            model = base if zero else train.load_adapter(base, folder)
+            try:
+                ev = evaluate.evaluate(
+                    model,
+                    base.tokenizer,
+                    prep.val,
+                    cfg,
+                    max_length=recipe.train.max_length,
+                    as_text=recipe.train.completion_as_text,
+                )
+            finally:
+                if not zero:
+                    train.release(model)
+        # after the training steps, so the new values are the run's latest; val_loss covers
+        # all of validation already and is unchanged
+        params = track.run_params(tr.client, r.run_id)
+        step = int(params.get("budget.steps", 0)) + 1
+        metrics = {k: v for k, v in ev.metrics.items() if k != "val_loss"}
+        track.log_metrics(tr.client, r.run_id, {**metrics, "eval_items": ev.n_sampled}, step=step)
+        track.log_item_scores(tr.client, r.run_id, dict(ev.item_scores))
+        out.append(Rescored(cell_id, before, ev.n_sampled))
+    return out
+
+
+def export_items(recipe: Recipe, out: Path) -> int:
+    """Write `item_rows` as CSV; returns the number of rows."""
+    import csv
+
+    rows = item_rows(recipe)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with out.open("w", newline="", encoding="utf-8") as fh:
+        w = csv.DictWriter(fh, fieldnames=["tier", "metric", "size", "seed", "item", "score"])
+        w.writeheader()
+        for row in rows:
+            w.writerow({**row, "score": repr(float(row["score"]))})
+    return len(rows)
 
 
 def report(
@@ -480,19 +673,22 @@ def report(
         tr = track.tracker(recipe, prep.pool_digest)
     runs = track.runs_of(tr)
     if cells is not None:
-        ids = {c.id for c in cells}
+        ids = {c.id for c in cells} | {zero_shot_cell().id}  # the anchor belongs to every round
         runs = [r for r in runs if r.cell in ids]
+    runs = list(track.done_cells(runs).values())  # one run per cell: the newest finished
     n_val = len(prep.val)
     default_items = min(recipe.eval.samples or n_val, n_val)
-    records, direction, eval_size = _records(recipe, runs, default_items)
-    if not records:
+    records, items, direction, eval_size = _records(recipe, runs, default_items, tr.client)
+    if not any(r.size > 0 for r in records):
         return None
     analysis = curves.analyze(
         records,
+        items=items,
         direction=direction,
         epsilon=recipe.saturation.epsilon,
         confidence=recipe.saturation.confidence,
         eval_size=eval_size or None,
+        max_items=n_val,
     )
     if not write:
         return ReportOutcome(report_mod.decision_table(analysis), None, analysis)
@@ -518,7 +714,25 @@ def report(
         parent_id = track.latest_sweep(tr)
     if parent_id:
         track.parent_artifacts(tr.client, parent_id, work_dir(recipe) / "report")
+        track.log_metrics(tr.client, parent_id, _graded_metrics(analysis))
     return ReportOutcome(report_mod.decision_table(analysis), paths, analysis)
+
+
+def _graded_metrics(analysis: Any) -> dict[str, float]:
+    """The graded answer on the parent run, per tier and metric: certified epsilon, the size it
+    holds past, the zero-shot score and n* (those that exist)."""
+    out: dict[str, float] = {}
+    for c in analysis.curves:
+        key = f"curve.{c.tier}.{c.metric}"
+        for name, value in (
+            ("certified_epsilon", c.certified_epsilon),
+            ("certified_at", c.certified_at),
+            ("zero_shot", c.zero_shot),
+            ("n_star", c.n_star),
+        ):
+            if value is not None:
+                out[f"{key}.{name}"] = float(value)
+    return out
 
 
 def _decisions_file(recipe: Recipe) -> Path:

@@ -43,6 +43,10 @@ class EvalResult:
     n_val: int = 0
     n_sampled: int = 0
     timings: dict[str, float] = field(default_factory=dict)
+    # per-item scores for the paired analysis: metric -> {example id: score}. "val_loss" covers
+    # every validation item (scaled so the items' mean is the token-weighted val_loss exactly);
+    # "eval.<label>" and numeric "eval.<label>.<key>" cover the generation sample.
+    item_scores: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -161,6 +165,25 @@ def validation_loss(
     as_text: bool = False,
 ) -> float:
     """Mean NLL per answer token over all of `val` (prompt tokens masked as in training)."""
+    return validation_item_losses(
+        model, tokenizer, val, max_length=max_length, batch_size=batch_size, as_text=as_text
+    )[0]
+
+
+def validation_item_losses(
+    model: Any,
+    tokenizer: Any,
+    val: list[Example],
+    *,
+    max_length: int | None,
+    batch_size: int,
+    as_text: bool = False,
+) -> tuple[float, list[float]]:
+    """`validation_loss` and one score per item: -logprob_i * I / (answer tokens of all items).
+
+    The tokenization is the same for every cell, so the scale is too; the items' mean is the
+    token-weighted loss exactly, and a gain between two cells is the sum of per-item gains.
+    """
     if not val:
         raise ValueError("validation_loss: the validation set is empty")
     model = _model_of(model)
@@ -172,7 +195,8 @@ def validation_loss(
     count = sum(n for _, n in pairs)
     if count == 0:
         raise ValueError("validation_loss: no answer tokens left (prompts longer than max_length?)")
-    return -sum(lp for lp, _ in pairs) / count
+    scale = len(pairs) / count
+    return -sum(lp for lp, _ in pairs) / count, [-lp * scale for lp, _ in pairs]
 
 
 @torch.no_grad()
@@ -267,12 +291,15 @@ def evaluate(
     as_text: bool = False,
     val_loss: float | None = None,
     progress: Progress | None = None,
+    item_losses: bool = False,
 ) -> EvalResult:
     """Validation loss on all of `val` plus every configured evaluator on the generation sample.
 
     `base_or_model`: a Base (zero-shot) or a trained adapter-wrapped model (TrainResult.model).
     `as_text`: prompts as plain text, for cells trained with `completion_as_text`.
     `val_loss`: reuse a loss already computed on the same `val` (TrainResult.val_loss[-1][1]).
+    `item_losses`: compute per-item validation losses even when `val_loss` is given (one more
+    pass over `val`); without `val_loss` they come with the loss at no extra cost.
     """
     start = time.perf_counter()
     model = _model_of(base_or_model)
@@ -280,10 +307,13 @@ def evaluate(
     timings: dict[str, float] = {}
 
     t = time.perf_counter()
-    if val_loss is None:
-        val_loss = validation_loss(
+    item_scores: dict[str, dict[str, float]] = {}
+    if val_loss is None or item_losses:
+        loss, per_item = validation_item_losses(
             model, tokenizer, val, max_length=max_length, batch_size=cfg.batch_size, as_text=as_text
         )
+        val_loss = loss if val_loss is None else val_loss
+        item_scores["val_loss"] = {ex.id: v for ex, v in zip(val, per_item, strict=True)}
     timings["val_loss_s"] = time.perf_counter() - t
     metrics: dict[str, float] = {"val_loss": float(val_loss)}
 
@@ -345,6 +375,7 @@ def evaluate(
                 name = f"eval.{ev.label}{key}"
                 sums[name] = sums.get(name, 0.0) + v
                 counts[name] = counts.get(name, 0) + 1
+                item_scores.setdefault(name, {})[ex.id] = float(v)
             record.update({f"{ev.label}.{k}": v for k, v in subs.items()})
             record.update({f"{ev.label}.{k}": v for k, v in extras.items()})
         records.append(record)
@@ -357,4 +388,5 @@ def evaluate(
         n_val=len(val),
         n_sampled=len(sample),
         timings=timings,
+        item_scores=item_scores,
     )

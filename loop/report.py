@@ -23,15 +23,18 @@ from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 from loop.curves import (
     INCONCLUSIVE,
     MORE_DATA_PAYS,
+    NOT_LEARNING,
     SATURATED,
     Analysis,
     CurveResult,
+    certified_text,
     format_gain,
     to_json,
 )
 
 # Colour-blind-safe (Okabe-Ito); tiers beyond 7 cycle.
 _COLOURS = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000")
+_ZERO_LS = (0, (8, 2, 1, 2, 1, 2))  # dash-dot-dot: apart from the plateau's dots
 _DECISION_TEXT = {
     SATURATED: "saturated",
     MORE_DATA_PAYS: "more data pays",
@@ -119,23 +122,55 @@ def _colour(analysis: Analysis, tier: str) -> str:
 def decision_table(analysis: Analysis) -> list[dict[str, str]]:
     """One display-ready row per (tier, metric): all values are strings ("—" when missing).
 
-    Keys: tier, metric, decision, n_star, n_star_ci, plateau, next_size, summary.
+    Keys: tier, metric, decision, n_star, n_star_ci, plateau, next_size, zero_shot, certified,
+    settle, evidence, summary. `decision` reads "not learning yet" where the curve has not left
+    its anchor; `certified` is the graded answer; `settle` what would settle an open call.
     """
     rows = []
     for c in analysis.curves:
+        text = _DECISION_TEXT.get(c.decision, c.decision)
+        if c.why == NOT_LEARNING:
+            text = "not learning yet"
         rows.append(
             {
                 "tier": c.tier,
                 "metric": c.metric,
-                "decision": _DECISION_TEXT.get(c.decision, c.decision),
+                "decision": text,
                 "n_star": "—" if c.n_star is None else f"~{_round2(c.n_star):,}",
                 "n_star_ci": _ci_n(c.n_star_ci, rounded=True),
                 "plateau": _num(c.plateau),
                 "next_size": _n(c.next_size),
+                "zero_shot": _num(c.zero_shot),
+                "certified": _certified_short(c),
+                "settle": c.settle.text if c.settle is not None else "—",
+                "evidence": "paired items" if c.bootstrap.startswith("items") else c.bootstrap,
                 "summary": c.summary,
             }
         )
     return rows
+
+
+def _certified_short(c: CurveResult) -> str:
+    """ "< 1.8 points past 256": the graded answer in a table cell."""
+    if c.certified_epsilon is None or c.certified_at is None:
+        return "—"
+    return f"< {_gain(c.certified_epsilon, c)} past {c.certified_at:,}"
+
+
+def _graded_text(c: CurveResult) -> str:
+    """The graded answer as a sentence: the certified bound and n* at a few epsilon."""
+    cert = certified_text(c)
+    if cert is None:
+        return ""
+    parts = []
+    for r in c.n_star_by_epsilon:
+        where = (
+            f"~{_round2(r.n_star):,} [{_ci_n(r.n_star_ci, rounded=True)}]"
+            if r.n_star is not None
+            else "not within the sizes run"
+        )
+        parts.append(f"ε = {_gain(r.epsilon, c)}: {where}")
+    return f"Graded answer: {cert}. n* by ε: " + "; ".join(parts) + "."
 
 
 def _size_table(c: CurveResult) -> tuple[list[str], list[list[str]]]:
@@ -192,6 +227,19 @@ def _draw_metric(fig: Figure, analysis: Analysis, metric: str, labels: dict | No
         ax.errorbar(
             sizes, means, yerr=[lo, hi], fmt="o", ms=5, color=col, capsize=3, lw=1.2, zorder=4
         )
+        if c.zero_shot is not None:
+            # the base model (size 0) cannot sit on a log axis: a line across, labelled
+            ax.axhline(c.zero_shot, color=col, ls=_ZERO_LS, lw=1.1, alpha=0.9)
+            ax.annotate(
+                f"{c.tier}: zero-shot",
+                xy=(0.005, c.zero_shot),
+                xycoords=("axes fraction", "data"),
+                xytext=(2, 2),
+                textcoords="offset points",
+                fontsize=7,
+                color=col,
+            )
+            y_vals.append(c.zero_shot)
         if c.band is None:
             ax.plot(sizes, means, color=col, lw=1, alpha=0.6, zorder=3)
             continue
@@ -305,6 +353,10 @@ def _draw_metric(fig: Figure, analysis: Analysis, metric: str, labels: dict | No
         Line2D([], [], color="0.4", ls=":", lw=1.2, label="plateau"),
         Line2D([], [], color="0.4", ls="-.", lw=1.2, label="n* (Δ₂ < ε)"),
     ]
+    if any(c.zero_shot is not None for c in curves):
+        handles.append(
+            Line2D([], [], color="0.4", ls=_ZERO_LS, lw=1.1, label="zero-shot (base model)")
+        )
     ax.legend(handles=handles, loc="best", fontsize=8, frameon=True, framealpha=0.9)
 
 
@@ -351,8 +403,30 @@ def _blocks(
         out.append(("ul", list(notes)))
     out.append(("h", 2, "Decisions"))
     out.append(("ul", [c.summary for c in analysis.curves]))
-    head = ["tier", "metric", "decision", "n*", f"{conf} CI", "plateau", "next size"]
-    keys = ("tier", "metric", "decision", "n_star", "n_star_ci", "plateau", "next_size")
+    head = [
+        "tier",
+        "metric",
+        "decision",
+        "n*",
+        f"{conf} CI",
+        "plateau",
+        "zero-shot",
+        f"certified ({conf})",
+        "next size",
+        "what would settle it",
+    ]
+    keys = (
+        "tier",
+        "metric",
+        "decision",
+        "n_star",
+        "n_star_ci",
+        "plateau",
+        "zero_shot",
+        "certified",
+        "next_size",
+        "settle",
+    )
     out.append(("table", head, [[r[k] for k in keys] for r in decision_table(analysis)]))
     if rounds:
         out.append(("h", 2, "Adaptive rounds"))
@@ -386,7 +460,27 @@ def _blocks(
             out.append(("b", c.summary))
             eps = f"ε = {_gain(c.epsilon, c)}"
             why = "" if c.reason in c.summary else f"Why: {c.reason}. "
-            out.append(("p", f"{why}({eps}; {c.bootstrap} bootstrap.)"))
+            evidence = (
+                f"{c.bootstrap} bootstrap: items resampled jointly across cells"
+                + (
+                    f", training noise from {c.noise.train_source}"
+                    if c.noise and c.noise.train_source != "none"
+                    else ""
+                )
+                if c.bootstrap.startswith("items")
+                else f"{c.bootstrap} bootstrap"
+            )
+            anchor = (
+                f"; zero-shot {_num(c.zero_shot)}"
+                if c.zero_shot is not None
+                else "; no zero-shot cell: the first size is the anchor"
+            )
+            out.append(("p", f"{why}({eps}; {evidence}{anchor}.)"))
+            graded = _graded_text(c)
+            if graded:
+                out.append(("p", graded))
+            if c.settle is not None:
+                out.append(("p", f"What would settle it: {c.settle.text}."))
             out.append(("table", *_size_table(c)))
             if c.power_law is not None and c.weights is not None:
                 pl, ll, w = c.power_law, c.log_linear, c.weights
@@ -448,11 +542,16 @@ def _blocks(
             "Δ₂(n) is the gain from doubling n examples (positive = better, for loss as for "
             "accuracy). Each tier's curve is a weighted average of a saturating power law and a "
             "log-linear rival; weights come from how well each predicts the largest sizes from the "
-            f"smaller ones. Intervals are {conf} bootstrap intervals over seeds (parametric with "
-            "three or fewer seeds, with per-size noise at least the evaluation sampling error "
-            f"p(1−p)/m); {analysis.n_boot} replicates. n* is the smallest size where P(Δ₂ < ε) "
-            f"≥ {conf}; it is never reported more than one doubling past the largest size run. "
-            "Dashed lines are that one-doubling extrapolation.",
+            f"smaller ones. Intervals are {conf} bootstrap intervals ({analysis.n_boot} "
+            "replicates). With per-item scores, one resample of the evaluation items is shared "
+            "by every cell (paired), and training noise comes from seeds or, with one seed, from "
+            "the scatter around the fit; without them each size is independent (seed spread, at "
+            "least p(1−p)/m). Saturated: Δ₂ stays below ε with "
+            f"{conf} confidence from n* up to the largest size, and the curve has risen above its "
+            "zero-shot score (or its first size) by more than ε first; a curve that has not is "
+            "not learning yet. More data pays: Δ₂ at the largest size is above ε with "
+            f"{conf} confidence. The certified bound is the smallest ε the data supports. "
+            "Dashed lines are the one-doubling extrapolation; the dotted line the zero-shot score.",
         )
     )
     return out

@@ -429,6 +429,62 @@ def log_rows(
     client.log_dict(run_id, rows, artifact_file)
 
 
+ITEM_SCORES = "item_scores.json"  # per cell: {metric: {validation item id: score}}
+
+
+def log_item_scores(client: MlflowClient, run_id: str, scores: dict[str, dict[str, float]]) -> None:
+    """A cell's per-item scores (every evaluator, per-item validation loss): the paired analysis
+    reads them back with `load_item_scores`. Replaces an earlier version (re-scoring)."""
+    client.log_dict(run_id, scores, ITEM_SCORES)
+
+
+@contextlib.contextmanager
+def _no_progress_bar():
+    """MLflow draws a progress bar on stderr for every download; only the CLI prints."""
+    from mlflow.environment_variables import MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR as flag
+
+    before = os.environ.get(flag.name)
+    os.environ[flag.name] = "false"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(flag.name, None)
+        else:
+            os.environ[flag.name] = before
+
+
+def load_item_scores(client: MlflowClient, run_id: str) -> dict[str, dict[str, float]]:
+    """What `log_item_scores` wrote; {} for a run without it (cells from before, failed ones)."""
+    import json
+    import tempfile
+
+    names = {a.path for a in client.list_artifacts(run_id)}
+    if ITEM_SCORES not in names:
+        return {}
+    with tempfile.TemporaryDirectory() as tmp, _no_progress_bar():
+        path = client.download_artifacts(run_id, ITEM_SCORES, tmp)
+        with open(path, encoding="utf-8") as fh:
+            data = json.load(fh)
+    return {str(m): {str(k): float(v) for k, v in d.items()} for m, d in data.items()}
+
+
+def run_params(client: MlflowClient, run_id: str) -> dict[str, str]:
+    return dict(client.get_run(run_id).data.params)
+
+
+def log_dir(client: MlflowClient, run_id: str, folder: Path, artifact_path: str) -> None:
+    client.log_artifacts(run_id, str(folder), artifact_path=artifact_path)
+
+
+def download_dir(client: MlflowClient, run_id: str, artifact_path: str, dst: Path) -> Path | None:
+    """A run's artifact folder on local disk; None when the run has none by that name."""
+    if artifact_path not in {a.path for a in client.list_artifacts(run_id)}:
+        return None
+    with _no_progress_bar():
+        return Path(client.download_artifacts(run_id, artifact_path, str(dst)))
+
+
 def log_files(
     client: MlflowClient, run_id: str, paths: Iterable[Path], artifact_path: str | None = None
 ) -> None:
@@ -662,6 +718,10 @@ def close_cell(tr: Tracker, run_id: str, res: CellResult) -> None:
     log_metrics(tr.client, run_id, {**res.metrics, **res.counters}, step=res.steps)
     rows = [tr.mask(dict(row)) for row in res.predictions]  # prompts and answers: PII masked
     log_table(tr.client, run_id, rows, "predictions.json")
+    if res.item_scores:
+        log_item_scores(tr.client, run_id, res.item_scores)
+    if res.adapter and Path(res.adapter).is_dir():  # a Ray worker's folder may be elsewhere
+        log_dir(tr.client, run_id, Path(res.adapter), "adapter")
     finish_cell(tr.client, run_id)
 
 

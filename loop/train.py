@@ -349,6 +349,34 @@ def release(obj: Base | TrainResult | Any) -> None:
     model.requires_grad_(False)
 
 
+ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
+
+
+def save_adapter(obj: TrainResult | Any, out_dir: Path) -> Path:
+    """A cell's LoRA adapter as PEFT writes it, the weights in half precision (half the bytes;
+    re-scoring reads them back into the base's dtype). Returns `out_dir`."""
+    from safetensors.torch import load_file, save_file
+
+    model = obj.model if isinstance(obj, TrainResult) else obj
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(str(out_dir))
+    weights = out_dir / ADAPTER_FILES[1]
+    state = load_file(str(weights))
+    half = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
+    save_file(half, str(weights), metadata={"format": "pt"})
+    return out_dir
+
+
+def load_adapter(base: Base, adapter_dir: Path) -> Any:
+    """The base wrapped with a saved adapter, for evaluation; `release` it afterwards."""
+    from peft import PeftModel
+
+    model = PeftModel.from_pretrained(base.model, str(adapter_dir), is_trainable=False)
+    model.eval()
+    return model
+
+
 def _checkpointing_off(model: Any) -> None:
     """Undo what the trainer turns on for activation checkpointing (transformers 5.2x names first)."""
     for flag, off in (

@@ -90,11 +90,36 @@ def test_curve_bad_csv_exits_two(tmp_path: Path, capsys):
     assert "seed" in capsys.readouterr().err
 
 
+def test_curve_reads_the_long_item_csv_with_a_zero_shot_row(tmp_path: Path, capsys):
+    csv = tmp_path / "items.csv"
+    rows = ["size,seed,item,score"]
+    # 100 items; item i is right once the size's threshold passes i: rises, then flattens
+    for n, k in [(0, 20), (100, 40), (200, 50), (400, 55), (800, 56), (1600, 56)]:
+        rows += [f"{n},0,q{i},{int(i < k)}" for i in range(100)]
+    csv.write_text("\n".join(rows) + "\n")
+    # one seed: training noise comes from the scatter around the fit, so a 3-point epsilon
+    assert main(["curve", str(csv), "--json", "--epsilon", "0.03"]) == 0
+    doc = json.loads(capsys.readouterr().out)["curves"]["all"]["value"]
+    assert doc["zero_shot"] == pytest.approx(0.20) and doc["anchor"] == "zero-shot"
+    assert doc["bootstrap"].startswith("items")
+    assert doc["decision"] == "saturated" and doc["certified_text"].startswith("doubling past")
+    assert main(["curve", str(csv)]) == 0
+    out = capsys.readouterr().out
+    assert "zero-shot" in out and "certified" in out
+    csv.write_text("size,seed,item,score\n100,0,q1,1\n200,0,q1,maybe\n")
+    assert main(["curve", str(csv)]) == 2
+    err = capsys.readouterr().err
+    assert "line 3" in err and "score" in err
+
+
 def test_help_teaches(capsys):
     with pytest.raises(SystemExit):
         main(["--help"])
     out = capsys.readouterr().out
-    for cmd in ("validate", "plan", "sweep", "status", "report", "curve", "ui", "demo"):
+    for cmd in (
+        "validate", "plan", "sweep", "status", "report", "evaluate", "export", "curve", "ui",
+        "demo",
+    ):  # fmt: skip
         assert cmd in out
     assert "loop sweep recipes/demo.yaml" in out
 

@@ -12,14 +12,24 @@ import numpy as np
 import pytest
 
 from loop.curves import (
+    FEW_SIZES,
+    FLATTENED,
     INCONCLUSIVE,
     MORE_DATA_PAYS,
+    NEXT_SIZE,
+    NOT_LEARNING,
     SATURATED,
+    STILL_GAINING,
+    TOO_NOISY,
     Analysis,
     CurveInputError,
+    Evidence,
+    ItemScore,
     Record,
     analyze,
+    decide,
     read_curve_csv,
+    read_curve_table,
     to_json,
 )
 
@@ -79,7 +89,10 @@ def test_slow_saturation_beyond_range_says_more_data_pays():
 
 def test_log_linear_never_saturates():
     assert true_n_star(SHAPES["loglinear"]) is None
-    assert rate("loglinear", MORE_DATA_PAYS) >= 0.9  # observed 1.00
+    # observed 0.78 (1.00 with a plain power law): the rectified law's S-shaped alternative
+    # (flat, rising, then flat right past the data) widens the extrapolated gain at 2x the
+    # largest size, so some draws stay inconclusive; none may say saturated
+    assert rate("loglinear", MORE_DATA_PAYS) >= 0.7
     assert rate("loglinear", SATURATED) <= 0.05
 
 
@@ -217,8 +230,9 @@ def test_eval_size_sets_the_noise_floor():
     for s in c.sizes:
         assert s.eval_se == pytest.approx(math.sqrt(0.6 * 0.4 / 500))
         assert s.se == pytest.approx(math.sqrt(0.6 * 0.4 / 500 / 3))
-    assert c.decision == INCONCLUSIVE  # SE 1.3 points > 1-point epsilon
-    assert "too noisy" in c.reason
+    # a constant curve has not risen over its first size: not learning yet, never saturated
+    assert c.decision == INCONCLUSIVE and c.why == NOT_LEARNING
+    assert "not learning yet" in c.reason
 
 
 def test_default_epsilon_per_kind_of_metric():
@@ -367,8 +381,8 @@ def test_read_curve_csv_defaults(tmp_path):
     [
         ("size,value\n100,0.5\n200,0.6\n", 1, "seed", "missing required column"),
         ("size,seed,value\n100,0,0.5\n200,0,abc\n", 3, "value", "expected a number"),
-        ("size,seed,value\n100,0,0.5\n-200,0,0.6\n", 3, "size", "positive size"),
-        ("size,seed,value\n0,0,0.5\n200,0,0.6\n", 2, "size", "positive size"),
+        ("size,seed,value\n100,0,0.5\n-200,0,0.6\n", 3, "size", "size >= 0"),
+        ("size,seed,value\n0,0,0.5\n0,1,0.6\n", 3, "size", "only size 0"),
         ("size,seed,value\n100,0,0.5\n150.5,0,0.6\n", 3, "size", "expected an integer"),
         ("size,seed,value\n100,x,0.5\n150,0,0.6\n", 2, "seed", "expected an integer"),
         ("size,seed,value\n100,0,0.5\n200,0,\n", 3, "value", "empty cell"),
@@ -393,3 +407,192 @@ def test_empty_and_missing_files(tmp_path):
         read_curve_csv(p)
     with pytest.raises(CurveInputError, match=r"nope\.csv.*file not found"):
         read_curve_csv(tmp_path / "nope.csv")
+
+
+# ----------------------------------------------------------------------------- paired items
+
+
+def _ladder_items(thresholds, zero, m=200, seeds=2, tier="t", metric="acc", jitter=0.0):
+    """Item i is right at a size when its difficulty is below the size's threshold.
+
+    Every cell sees the same items, so each size's mean carries ~3.5 points of item noise
+    while the gains between sizes are exact. `jitter` flips a few items per cell at random.
+    """
+    rng = np.random.default_rng(0)
+    diff = np.sort(rng.random(m))
+    out = [ItemScore(tier, 0, 0, metric, f"q{i}", float(diff[i] < zero)) for i in range(m)]
+    for n, thr in thresholds.items():
+        for s in range(seeds):
+            right = diff < thr
+            if jitter:
+                flip = rng.random(m) < jitter
+                right = np.where(flip, ~right, right)
+            out += [ItemScore(tier, n, s, metric, f"q{i}", float(right[i])) for i in range(m)]
+    return out
+
+
+def _means(items):
+    by: dict[tuple, list[float]] = {}
+    for it in items:
+        by.setdefault((it.tier, it.size, it.seed, it.metric), []).append(it.score)
+    return [Record(t, n, s, m, float(np.mean(v))) for (t, n, s, m), v in by.items()]
+
+
+RISE_THEN_FLAT = {100: 0.40, 200: 0.50, 400: 0.55, 800: 0.56, 1600: 0.562, 3200: 0.563}
+
+
+def test_paired_bootstrap_sees_precise_gains_behind_noisy_sizes():
+    items = _ladder_items(RISE_THEN_FLAT, zero=0.30)
+    paired = analyze(items=items, direction="higher", n_boot=400).curves[0]
+    unpaired = analyze(_means(items), direction="higher", eval_size=200, n_boot=400).curves[0]
+    assert paired.bootstrap.startswith("items") and unpaired.bootstrap == "parametric"
+    # each size alone is as noisy either way: p(1-p)/m with m = 200 items
+    assert paired.sizes[-1].eval_se == pytest.approx(unpaired.sizes[-1].eval_se, rel=0.25)
+    w_paired = paired.delta2_at_max_ci[1] - paired.delta2_at_max_ci[0]
+    w_unpaired = unpaired.delta2_at_max_ci[1] - unpaired.delta2_at_max_ci[0]
+    print(f"delta2(max) interval width: paired {w_paired:.4f}, unpaired {w_unpaired:.4f}")
+    assert w_paired < w_unpaired / 3
+    assert paired.decision == SATURATED and paired.learning
+    assert unpaired.decision == INCONCLUSIVE
+
+
+def test_flat_curve_at_zero_shot_level_is_not_saturated_but_risen_and_flat_is():
+    flat = {n: 0.5 for n in (100, 200, 400, 800, 1600)}
+    still = analyze(items=_ladder_items(flat, zero=0.5), direction="higher", n_boot=300).curves[0]
+    assert still.decision == INCONCLUSIVE and still.why == NOT_LEARNING
+    assert not still.learning and still.certified_epsilon is None
+    assert "not learning yet" in still.summary and "bigger model" in still.summary
+    assert still.settle is not None and still.settle.kind == "size"
+    # the same flat sizes after a 20-point rise over the base model: saturated
+    items = _ladder_items(flat, zero=0.3)
+    rose = analyze(items=items, direction="higher", n_boot=300).curves[0]
+    assert rose.decision == SATURATED and rose.learning
+    zero = np.mean([i.score for i in items if i.size == 0])
+    top = np.mean([i.score for i in items if i.size == 1600])
+    assert rose.zero_shot == pytest.approx(zero) and rose.anchor == "zero-shot"
+    assert rose.rise == pytest.approx(top - zero, abs=0.005)
+
+
+def test_without_a_zero_shot_row_the_first_size_is_the_anchor():
+    flat = [Record("t", n, s, "acc", 0.5 + 0.001 * s) for s in range(3) for n in (100, 200, 400)]
+    flat += [Record("t", 800, s, "acc", 0.5) for s in range(3)]
+    c = analyze(flat, direction="higher", eval_size=5000, n_boot=300).curves[0]
+    assert c.anchor == "first size" and c.zero_shot is None
+    assert c.decision == INCONCLUSIVE and c.why == NOT_LEARNING
+
+
+def test_graded_answer_certified_epsilon_and_n_star_by_epsilon():
+    items = _ladder_items(RISE_THEN_FLAT, zero=0.30)
+    c = analyze(items=items, direction="higher", n_boot=400).curves[0]
+    assert c.certified_epsilon is not None and c.certified_epsilon < c.epsilon
+    assert c.certified_at is not None and c.certified_at <= c.max_size
+    eps = [r.epsilon for r in c.n_star_by_epsilon]
+    assert eps == sorted(eps) and c.epsilon in eps
+    n_at = [r.n_star for r in c.n_star_by_epsilon if r.n_star is not None]
+    assert n_at == sorted(n_at, reverse=True)  # a looser epsilon is reached sooner
+    doc = to_json(analyze(items=items, direction="higher", n_boot=400))["curves"]["t"]["acc"]
+    assert doc["certified_epsilon"] == pytest.approx(c.certified_epsilon)
+    assert doc["certified_text"].startswith(f"doubling past {c.certified_at:,} gains < ")
+    assert doc["zero_shot"] == pytest.approx(c.zero_shot)
+    assert len(doc["n_star_by_epsilon"]) == len(c.n_star_by_epsilon)
+
+
+def test_settle_advice_follows_the_noise_that_dominates():
+    # item noise only: 40 items, identical seeds, gains of ~1 point a doubling near epsilon
+    rising = {100: 0.40, 200: 0.45, 400: 0.50, 800: 0.52, 1600: 0.535}
+    items = _ladder_items(rising, 0.3, m=40)
+    few = analyze(items=items, direction="higher", n_boot=400).curves[0]
+    assert few.decision == INCONCLUSIVE and few.noise.item_share > 0.9
+    assert few.settle.kind == "items" and few.settle.items > 40 and few.settle.likely
+    capped = analyze(items=items, direction="higher", max_items=41, n_boot=400).curves[0]
+    assert capped.settle.kind != "items"  # never more items than the validation set holds
+    # training noise dominates: seeds 3 points apart, 100k items each
+    rng = np.random.default_rng(1)
+    recs = [
+        Record("t", n, s, "acc", 0.3 + 0.05 * math.log2(n / 100) ** 0.5 + 0.03 * rng.standard_normal())
+        for s in range(2)
+        for n in (100, 200, 400, 800, 1600)
+    ]  # fmt: skip
+    noisy = analyze(recs, direction="higher", eval_size=100_000, n_boot=400).curves[0]
+    assert noisy.decision == INCONCLUSIVE and noisy.noise.item_share < 0.1
+    assert noisy.settle.kind == "seeds" and noisy.settle.seeds > 2
+    assert "seeds at every size" in noisy.summary
+
+
+# ----------------------------------------------------------------------------- decision rule
+
+
+def _ev(hi, lo, rise=0.2, rise_lo=0.15, eps=0.01, n=(100, 200, 400, 800), max_size=800):
+    return Evidence(tuple(map(float, n)), tuple(hi), tuple(lo), max_size, rise, rise_lo, eps,
+                    len([x for x in n if x <= max_size]))  # fmt: skip
+
+
+def test_decide_saturated_needs_the_upper_bound_below_eps_and_a_rise():
+    v = decide(_ev(hi=(0.05, 0.02, 0.008, 0.004), lo=(0.03, 0.01, 0.002, 0.0)))
+    assert (v.decision, v.why, v.n_star) == (SATURATED, FLATTENED, 400)
+    flat = decide(_ev(hi=(0.005,) * 4, lo=(0.0,) * 4, rise=0.002, rise_lo=-0.01))
+    assert (flat.decision, flat.why) == (INCONCLUSIVE, NOT_LEARNING)
+    noisy_rise = decide(_ev(hi=(0.005,) * 4, lo=(0.0,) * 4, rise=0.03, rise_lo=0.005))
+    assert (noisy_rise.decision, noisy_rise.why) == (INCONCLUSIVE, TOO_NOISY)
+
+
+def test_decide_more_data_pays_on_the_lower_bound_at_the_largest_size():
+    v = decide(_ev(hi=(0.06, 0.05, 0.04, 0.03), lo=(0.04, 0.03, 0.02, 0.015)))
+    assert (v.decision, v.why) == (MORE_DATA_PAYS, STILL_GAINING)
+    # the lower bound at the largest size below eps: not "pays", whatever smaller sizes say
+    v = decide(_ev(hi=(0.06, 0.05, 0.04, 0.03), lo=(0.04, 0.03, 0.02, 0.005)))
+    assert (v.decision, v.why) == (INCONCLUSIVE, TOO_NOISY)
+    # pays does not need a certified rise (a rising curve has risen)
+    v = decide(_ev(hi=(0.06,) * 4, lo=(0.02,) * 4, rise=0.0, rise_lo=-1.0))
+    assert v.decision == MORE_DATA_PAYS
+
+
+def test_decide_crossing_past_the_largest_size_and_few_sizes():
+    n = (100, 200, 400, 800, 1600)
+    v = decide(_ev(hi=(0.05, 0.03, 0.02, 0.012, 0.008), lo=(0.0,) * 5, n=n, max_size=800))
+    assert (v.decision, v.why, v.n_star) == (INCONCLUSIVE, NEXT_SIZE, None)
+    v = decide(_ev(hi=(0.001, 0.001), lo=(0.0, 0.0), n=(100, 200), max_size=200))
+    assert (v.decision, v.why) == (INCONCLUSIVE, FEW_SIZES)
+
+
+# ----------------------------------------------------------------------------- item CSV
+
+
+def test_read_item_csv_and_analyze_it(tmp_path):
+    items = _ladder_items(RISE_THEN_FLAT, zero=0.3, m=50)
+    p = tmp_path / "items.csv"
+    lines = ["tier,metric,size,seed,item,score"]
+    lines += [f"{i.tier},{i.metric},{i.size},{i.seed},{i.item},{i.score:g}" for i in items]
+    p.write_text("\n".join(lines) + "\n")
+    got = read_curve_table(p)
+    assert got.records == () and len(got.items) == len(items)
+    assert got.items[0] == items[0]
+    a = analyze(items=got.items, direction="higher", n_boot=300, seed=3)
+    b = analyze(items=items, direction="higher", n_boot=300, seed=3)
+    assert to_json(a) == to_json(b)
+    # the old shape still reads, size 0 included
+    q = tmp_path / "old.csv"
+    q.write_text("size,seed,value\n0,0,0.3\n100,0,0.5\n200,0,0.6\n")
+    assert read_curve_table(q).records[0] == Record("all", 0, 0, "value", 0.3)
+
+
+@pytest.mark.parametrize(
+    "text,line,column,expected",
+    [
+        ("size,seed,item\n100,0,q1\n200,0,q1\n", 1, "score", "missing required column"),
+        ("size,seed,item,score\n100,0,q1,1\n200,0,q1,yes\n", 3, "score", "expected a number"),
+        ("size,seed,item,score\n100,0,q1,1\n200,0,,1\n", 3, "item", "empty cell"),
+        ("size,seed,item,score\n100,0,q1,1\n100,0,q1,0\n", 3, "item", "duplicate row"),
+        ("size,seed,item,score\n100,0,q1,1\n-1,0,q2,0\n", 3, "size", "size >= 0"),
+        ("size,seed,item,score\n0,0,q1,1\n0,0,q2,0\n", 3, "size", "only size 0"),
+        ("size,seed,item,score\n100,0,q1,nan\n200,0,q1,1\n", 2, "score", "finite number"),
+    ],
+)
+def test_malformed_item_csv_names_file_line_and_column(tmp_path, text, line, column, expected):
+    p = tmp_path / "bad_items.csv"
+    p.write_text(text)
+    with pytest.raises(CurveInputError) as err:
+        read_curve_table(p)
+    msg = str(err.value)
+    assert str(p) in msg and f"line {line}" in msg and f"column '{column}'" in msg, msg
+    assert expected in msg

@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from loop import cell as cell_mod
-from loop import commands, driver
+from loop import commands, driver, track
 from loop.recipe import load_recipe
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -98,10 +98,11 @@ def test_sweep_tracks_every_cell_under_one_parent(in_tmp: Path):
     assert (out.ran, out.skipped, out.failed) == (12, 0, 0)
 
     parent, kids = children("tiny")
-    assert len(kids) == 12
+    assert len(kids) == 13  # 12 cells and the base model once (size 0, zero-shot)
     assert set(kids["status"]) == {"FINISHED"}
     assert sorted(kids["tags.loop.cell"]) == sorted(
-        f"{t}-n{n}-s{s}" for t in ("high", "raw") for n in (4, 8, 16) for s in (0, 1)
+        [f"{t}-n{n}-s{s}" for t in ("high", "raw") for n in (4, 8, 16) for s in (0, 1)]
+        + ["zero-shot-n0-s0"]
     )
     for col in (
         "tags.loop.tier",
@@ -120,6 +121,13 @@ def test_sweep_tracks_every_cell_under_one_parent(in_tmp: Path):
     assert run.inputs.dataset_inputs[0].dataset.name == run.data.tags["loop.cell"]
     assert client.get_metric_history(run_id, "train_loss"), "per-step train_loss missing"
     assert "predictions.json" in [a.path for a in client.list_artifacts(run_id)]
+    # per-item scores of every evaluator and the validation loss, for the paired analysis
+    for rid in kids["run_id"]:
+        items = track.load_item_scores(client, rid)
+        assert {"val_loss", "eval.json_match", "eval.exact_match"} <= set(items), rid
+        assert len(items["eval.json_match"]) == 4  # eval.samples
+        n_val = int(client.get_run(parent).data.params["validation.n"])
+        assert len(items["val_loss"]) == n_val  # the loss covers every validation item
     parent_files = [a.path for a in client.list_artifacts(parent, "report")]
     assert "report/summary.json" in parent_files and "report/report.html" in parent_files
     # progress: one start and one done event per cell, counting up to the total
@@ -128,10 +136,10 @@ def test_sweep_tracks_every_cell_under_one_parent(in_tmp: Path):
 
     again = driver.sweep(recipe)
     assert (again.ran, again.skipped) == (0, 12)
-    assert len(children("tiny")[1]) == 12
+    assert len(children("tiny")[1]) == 13  # the zero-shot run is not repeated either
 
     rows = commands.status(recipe)
-    assert {r.state for r in rows} == {"done"} and len(rows) == 12
+    assert {r.state for r in rows} == {"done"} and len(rows) == 13
 
 
 def test_changing_results_fields_starts_a_new_sweep(in_tmp: Path):
@@ -177,12 +185,12 @@ def test_sigkill_mid_sweep_loses_no_finished_cell(in_tmp: Path):
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     before = _done_runs()
-    assert 2 <= len(before) < 6, before
+    assert 2 <= len(before) < 7, before  # 6 cells and the zero-shot run
 
     rerun = subprocess.run(cmd, cwd=in_tmp, env=env, capture_output=True, text=True, timeout=600)
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
     after = _done_runs()
-    assert len(after) == 6
+    assert len(after) == 7
     for cell, ids in before.items():
         assert after[cell] == ids, f"{cell} was rerun"
     assert all(len(ids) == 1 for ids in after.values())
@@ -251,7 +259,8 @@ def test_mlflow_server_lists_the_sweep_runs(in_tmp: Path):
         kinds = sorted(
             next(t["value"] for t in r["data"]["tags"] if t["key"] == "loop.kind") for r in runs
         )
-        assert kinds == ["cell", "cell", "clean", "sweep"]  # 2 tiers x 1 size x 1 seed
+        # 2 tiers x 1 size x 1 seed, and the zero-shot run
+        assert kinds == ["cell", "cell", "cell", "clean", "sweep"]
 
 
 def test_demo_recipe_end_to_end_on_the_tiny_model(in_tmp: Path):
@@ -277,7 +286,7 @@ def test_demo_recipe_end_to_end_on_the_tiny_model(in_tmp: Path):
     assert {row["tier"] for row in out.sweep.report.table} == {"clean", "raw"}
     assert "precision" in out.cleaning_score and "recall" in out.cleaning_score
     _, kids = children("demo")
-    assert len(kids) == 4 and set(kids["status"]) == {"FINISHED"}
+    assert len(kids) == 5 and set(kids["status"]) == {"FINISHED"}  # 4 cells + zero-shot
 
 
 class _CurveTrainer:
@@ -287,7 +296,7 @@ class _CurveTrainer:
     def __init__(self) -> None:
         self.calls: list[str] = []
 
-    def __call__(self, recipe, cell, subset, val, base, on_step):
+    def __call__(self, recipe, cell, subset, val, base, on_step, save_to=None):
         import random
         import types
 
@@ -303,6 +312,7 @@ class _CurveTrainer:
             metrics={"eval.json_match": acc, "val_loss": 1.0 - acc},
             n_sampled=400,
             predictions=[{"id": "x", "prediction": "{}", "json_match": acc}],
+            item_scores={},
         )
         return result, ev
 
@@ -330,7 +340,7 @@ def test_adaptive_sweep_logs_its_rounds_and_resumes(in_tmp: Path, monkeypatch):
     assert first[:3] == ["high-n2-s0", "high-n4-s0", "high-n8-s0"]
     assert len(first) > 3  # the curve asked for more than the first round
     parent, kids = children("tiny")
-    assert len(kids) == len(first)
+    assert len(kids) == len(first) + 1  # and the zero-shot run
     client = mlflow.MlflowClient()
     logged = json.loads(
         Path(client.download_artifacts(parent, "adaptive_decisions.json")).read_text()
@@ -430,3 +440,70 @@ def test_a_cell_leased_elsewhere_waits_then_runs_here_once_the_lease_is_stale(in
     assert client.get_run(held).info.status == "KILLED"
     done = _done_runs()
     assert sorted(done) == ["high-n4-s0", "raw-n4-s0"] and all(len(v) == 1 for v in done.values())
+
+
+def test_export_items_and_loop_curve_give_the_report_decision(in_tmp: Path, capsys):
+    from loop.cli import main
+
+    path = tiny_recipe(in_tmp, sizes=(4, 8, 16), seeds=(0,))
+    recipe = load_recipe(path)
+    out = driver.sweep(recipe)
+    csv = in_tmp / "items.csv"
+    assert main(["export", str(path), "--items", str(csv)]) == 0
+    header = csv.read_text().splitlines()[0]
+    assert header == "tier,metric,size,seed,item,score"
+    sizes = {int(line.split(",")[2]) for line in csv.read_text().splitlines()[1:]}
+    assert sizes == {0, 4, 8, 16}  # the zero-shot run is in every tier
+    capsys.readouterr()
+    sat = recipe.saturation
+    args = ["curve", str(csv), "--json", "--confidence", str(sat.confidence)]
+    if sat.epsilon is not None:
+        args += ["--epsilon", str(sat.epsilon)]
+    assert main(args) == 0
+    doc = json.loads(capsys.readouterr().out)["curves"]
+    parent, _ = children("tiny")
+    on_parent = mlflow.MlflowClient().get_run(parent).data.metrics
+    for c in out.report.analysis.curves:
+        assert on_parent[f"curve.{c.tier}.{c.metric}.zero_shot"] == pytest.approx(c.zero_shot)
+        assert c.bootstrap.startswith("items"), (c.tier, c.metric)
+        again = doc[c.tier][c.metric]
+        assert (again["decision"], again["why"]) == (c.decision, c.why), (c.tier, c.metric)
+        assert again["zero_shot"] == pytest.approx(c.zero_shot)
+
+
+def test_loop_evaluate_adds_items_to_finished_cells_without_retraining(in_tmp: Path):
+    from loop.cli import main
+
+    path = tiny_recipe(in_tmp, sizes=(4, 8), seeds=(0,))
+    recipe = load_recipe(path)
+    driver.sweep(recipe)
+    parent, kids = children("tiny")
+    client = mlflow.MlflowClient()
+    before = {}
+    for _, k in kids.iterrows():
+        rid = k["run_id"]
+        before[rid] = (
+            client.get_run(rid).data.params.get("budget.steps"),
+            [(m.step, m.value) for m in client.get_metric_history(rid, "train_loss")],
+            int(client.get_run(rid).data.metrics["eval_items"]),
+        )
+        assert before[rid][2] == 4  # eval.samples
+        if k["tags.loop.tier"] != "zero-shot":
+            names = {a.path for a in client.list_artifacts(rid, "adapter")}
+            assert "adapter/adapter_model.safetensors" in names
+    assert main(["evaluate", str(path), "--samples", "5"]) == 0
+    _, again = children("tiny")
+    assert sorted(again["run_id"]) == sorted(kids["run_id"])  # the same runs, no new ones
+    for rid, (steps, history, items) in before.items():
+        run = client.get_run(rid)
+        assert run.data.params.get("budget.steps") == steps  # not trained again
+        assert [(m.step, m.value) for m in client.get_metric_history(rid, "train_loss")] == history
+        assert int(run.data.metrics["eval_items"]) == 5 > items
+        scores = track.load_item_scores(client, rid)
+        assert len(scores["eval.json_match"]) == 5
+    # the report now pairs the cells on the 5 items
+    rep = driver.report(recipe)
+    assert rep is not None
+    for c in rep.analysis.curves:
+        if c.metric == "eval.json_match":
+            assert c.noise.items == 5

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import math
 import sys
 
 import pytest
@@ -162,9 +163,13 @@ def test_choice_loglik_picks_most_likely_option():
     def score(texts):
         return [table[t] for t in texts]
 
-    assert choice_loglik(score, ex) == {"score": 1.0, "choice": "B"}
+    got = choice_loglik(score, ex)
+    # prob: softmax over the options' log-probabilities, the correct option's share
+    p_b = math.exp(-1.0) / (math.exp(-5.0) + math.exp(-1.0) + math.exp(-3.0))
+    assert got == {"score": 1.0, "prob": pytest.approx(p_b), "choice": "B"}
     table["C"] = (-0.5, 1)
-    assert choice_loglik(score, ex) == {"score": 0.0, "choice": "C"}
+    got = choice_loglik(score, ex)
+    assert (got["score"], got["choice"]) == (0.0, "C") and got["prob"] < p_b
 
 
 def test_choice_loglik_length_normalization_and_answer_field():

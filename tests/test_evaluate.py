@@ -142,10 +142,24 @@ def test_evaluate_reports_loss_metrics_and_predictions(
         assert {"json", "json.valid", "json.field_acc", "is_digit", "is_digit.seen"} <= set(rec)
     mean = sum(r["exact_match"] for r in result.predictions) / 5
     assert m["eval.exact_match"] == pytest.approx(mean)
+    # per-item scores for the paired analysis: loss on every item, evaluators on the sample
+    items = result.item_scores
+    assert set(items["val_loss"]) == {ex.id for ex in val}
+    assert sum(items["val_loss"].values()) / len(val) == pytest.approx(m["val_loss"])
+    assert set(items) == set(m)
+    for name in set(m) - {"val_loss"}:
+        assert set(items[name]) == {ex.id for ex in sampled}
+        assert sum(items[name].values()) / 5 == pytest.approx(m[name])
     reused = evaluate(
         tiny_base, tiny_base.tokenizer, val, EvalConfig(), max_length=64, val_loss=1.25
     )
     assert reused.metrics == {"val_loss": 1.25} and reused.predictions == []
+    assert reused.item_scores == {}
+    forced = evaluate(
+        tiny_base, tiny_base.tokenizer, val, EvalConfig(), max_length=64, val_loss=1.25,
+        item_losses=True,
+    )  # fmt: skip
+    assert forced.metrics == {"val_loss": 1.25} and len(forced.item_scores["val_loss"]) == 8
 
 
 def _brute_force_logprob(base, prompt: list[Message], option: str) -> float:

@@ -109,7 +109,10 @@ def test_summary_json_has_required_keys(report, analysis):
 def test_decision_table_rows(analysis):
     rows = decision_table(analysis)
     assert len(rows) == len(analysis.curves)
-    keys = {"tier", "metric", "decision", "n_star", "n_star_ci", "plateau", "next_size", "summary"}
+    keys = {
+        "tier", "metric", "decision", "n_star", "n_star_ci", "plateau", "next_size", "summary",
+        "zero_shot", "certified", "settle", "evidence",
+    }  # fmt: skip
     for row, c in zip(rows, analysis.curves, strict=True):
         assert set(row) == keys
         assert all(isinstance(v, str) for v in row.values())

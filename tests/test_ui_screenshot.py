@@ -87,7 +87,8 @@ def test_experiment_page_renders_the_sweep(tmp_path: Path, monkeypatch):
         # the runs table: the sweep's parent row, the cleaning run and its raw-pool dataset
         assert parent.info.run_name in text, text[:2000]
         assert "clean" in text and "raw-pool" in text
-        assert re.search(r"\b6\s+matching runs", text), text[:2000]  # clean + parent + 4 cells
+        # clean + parent + 4 cells + the zero-shot run
+        assert re.search(r"\b7\s+matching runs", text), text[:2000]
 
         text = rendered_text(f"{base}/#/experiments/{exp}/runs/{child.info.run_id}")
         for name in ("raw-n8-s0", "val_loss", "train_loss", "eval.json_match"):
