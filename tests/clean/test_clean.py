@@ -4,7 +4,7 @@ import zlib
 
 import pytest
 
-from loop.clean import estimate_seconds, run_clean
+from loop.clean import CleanError, estimate_seconds, run_clean
 from loop.example import Message, make_example
 from loop.recipe import parse_recipe
 from loop.tiers import tier_pool, tier_sizes, validation_set
@@ -34,7 +34,12 @@ def recipe(**clean):
     data = {
         "name": "t",
         "pool": {"paths": ["pool.jsonl"]},
-        "clean": {"length": {"min_answer_tokens": 3}, "split": {"validation": 0.1}, **clean},
+        "clean": {
+            "length": {"min_answer_tokens": 3, "max_answer_tokens": 0},
+            "format": {"answer_format": "json"},
+            "split": {"validation": 0.1},
+            **clean,
+        },
         "tiers": [{"name": "top", "top": 0.5}, {"name": "all"}, {"name": "raw"}],
     }
     return parse_recipe(data)
@@ -234,11 +239,25 @@ def test_problems_are_reported_before_any_work(tmp_path):
             recipe(review=str(tmp_path / "nope.json")), POOL, count_tokens=words, out_dir=tmp_path
         )
     assert not (tmp_path / "cleaned.jsonl").exists()
-    with pytest.raises(ValueError) as err:
-        short = recipe(length={"min_answer_tokens": 3, "max_tokens": 10})
+    with pytest.raises(CleanError) as err:
+        short = recipe(length={"min_answer_tokens": 3, "max_tokens": 10}, max_drop=1.0)
         run_clean(short, POOL, count_tokens=words, out_dir=tmp_path)
     assert "cleaning kept 0 of 30 examples" in str(err.value)
     assert "length: too_long 27 (e.g. example has 23 tokens > 10)" in str(err.value)
+
+
+def test_a_step_that_removes_most_of_the_pool_stops_with_the_setting_to_change(tmp_path):
+    short = recipe(length={"min_answer_tokens": 3, "max_tokens": 10})
+    with pytest.raises(CleanError) as err:
+        run_clean(short, POOL, count_tokens=words, out_dir=tmp_path)
+    text = str(err.value)
+    assert text.startswith(
+        "clean step `length` would remove 28 of 28 records (100%), more than clean.max_drop (50%)"
+    )
+    assert "too_long 27 (e.g. pool.jsonl:" in text
+    assert "change clean.length.max_tokens or train.max_length" in text
+    assert "set clean.max_drop: 1" in text
+    assert not (tmp_path / "cleaned.jsonl").exists()
 
 
 def test_progress_and_estimate(tmp_path):
