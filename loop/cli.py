@@ -19,6 +19,7 @@ err_console = Console(stderr=True, highlight=False)
 
 EXAMPLES = """\
 typical session:
+  loop init data/train.jsonl --out recipes/mine.yaml   a starter recipe chosen from the data
   loop validate recipes/*.yaml          check recipes (exit 2 lists every error)
   loop pool inspect data/*.jsonl        what is in a pool, and what could not be read
   loop plan recipes/demo.yaml           the grid of cells, examples, tokens and a cost estimate
@@ -188,6 +189,32 @@ def cmd_pool_inspect(args) -> int:
         for m in ex.messages:
             console.print(f"   [bold]{m.role}[/]: {m.content[:200]!r}", soft_wrap=True)
     return 1 if result.problems else 0
+
+
+def cmd_init(args) -> int:
+    from loop import init
+
+    try:
+        plan = init.plan(
+            args.paths, max_size=args.max_size, eval_samples=args.eval_samples, name=args.name
+        )
+        path = init.write(plan, Path(args.out), force=args.force)
+    except init.InitError as exc:
+        err_console.print(f"[red]✗[/] {exc}", soft_wrap=True)
+        return 2
+    p = plan.profile
+    console.print(f"read {plan.records} records from {', '.join(plan.paths)}")
+    console.print(f"  shape: {plan.detected.shape}")
+    if plan.detected.fields:
+        console.print(f"  pool.fields: {plan.detected.fields}")
+    if plan.skipped:
+        console.print(f"  [yellow]{plan.skipped} record(s) could not be read[/], e.g.:")
+        for line in plan.problems[:5]:
+            console.print(f"    {line}", soft_wrap=True)
+    console.print(f"  {p.describe()}")
+    console.print(f"  task: {p.task}")
+    console.print(f"wrote {path}; next: loop clean {path}   then   loop sweep {path}")
+    return 0
 
 
 def cmd_plan(args) -> int:
@@ -521,6 +548,33 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
+    s = sub.add_parser(
+        "init",
+        help="inspect data files and write a starter recipe chosen from them",
+        description="Detect the record shape and field map, profile the answers (labels, options, "
+        "JSON or free text; their lengths) and write a recipe with the cleaning bounds, tiers, "
+        "size ladder, evaluators and eval samples that fit, each with a comment. "
+        "`loop init DATA --out r.yaml` then `loop sweep r.yaml` runs unchanged.",
+    )
+    s.add_argument(
+        "paths",
+        nargs="+",
+        metavar="DATA",
+        help="files or globs (JSONL, JSON, CSV, Parquet; .gz/.bz2/.zst)",
+    )
+    s.add_argument("--out", default="recipe.yaml", help="recipe to write (default recipe.yaml)")
+    s.add_argument("--force", action="store_true", help="overwrite --out if it exists")
+    s.add_argument("--name", help="experiment name (default: the first file's name)")
+    s.add_argument(
+        "--max-size", type=_positive_int, help="cap the size ladder (e.g. for a quick CPU run)"
+    )
+    s.add_argument(
+        "--eval-samples",
+        type=_positive_int,
+        help="validation items for task metrics (default up to 400)",
+    )
+    s.set_defaults(fn=cmd_init)
+
     s = sub.add_parser("validate", help="check recipes; exit 2 with every error listed")
     s.add_argument("recipes", nargs="+", metavar="RECIPE")
     s.add_argument(
@@ -695,7 +749,14 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "fn", None):
         parser.print_help()
         return 0
-    return args.fn(args)
+    from loop.clean import CleanError
+    from loop.pool import PoolError
+
+    try:
+        return args.fn(args)
+    except (CleanError, PoolError) as exc:  # the user's data or settings: a message, no traceback
+        err_console.print(f"[red]✗[/] {exc}", soft_wrap=True)
+        return 2
 
 
 if __name__ == "__main__":

@@ -54,6 +54,7 @@ FATAL_REASONS = frozenset(
 )
 _BOM = b"\xef\xbb\xbf"
 _ABSENT = object()
+_RAW_RECORDS = "raw records"  # internal format: rows as read, no column check (sample_records)
 _repr = reprlib.Repr()
 _repr.maxstring = 60
 _repr.maxother = 60
@@ -212,6 +213,33 @@ def inspect_paths(
     skipped = Counter(result.skipped_by_reason)
     skipped.update(p.reason for p in fatal)
     return replace(result, problems=(*fatal, *result.problems), skipped_by_reason=dict(skipped))
+
+
+def sample_records(
+    paths: list[str], n: int = 200, *, base_dir: Path | None = None
+) -> tuple[list[tuple[str, dict]], list[Problem]]:
+    """Up to `n` raw records (source, record) from each file, as read, before any field mapping;
+    the problems met on the way (a missing file, an unreadable line) are returned, not raised."""
+    base = Path(base_dir) if base_dir is not None else Path.cwd()
+    cfg = PoolConfig(paths=tuple(paths), on_error="skip")
+    sources, problems = _resolve(cfg, base)
+    out: list[tuple[str, dict]] = []
+    for src in sources:
+        items = _iter_source(src, replace(cfg, format=_RAW_RECORDS), base)
+        taken = 0
+        try:
+            for where, value in items:
+                if isinstance(value, _Bad):
+                    problems.append(Problem(where, value.reason, f"{where}: {value.detail}"))
+                    continue
+                if isinstance(value, dict):
+                    out.append((where, value))
+                    taken += 1
+                if taken >= n:
+                    break
+        finally:
+            items.close()
+    return out, problems
 
 
 def pool_digest(examples: Iterable[Example]) -> str:
@@ -689,6 +717,8 @@ def _read_hf(name: str, cfg: PoolConfig, base: Path) -> Iterator[tuple[str, Any]
 
 def _column_problem(columns: list[str], cfg: PoolConfig) -> str | None:
     """A table whose header cannot hold any record of the wanted format(s)."""
+    if cfg.format == _RAW_RECORDS:
+        return None
     fm = cfg.fields
     need = {
         "instruction": (fm.instruction, fm.output),
