@@ -193,10 +193,15 @@ def cmd_pool_inspect(args) -> int:
 
 def cmd_init(args) -> int:
     from loop import init
+    from loop.recipe import ModelConfig
 
     try:
         plan = init.plan(
-            args.paths, max_size=args.max_size, eval_samples=args.eval_samples, name=args.name
+            args.paths,
+            model=ModelConfig(name=args.model),
+            max_size=args.max_size,
+            eval_samples=args.eval_samples,
+            name=args.name,
         )
         path = init.write(plan, Path(args.out), force=args.force)
     except init.InitError as exc:
@@ -565,6 +570,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", default="recipe.yaml", help="recipe to write (default recipe.yaml)")
     s.add_argument("--force", action="store_true", help="overwrite --out if it exists")
     s.add_argument("--name", help="experiment name (default: the first file's name)")
+    s.add_argument(
+        "--model",
+        default="smollm2-135m-instruct",
+        help="model to fine-tune; its tokenizer measures the lengths (default: the packaged SmolLM2)",
+    )
     s.add_argument(
         "--max-size", type=_positive_int, help="cap the size ladder (e.g. for a quick CPU run)"
     )

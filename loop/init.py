@@ -181,7 +181,7 @@ def detect_fields(records: Sequence[dict]) -> Detected:
         ):
             fields = _pair_fields(p, a, common)
             shape = f"text fields `{p}` -> `{a}`"
-            if "input" in fields:
+            if fields.get("input"):
                 shape += f" (+ `{fields['input']}`)"
             return Detected("auto", fields, shape)
     raise InitError(
