@@ -182,6 +182,14 @@ def rouge_l(prediction: str, reference: str) -> dict[str, float]:
 
 
 _OPTION = re.compile(r"(?:^|\n)[ \t]*\(?([A-J])[\):.][ \t]+\S")
+_OPTION_LINE = re.compile(r"^[ \t]*\(?([A-J])[\):.][ \t]+(.+?)\s*$", re.MULTILINE)
+
+
+def option_texts(text: str) -> dict[str, str]:
+    """{letter: option text} of the options listed one per line, when option_letters finds them."""
+    letters = option_letters(text)
+    found = dict(_OPTION_LINE.findall(text))
+    return {k: found[k] for k in letters if k in found}
 
 
 def option_letters(text: str) -> list[str]:

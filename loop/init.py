@@ -218,13 +218,15 @@ def _ladder(profile: PoolProfile, train_pool: int, max_size: int | None) -> tupl
 
 
 def _max_length(profile: PoolProfile) -> tuple[int, str]:
-    need = profile.prompt_tokens_q95 + profile.answer_tokens["q95"] + 15  # 3 turns' markers
-    length = 1 << max(7, math.ceil(math.log2(max(need, 1))))
-    length = min(length, 2048)
-    return length, (
-        f"95th percentiles: prompt {profile.prompt_tokens_q95:g} + answer "
-        f"{profile.answer_tokens['q95']:g} tokens, rounded up to a power of 2 (128-2048)"
+    need = profile.example_tokens_max + 15  # + 3 turns' chat markers
+    length = min(1 << max(7, math.ceil(math.log2(max(need, 1)))), 2048)
+    why = (
+        f"the longest record is {profile.example_tokens_max:g} tokens (+15 for the chat "
+        "markers), rounded up to a power of 2 (128-2048)"
     )
+    if need > length:
+        why += "; longer records are dropped by `length` (too_long)"
+    return length, why
 
 
 def _yaml(value: Any) -> str:
@@ -389,6 +391,11 @@ def render_recipe(
         )
     else:
         lines.append("  format: {answer_format: none}  # answers are not JSON: no JSON check")
+    if profile.kind in ("choice", "labels"):
+        lines.append(
+            "  # one prompt with two different labels: one of them is wrong and nothing says which"
+        )
+        lines.append("  contradictions: {policy: drop_all}")
     lines += [
         "  # a step that would remove more than half of its input stops and says which setting to change",
         "  max_drop: 0.5",

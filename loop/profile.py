@@ -20,7 +20,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from evals.builtin import normalize, option_letters
+from evals.builtin import normalize, option_letters, option_texts
 from loop.example import Example
 
 CountTokens = Callable[[list[str]], list[int]]
@@ -50,6 +50,7 @@ class PoolProfile:
     choice_share: float = 0.0
     shared_system: float = 0.0  # share of records whose system prompt is the most common one
     prompt_tokens_q95: float = 0.0
+    example_tokens_max: float = 0.0  # prompt + answer, the longest record
 
     def describe(self) -> str:
         q = self.answer_tokens
@@ -96,6 +97,15 @@ def answer_letter(answer: str) -> str | None:
     return text[0] if rest == "" or rest[0] == " " else None
 
 
+def answer_meaning(ex: Example) -> str:
+    """The answer, or for an option letter ("B") the text of that option in the prompt
+    ("decreases"): two records answering "B" to differently ordered options mean different things."""
+    letter = answer_letter(ex.answer)
+    if letter is None:
+        return ex.answer
+    return option_texts(_last_user(ex)).get(letter, ex.answer)
+
+
 def _last_user(ex: Example) -> str:
     users = [m.content for m in ex.prompt if m.role == "user"]
     return users[-1] if users else ""
@@ -117,7 +127,10 @@ def profile_pool(
     lengths = sorted(count(answers)) if answers else []
     q = {f"q{round(p * 100):02d}": quantile(lengths, p) for p in QUANTILES}
     q["max"] = float(lengths[-1]) if lengths else 0.0
-    prompt_lengths = sorted(count(["\n".join(m.content for m in ex.prompt) for ex in examples]))
+    prompt_counts = count(["\n".join(m.content for m in ex.prompt) for ex in examples])
+    answer_counts = count(answers)
+    longest = max((p + a for p, a in zip(prompt_counts, answer_counts, strict=True)), default=0)
+    prompt_lengths = sorted(prompt_counts)
 
     json_share = sum(looks_like_json(a) for a in answers) / n if n else 0.0
     with_options = 0
@@ -169,6 +182,7 @@ def profile_pool(
         choice_share=round(choice_share, 4),
         shared_system=round(shared_system, 4),
         prompt_tokens_q95=quantile(prompt_lengths, 0.95),
+        example_tokens_max=float(longest),
     )
 
 

@@ -105,3 +105,12 @@ def test_settings_the_recipe_gives_are_not_derived():
         derived_defaults(p, min_answer_tokens=3, max_answer_tokens=0, answer_format_set="none")
         == []
     )
+
+
+def test_answer_meaning_reads_the_option_a_letter_points_to():
+    from loop.profile import answer_meaning
+
+    assert answer_meaning(ex("Speed?\n\n A: higher\n B: lower", "B")) == "lower"
+    assert answer_meaning(ex("Speed?\n\n (A) higher\n (B) lower", "(A)")) == "higher"
+    assert answer_meaning(ex("No options here.", "B")) == "B"
+    assert answer_meaning(ex("Speed?\n\n A: higher\n B: lower", "Both")) == "Both"

@@ -223,9 +223,11 @@ class PairFilter:
 
 
 def answers_differ(a: Example, b: Example, similarity: float) -> bool:
+    """Materially different answers; an option letter stands for its option's text."""
     from loop.clean.contradictions import answer_similarity
+    from loop.profile import answer_meaning
 
-    return answer_similarity(a.answer, b.answer) < similarity
+    return answer_similarity(answer_meaning(a), answer_meaning(b)) < similarity
 
 
 def split_minimal_pairs(

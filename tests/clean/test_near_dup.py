@@ -192,3 +192,14 @@ def test_same_prompt_different_answer_is_left_to_contradictions():
     assert out.drops == ()
     assert out.counts["same_prompt_pairs"] == 1
     assert out.counts["minimal_pairs"] == 0
+
+
+def test_the_same_letter_for_differently_ordered_options_is_a_different_answer():
+    stem = "A small object rolling down the long ramp in the physics lab will have _____ momentum"
+    small = mcq(stem, "B", options=("more", "less"))  # B = less
+    swapped = mcq(stem + ".", "B", options=("less", "more"))  # B = more: the other meaning
+    same = mcq(stem + "!", "A", options=("less", "more"))  # A = less: the same meaning as `small`
+    pool = [small, swapped, same, *(mcq(q, "A") for q in QUESTIONS[1:])]
+    out = near_dup.run(pool, NearDedupConfig(on="prompt", threshold=0.5), StepContext())
+    assert [d.index for d in out.drops] == [2]
+    assert out.counts["minimal_pairs"] >= 1
