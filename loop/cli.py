@@ -171,6 +171,28 @@ def cmd_pool_inspect(args) -> int:
     from loop.recipe import PoolConfig
 
     cfg = PoolConfig(paths=tuple(args.paths), format=args.format, on_error="skip")
+    if args.format == "auto":
+        # The default field names may not fit (e.g. {"input": [messages], "ideal": "B"}):
+        # detect the shape the way `loop init` does and say which map was used.
+        from loop.init import InitError, detect_fields
+        from loop.recipe import FieldMap
+
+        sampled, _ = pool.sample_records(list(args.paths), 200)
+        try:
+            found = detect_fields([r for _, r in sampled])
+        except InitError:
+            found = None
+        if found is not None and (found.fields or found.format != "auto"):
+            cfg = PoolConfig(
+                paths=cfg.paths,
+                format=found.format,  # type: ignore[arg-type]
+                fields=FieldMap(**found.fields),
+                on_error="skip",
+            )
+            console.print(
+                f"detected {found.shape}: read with pool.format: {found.format}"
+                + (f", pool.fields: {found.fields}" if found.fields else "")
+            )
     result = pool.inspect_paths(list(args.paths), cfg, n_samples=args.samples)
     table = Table(title="records per detected format")
     table.add_column("format")
@@ -607,7 +629,10 @@ def build_parser() -> argparse.ArgumentParser:
         "paths", nargs="+", metavar="PATH", help="files or globs (JSONL, JSON, CSV, Parquet)"
     )
     s.add_argument(
-        "--format", default="auto", choices=["auto", "instruction", "chat", "completion"]
+        "--format",
+        default="auto",
+        choices=["auto", "instruction", "chat", "completion", "sharegpt"],
+        help="auto: detect the shape and field names (as `loop init` does)",
     )
     s.add_argument("--samples", type=int, default=3, help="normalized samples to show (default 3)")
     s.add_argument("--max-problems", type=int, default=50, help="problems to list (default 50)")
