@@ -275,3 +275,29 @@ def test_progress_and_estimate(tmp_path):
     assert set(est) == set(recipe().clean.steps) and all(v > 0 for v in est.values())
     with_semantic = estimate_seconds(recipe(steps=["semantic_dedup"]).clean, 100_000)
     assert with_semantic["semantic_dedup"] > est["near_dedup"]
+
+
+def test_settings_left_unset_are_derived_printed_and_written(tmp_path):
+    unset = parse_recipe(
+        {
+            "name": "t",
+            "pool": {"paths": ["pool.jsonl"]},
+            "clean": {"steps": ["length", "format"], "split": {"validation": 0.1}},
+        }
+    )
+    seen = []
+    result = run_clean(unset, POOL, count_tokens=words, out_dir=tmp_path, progress=seen.append)
+    derived = [str(p) for p in seen if p.step == "defaults"]
+    assert derived == [f"defaults: {d}" for d in result.derived]
+    assert derived[0].startswith("defaults: pool: 30 records, free text;")
+    assert [d.split(" = ")[0] for d in derived[1:]] == [
+        "defaults: clean.length.min_answer_tokens",
+        "defaults: clean.length.max_answer_tokens",
+        "defaults: clean.format.answer_format",
+    ]
+    summary = json.loads((tmp_path / "funnel.json").read_text())
+    assert summary["derived"] == [d.removeprefix("defaults: ") for d in derived]
+    assert "Settings derived from the pool" in (tmp_path / "funnel.md").read_text()
+    again = []
+    run_clean(unset, POOL, count_tokens=words, out_dir=tmp_path, progress=again.append)
+    assert [str(p) for p in again if p.step == "defaults"] == derived  # said again when reused
