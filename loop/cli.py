@@ -239,8 +239,18 @@ def cmd_init(args) -> int:
         for line in plan.problems[:5]:
             console.print(f"    {line}", soft_wrap=True)
     console.print(f"  {p.describe()}")
-    console.print(f"  task: {p.task}")
-    console.print(f"wrote {path}; next: loop clean {path}   then   loop sweep {path}")
+    r = load_recipe(path)
+    length = r.clean.length
+    console.print(f"  task: {p.task}; sizes {list(r.sizes)}; tiers {[t.name for t in r.tiers]}")
+    console.print(
+        f"  clean: {', '.join(r.clean.steps)}; answer tokens kept in "
+        f"[{length.min_answer_tokens}, {length.max_answer_tokens}]; "
+        f"JSON check {'on' if 'format' in r.clean.steps else 'off'}"
+    )
+    evaluators = ", ".join(e.name + (f" {e.params}" if e.params else "") for e in r.eval.evaluators)
+    console.print(f"  eval: {evaluators} on {r.eval.samples} items")
+    console.print(f"wrote {path} (each choice is commented there)")
+    console.print(f"next: loop clean {path}   then   loop sweep {path}")
     return 0
 
 
