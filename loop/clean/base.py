@@ -223,10 +223,16 @@ class PairFilter:
 
 
 def answers_differ(a: Example, b: Example, similarity: float) -> bool:
-    """Materially different answers; an option letter stands for its option's text."""
+    """Materially different answers. Two option letters differ unless they name the same option
+    text ("B" to "A: more / B: less" equals "A" to "A: less / B: more"): options of one question
+    are distinct choices even when only a word tells them apart ("higher" / "lower")."""
     from loop.clean.contradictions import answer_similarity
-    from loop.profile import answer_meaning
+    from loop.profile import answer_letter, answer_meaning
 
+    if answer_letter(a.answer) and answer_letter(b.answer):
+        ma, mb = answer_meaning(a), answer_meaning(b)
+        if ma != a.answer and mb != b.answer:  # both letters point at listed options
+            return normalize(ma) != normalize(mb)
     return answer_similarity(answer_meaning(a), answer_meaning(b)) < similarity
 
 

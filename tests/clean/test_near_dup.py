@@ -203,3 +203,17 @@ def test_the_same_letter_for_differently_ordered_options_is_a_different_answer()
     out = near_dup.run(pool, NearDedupConfig(on="prompt", threshold=0.5), StepContext())
     assert [d.index for d in out.drops] == [2]
     assert out.counts["minimal_pairs"] >= 1
+
+
+def test_options_a_word_apart_are_different_answers():
+    stem = "Ian compares an object with many colliding particles to one with few of them. Which is true"
+    high = "the object with many colliding particles has a higher concentration of particles"
+    low = "the object with many colliding particles has a lower concentration of particles"
+    a = mcq(stem, "B", options=(low, high))
+    b = mcq(stem.replace("many", "few", 1), "A", options=(low, high))
+    out = near_dup.run(
+        [a, b, *(mcq(q, "A") for q in QUESTIONS[1:])],
+        NearDedupConfig(on="prompt", threshold=0.5),
+        StepContext(),
+    )
+    assert out.drops == () and out.counts["minimal_pairs"] == 1
