@@ -74,7 +74,8 @@ def main() -> None:
     args = ap.parse_args()
 
     from loop import driver
-    from loop.recipe import load_recipe
+    from loop.plan import optimizer_steps
+    from loop.recipe import expand_cells, load_recipe
 
     folder = Path(tempfile.mkdtemp(prefix="loop-adaptive-real-"))
     os.chdir(folder)
@@ -96,14 +97,14 @@ def main() -> None:
 
     adaptive, grid = results["adaptive"][0], results["grid"][0]
     ran_adaptive = {o.cell for o in adaptive.outcomes}
-    grid_cells = driver.expand_cells(load_recipe(recipe_file(folder, "grid", args.max_size)))
+    grid_cells = expand_cells(load_recipe(recipe_file(folder, "grid", args.max_size)))
 
     def cost(cell_ids) -> int:
         r = load_recipe(recipe_file(folder, "grid", args.max_size))
         by_id = {c.id: c for c in grid_cells}
         extra = [c for c in cell_ids if c not in by_id]
         assert not extra, extra
-        return sum(driver.optimizer_steps(by_id[c].size, r) * r.train.batch_size for c in cell_ids)
+        return sum(optimizer_steps(by_id[c].size, r) * r.train.batch_size for c in cell_ids)
 
     grid_ids = [c.id for c in grid_cells]
     print()

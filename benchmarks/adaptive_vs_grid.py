@@ -3,11 +3,13 @@
     .venv/bin/python benchmarks/adaptive_vs_grid.py [--sims 60] [--n-boot 1000] [--quick]
         [--max-size 1024] [--eval-items 2000] [--seed-sd 0.005]
 
-Each simulation is one sweep of three tiers, accuracy `A(n) = c - a*n^-b` plus seed noise
+Each simulation is one sweep of four tiers, accuracy `A(n) = c - a*n^-b` plus seed noise
 (--seed-sd) and binomial noise on --eval-items evaluation items (the `SimulatedTrainer` of
 tests/test_adaptive.py), drawn at random per simulation: `fast` (true n* 40-300), `slow` (true n*
-300-900) and `rising` (true n* 5x-50x the largest size: still gaining there). True n* is where
-the true gain from doubling falls to epsilon (1 point).
+300-900) and `rising` (true n* 5x-50x the largest size: still gaining there). A fourth family,
+`late`, is a shape the analysis does not assume: a logistic in log2 n that sits near its
+zero-shot level, rises late and then flattens (the "pre-power" phase of fine-tuning curves).
+True n* is where the true gain from doubling falls to epsilon (1 point), after the rise.
 
 Baseline: the grid 16..max-size (doubling) x seeds 0-2, analysed once. Adaptive: round 0 runs
 16, 32, 64 with the same seeds, then `loop.adaptive.run_rounds` steers up to the same cap
@@ -50,6 +52,7 @@ FAMILIES = {  # name -> (true n* range, exponent range); drawn log-uniform / uni
     "fast": ((40, 300), (0.5, 0.9)),
     "slow": ((300, 900), (0.3, 0.6)),
     "rising": (None, (0.1, 0.3)),  # n* 5x-50x the largest size
+    "late": None,  # logistic in log2 n: (floor, top, steepness, midpoint); see draw_late
 }
 _TRAIN = TrainConfig()
 
@@ -63,8 +66,44 @@ def two_epochs(cell: Cell) -> float:
     return 2.0 * cell.size
 
 
-def draw(rng: np.random.Generator, family: str, cap: int) -> tuple[float, float, float]:
-    """(c, a, b) whose true n* falls in the family's range."""
+class MixedTrainer(SimulatedTrainer):
+    """The simulated trainer, with `late` tiers on a logistic curve instead of a power law."""
+
+    def true_value(self, tier: str, n: float) -> float:
+        p = self.tiers[tier]
+        if p[0] == "late":
+            return logistic(p, n)
+        return super().true_value(tier, n)
+
+
+def logistic(p: tuple, n: float) -> float:
+    _, floor, top, k, mid = p
+    return floor + (top - floor) / (1 + math.exp(-k * (math.log2(n) - mid)))
+
+
+def late_n_star(p: tuple, eps: float = EPS) -> float:
+    """Smallest n past the steepest doubling where the true gain from doubling is below eps."""
+    grid = np.geomspace(1, 2**24, 4000)
+    gain = np.array([logistic(p, 2 * n) - logistic(p, n) for n in grid])
+    past = np.arange(len(grid)) >= int(np.argmax(gain))
+    return float(grid[np.flatnonzero(past & (gain < eps))[0]])
+
+
+def draw_late(rng: np.random.Generator, cap: int) -> tuple:
+    floor, top = rng.uniform(0.05, 0.3), rng.uniform(0.6, 0.9)
+    k = rng.uniform(1.0, 2.5)  # rise over ~2-4 doublings
+    mid = rng.uniform(math.log2(32), math.log2(cap))  # the rise starts inside the range
+    return ("late", floor, top, k, mid)
+
+
+def truth_of(params: tuple) -> float:
+    return late_n_star(params) if params[0] == "late" else true_n_star(*params, EPS)
+
+
+def draw(rng: np.random.Generator, family: str, cap: int) -> tuple:
+    """(c, a, b) whose true n* falls in the family's range (`late`: logistic parameters)."""
+    if family == "late":
+        return draw_late(rng, cap)
     span, (b_lo, b_hi) = FAMILIES[family]
     lo, hi = span or (5 * cap, 50 * cap)
     n_star = math.exp(rng.uniform(math.log(lo), math.log(hi)))
@@ -125,15 +164,15 @@ def main() -> None:
     for sim in range(sims):
         rng = np.random.default_rng([20240, sim])
         tiers = {f: draw(rng, f, cap) for f in FAMILIES}
-        truth = {f: true_n_star(*tiers[f], EPS) for f in FAMILIES}
+        truth = {f: truth_of(tiers[f]) for f in FAMILIES}
 
-        grid = SimulatedTrainer(tiers, args.eval_items, args.seed_sd, sim_seed=sim, n_boot=n_boot)
+        grid = MixedTrainer(tiers, args.eval_items, args.seed_sd, sim_seed=sim, n_boot=n_boot)
         t0 = time.perf_counter()
         grid.run_cells(grid_cells)
         g_an = grid.analyze(frozenset(grid_cells))
         secs["grid"] += time.perf_counter() - t0
 
-        ada = SimulatedTrainer(
+        ada = MixedTrainer(
             tiers,
             args.eval_items,
             args.seed_sd,
@@ -161,7 +200,7 @@ def main() -> None:
                 cost[who][(f, "2ep")] += sum(map(two_epochs, mine))
 
     print(
-        f"{sims} simulations x 3 tiers, n_boot={n_boot}, eval {args.eval_items:,} items, seed sd "
+        f"{sims} simulations x {len(FAMILIES)} tiers, n_boot={n_boot}, eval {args.eval_items:,} items, seed sd "
         f"{100 * args.seed_sd:g} points, seeds {list(SEEDS)}, grid {grid_sizes[0]}..{cap:,} "
         f"doubling; adaptive starts at {list(FIRST)}, "
         f"max_rounds {len(grid_sizes) + 1}"

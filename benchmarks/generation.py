@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from train_overhead import json_task
+from loop.toy import json_task
 
 
 def main() -> None:

@@ -1,13 +1,23 @@
-"""Training throughput: `loop.train.train_cell` against a plain TRL SFTTrainer script.
+"""Training throughput: `loop.train.train_cell` against plain TRL SFTTrainer scripts, like for like.
 
-Both train the same LoRA on the same variable-length subset with the same hyperparameters, in
-this process, one after the other; each figure is non-padding tokens per second of wall time from
-building the trainer to the end of training; the best run of each is compared (the cores are
-shared, so noise only ever slows a run). Goal: loop / plain >= 1.0.
+All sides train the same LoRA on the same variable-length subset with the same hyperparameters,
+precision (fp32 on CPU, bf16 on CUDA), warm-up steps and activation checkpointing (off), in this
+process, in alternating order, after one untimed warm-up step each. Sides:
+
+- `loop`: loop's trainer, whose sampler batches examples of similar length (`_BucketSampler`);
+- `TRL random`: a plain SFTTrainer with TRL's default random batches;
+- `TRL by length`: a plain SFTTrainer at its best equivalent setting on this device,
+  `train_sampling_strategy="group_by_length"` (padding-free packing needs FlashAttention, so only
+  on CUDA with flash-attn installed, where it is used instead).
+
+Every forward pass of the decoder is counted: real tokens (attention mask) and computed tokens
+(padded batch shape). `real tok/s` is what a user gets; `computed tok/s` is the raw compute rate,
+so their ratio separates loop's batching (fewer padded tokens) from framework overhead (slower
+compute). The best run of each side is compared (on shared cores noise only ever slows a run).
 
     python benchmarks/train_overhead.py                 # SmolLM2, 48 examples, 6 steps, 2 runs each
     python benchmarks/train_overhead.py --steps 20 --repeats 3
-    python benchmarks/train_overhead.py --trl-defaults  # plain script keeps TRL's defaults
+    python benchmarks/train_overhead.py --trl-defaults  # plain sides keep TRL's own defaults
                                                         # (activation checkpointing, bf16 autocast)
 """
 
@@ -16,66 +26,61 @@ from __future__ import annotations
 import argparse
 import copy
 import dataclasses
-import json
-import random
+import math
 import tempfile
 import time
 
-from loop.example import Example, Message, make_example
-
-NAMES = ["Alice", "Bruno", "Chen", "Dana", "Emeka", "Fatima", "Goran", "Hana", "Ivan", "Julia"]
-CITIES = ["Paris", "Lagos", "Osaka", "Lima", "Oslo", "Cairo", "Denver", "Hanoi", "Porto", "Quito"]
-TEMPLATES = [
-    "{name} is {age} years old and lives in {city}.",
-    "Meet {name}, a {age}-year-old from {city}.",
-    "Living in {city}, {name} turned {age} this year.",
-    "At {age}, {name} moved to {city}.",
-]
-FILLER = [
-    "They enjoy hiking on weekends.",
-    "Their favourite food is soup.",
-    "They work as a teacher.",
-    "Last summer they learned to sail, which took longer than expected.",
-    "They are learning to play the violin and practise every evening after work.",
-    "Their neighbours say they bake the best bread on the street.",
-]
+from loop.toy import json_task
 
 
-def json_task(n: int, seed: int = 0, *, filler: int = 5) -> list[Example]:
-    """Synthetic extraction task: {name, age, city} as JSON; 0..`filler` extra sentences."""
-    rng = random.Random(seed)
-    out = []
-    for i in range(n):
-        name, city, age = rng.choice(NAMES), rng.choice(CITIES), rng.randint(18, 90)
-        text = rng.choice(TEMPLATES).format(name=name, age=age, city=city)
-        text = " ".join([text, *rng.sample(FILLER, rng.randint(0, filler))])
-        prompt = (
-            "Extract the person's name, age and city as JSON with keys name, age, city.\n\n" + text
-        )
-        answer = json.dumps({"name": name, "age": age, "city": city})
-        out.append(
-            make_example(
-                [Message("user", prompt), Message("assistant", answer)],
-                source=f"json_task:{seed}:{i}",
-                format="instruction",
-            )
-        )
-    return out
+class TokenCount:
+    """Counts real and computed (padded) tokens of every forward pass of a decoder module."""
+
+    def __init__(self, module) -> None:
+        self.real = self.computed = 0
+        self.handle = module.register_forward_pre_hook(self._hook, with_kwargs=True)
+
+    def _hook(self, _module, args, kwargs) -> None:
+        ids = kwargs.get("input_ids", args[0] if args else None)
+        mask = kwargs.get("attention_mask")
+        if ids is None:
+            return
+        self.computed += ids.numel()
+        self.real += int(mask.sum()) if mask is not None else ids.numel()
+
+    def close(self) -> tuple[int, int]:
+        self.handle.remove()
+        return self.real, self.computed
+
+
+def decoder(model):
+    return model.get_decoder() if hasattr(model, "get_decoder") else model.model
 
 
 def run_loop(base, train, cfg, lora, seed):
     from loop.train import release, train_cell
 
+    count = TokenCount(decoder(base.model))
     start = time.perf_counter()
     result = train_cell(base, train, cfg, lora, seed=seed)
     seconds = time.perf_counter() - start
     release(result)
-    return result.train_tokens, seconds, result.train_loss[-1][1]
+    return *count.close(), seconds, result.train_loss[-1][1]
 
 
-def run_plain_trl(base, train, cfg, lora, seed, trl_defaults):
+def flash_attention() -> bool:
+    import importlib.util
+
+    import torch
+
+    return torch.cuda.is_available() and importlib.util.find_spec("flash_attn") is not None
+
+
+def run_plain_trl(base, train, cfg, lora, seed, *, by_length: bool, trl_defaults: bool):
     import datasets
+    import torch
     from peft import LoraConfig as PeftLora
+    from transformers import PrinterCallback
     from trl import SFTConfig, SFTTrainer
 
     model = copy.deepcopy(base.model)  # the plain script owns its model
@@ -86,16 +91,34 @@ def run_plain_trl(base, train, cfg, lora, seed, trl_defaults):
         }
         for ex in train
     ]
-    extra = {} if trl_defaults else {"bf16": False, "gradient_checkpointing": False}
+    steps = cfg.budget.min_steps
+    same = {
+        # loop's own settings on this device: bf16 only on CUDA, no activation checkpointing
+        "bf16": base.device == "cuda" and base.model.dtype == torch.bfloat16,
+        # transformers 5.2x renamed the field; loop's trainer picks the name the same way
+        (
+            "activation_checkpointing"
+            if "activation_checkpointing" in SFTConfig.__dataclass_fields__
+            else "gradient_checkpointing"
+        ): False,
+    }
+    extra = {} if trl_defaults else same
+    if by_length:
+        if flash_attention():
+            extra["padding_free"] = True
+            model.config._attn_implementation = "flash_attention_2"
+        else:
+            extra["train_sampling_strategy"] = "group_by_length"
+    count = TokenCount(decoder(model))
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
         args = SFTConfig(
             output_dir=tmp,
-            max_steps=cfg.budget.min_steps,
+            max_steps=steps,
             per_device_train_batch_size=cfg.batch_size,
             learning_rate=cfg.learning_rate,
             lr_scheduler_type=cfg.scheduler,
-            warmup_steps=cfg.warmup_ratio,
+            warmup_steps=math.ceil(cfg.warmup_ratio * steps),  # as loop computes it
             logging_steps=cfg.logging_steps,
             max_length=cfg.max_length,
             save_strategy="no",
@@ -118,10 +141,22 @@ def run_plain_trl(base, train, cfg, lora, seed, trl_defaults):
                 task_type="CAUSAL_LM",
             ),
         )
+        trainer.remove_callback(PrinterCallback)  # loop's trainer prints nothing either
         trainer.train()
         seconds = time.perf_counter() - start
     last_loss = [log["loss"] for log in trainer.state.log_history if "loss" in log][-1]
-    return trainer._total_train_tokens, seconds, last_loss
+    return *count.close(), seconds, last_loss
+
+
+SIDES = ("loop", "TRL random", "TRL by length")
+
+
+def run_side(name, base, train, cfg, lora, seed, trl_defaults):
+    if name == "loop":
+        return run_loop(base, train, cfg, lora, seed)
+    return run_plain_trl(
+        base, train, cfg, lora, seed, by_length=name != "TRL random", trl_defaults=trl_defaults
+    )
 
 
 def main() -> None:
@@ -146,13 +181,17 @@ def main() -> None:
     datasets.disable_progress_bars()
     transformers.logging.set_verbosity_error()
     base = load_base(ModelConfig(name=a.model))
-    train = json_task(a.n, seed=a.seed)
+    train = json_task(a.n, seed=a.seed, filler=5)  # 0-5 extra sentences: lengths vary
     lens = sorted(
         len(base.tokenizer.apply_chat_template(r, tokenize=True, return_dict=True)["input_ids"])
         for r in [[{"role": m.role, "content": m.content} for m in ex.messages] for ex in train]
     )
+    by_length = "padding-free (flash-attn)" if flash_attention() else "group_by_length"
     print(
-        f"model {a.model} on {base.device}; {a.n} examples, tokens min/median/max {lens[0]}/{lens[len(lens) // 2]}/{lens[-1]}"
+        f"model {a.model} on {base.device} ({base.model.dtype}); {a.n} examples, tokens "
+        f"min/median/max {lens[0]}/{lens[len(lens) // 2]}/{lens[-1]}; {a.steps} steps of "
+        f"{a.batch}; 'TRL by length' = {by_length}"
+        + ("; plain sides keep TRL defaults" if a.trl_defaults else "")
     )
     cfg = TrainConfig(
         batch_size=a.batch,
@@ -167,24 +206,37 @@ def main() -> None:
     warm = dataclasses.replace(
         cfg, budget=BudgetConfig(policy="min_steps", epochs=1e-6, min_steps=1)
     )
-    run_loop(base, train[: a.batch], warm, lora, a.seed)
-    run_plain_trl(base, train[: a.batch], warm, lora, a.seed, a.trl_defaults)
-    rates: dict[str, list[float]] = {"loop": [], "plain TRL": []}
-    for r in range(a.repeats):
-        for name in ("loop", "plain TRL") if r % 2 == 0 else ("plain TRL", "loop"):
-            if name == "loop":
-                tokens, secs, loss = run_loop(base, train, cfg, lora, a.seed)
-            else:
-                tokens, secs, loss = run_plain_trl(base, train, cfg, lora, a.seed, a.trl_defaults)
-            rates[name].append(tokens / secs)
-            print(
-                f"  {name:10s} {tokens:7d} tokens in {secs:6.1f} s = {tokens / secs:7.1f} tokens/s (last loss {loss:.3f})"
-            )
-    # Best run of each: on shared cores a neighbour's burst only ever slows a run down.
-    loop_rate, plain_rate = max(rates["loop"]), max(rates["plain TRL"])
+    for name in SIDES:
+        run_side(name, base, train[: a.batch], warm, lora, a.seed, a.trl_defaults)
+    best: dict[str, tuple] = {}
     print(
-        f"best of {a.repeats}: loop {loop_rate:.1f} tokens/s, plain TRL {plain_rate:.1f} tokens/s, "
-        f"ratio {loop_rate / plain_rate:.2f}x"
+        f"  {'side':14s} {'real tok':>8s} {'computed':>8s} {'padding':>7s} {'seconds':>7s} "
+        f"{'real tok/s':>10s} {'computed tok/s':>14s}  last loss"
+    )
+    for r in range(a.repeats):
+        order = SIDES[r % len(SIDES) :] + SIDES[: r % len(SIDES)]  # rotate who goes first
+        for name in order:
+            real, computed, secs, loss = run_side(
+                name, base, train, cfg, lora, a.seed, a.trl_defaults
+            )
+            print(
+                f"  {name:14s} {real:8d} {computed:8d} {computed / real:6.2f}x {secs:7.1f} "
+                f"{real / secs:10.1f} {computed / secs:14.1f}  {loss:.3f}"
+            )
+            if name not in best or real / secs > best[name][0] / best[name][2]:
+                best[name] = (real, computed, secs)
+    rate = {k: v[0] / v[2] for k, v in best.items()}
+    compute = {k: v[1] / v[2] for k, v in best.items()}
+    print(f"best of {a.repeats} (real tokens/s; computed tokens/s):")
+    for name in SIDES[1:]:
+        print(
+            f"  loop / {name:14s} {rate['loop'] / rate[name]:.2f}x real, "
+            f"{compute['loop'] / compute[name]:.2f}x computed; padding {name} "
+            f"{best[name][1] / best[name][0]:.2f}x vs loop {best['loop'][1] / best['loop'][0]:.2f}x"
+        )
+    print(
+        "real/computed: a 'real' gain with a ~1.00x 'computed' ratio comes from batching (fewer "
+        "padded tokens), not from a faster framework."
     )
 
 

@@ -30,32 +30,9 @@ ValueError for a bad reference or example (the caller adds which example it was)
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, Literal
+from evals.registry import _REGISTRY, Kind, Registered, register
 
-Kind = Literal["generation", "loglik"]
-
-
-@dataclass(frozen=True)
-class Registered:
-    name: str
-    fn: Callable[..., Any]
-    kind: Kind
-    higher_is_better: bool = True
-
-
-_REGISTRY: dict[str, Registered] = {}
-
-
-def register(name: str, *, kind: Kind = "generation", higher_is_better: bool = True):
-    """Decorator: make `fn` available to recipes as `name`."""
-
-    def wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
-        _REGISTRY[name] = Registered(name, fn, kind, higher_is_better)
-        return fn
-
-    return wrap
+__all__ = ["Kind", "Registered", "get", "register", "registered_names"]
 
 
 def _load_builtins() -> None:

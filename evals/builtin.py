@@ -8,7 +8,7 @@ import unicodedata
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from evals import register
+from evals.registry import register
 
 # --------------------------------------------------------------------------------------------
 # Text matching

@@ -97,9 +97,8 @@ def steering_metric(recipe: Recipe, metrics: Sequence[str]) -> str | None:
     if not metrics:
         return None
     for ev in recipe.eval.evaluators:
-        name = f"eval.{ev.label or ev.name.rsplit(':', 1)[-1]}"
-        if name in metrics:
-            return name
+        if ev.metric in metrics:
+            return ev.metric
     evals = sorted(m for m in metrics if m.startswith("eval."))
     if evals:
         return evals[0]

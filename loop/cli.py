@@ -152,10 +152,10 @@ def cmd_validate(args) -> int:
             bad += 1
             continue
         if args.pool:
-            from loop import driver
+            from loop.prepare import check_sizes
 
             try:
-                driver.check_sizes(r)
+                check_sizes(r)
             except RecipeError as exc:
                 _print_recipe_error(exc)
                 bad += 1
@@ -255,11 +255,11 @@ def cmd_init(args) -> int:
 
 
 def cmd_plan(args) -> int:
-    from loop import driver
+    from loop import plan as plan_mod
 
     r = _recipe(args.recipe)
     try:
-        plan = driver.plan(r, progress=_Progress())
+        plan = plan_mod.plan(r, progress=_Progress())
     except RecipeError as exc:
         _print_recipe_error(exc)
         return 2
@@ -297,11 +297,11 @@ def _duration(seconds: float) -> str:
 
 
 def cmd_clean(args) -> int:
-    from loop import driver
+    from loop import prepare
 
     r = _recipe(args.recipe)
     with _Progress() as progress:
-        prep = driver.clean(r, progress=progress, force=args.force)
+        prep = prepare.clean(r, progress=progress, force=args.force)
     _print_funnel(prep)
     return 0
 
@@ -323,10 +323,10 @@ def _print_funnel(prep) -> None:
 
 
 def cmd_review_export(args) -> int:
-    from loop import driver
+    from loop import commands
 
     r = _recipe(args.recipe)
-    path = driver.review_export(r, Path(args.out), per_stratum=args.per_stratum)
+    path = commands.review_export(r, Path(args.out), per_stratum=args.per_stratum)
     console.print(
         f"wrote {path}: fill the `decision` column with accept/reject, then "
         f"`loop review import {args.recipe} {path}`"
@@ -335,21 +335,21 @@ def cmd_review_export(args) -> int:
 
 
 def cmd_review_import(args) -> int:
-    from loop import driver
+    from loop import commands
 
     r = _recipe(args.recipe)
-    summary = driver.review_import(r, Path(args.file))
+    summary = commands.review_import(r, Path(args.file))
     console.print(summary)
     return 0
 
 
 def cmd_train(args) -> int:
-    from loop import driver
+    from loop import commands
     from loop.recipe import Cell
 
     r = _recipe(args.recipe)
     with _Progress() as progress:
-        outcome = driver.run_single(
+        outcome = commands.run_single(
             r, Cell(args.tier, args.size, args.seed), progress=progress, track=not args.no_track
         )
     table = Table(title=f"cell {outcome.cell}")
@@ -465,10 +465,10 @@ def _print_decisions(rows: list[dict]) -> None:
 
 
 def cmd_status(args) -> int:
-    from loop import driver
+    from loop import commands
 
     r = _recipe(args.recipe)
-    rows = driver.status(r)
+    rows = commands.status(r)
     table = Table(title=f"{r.name}: cells")
     metric_cols = sorted({k for row in rows for k in row.metrics})
     for c in ("cell", "state", *metric_cols, "note"):
@@ -539,9 +539,9 @@ def cmd_curve(args) -> int:
 def cmd_ui(args) -> int:
     import subprocess
 
-    from loop import driver
+    from loop import commands
 
-    cmd, url = driver.ui_command(args.recipe and _recipe(args.recipe), port=args.port)
+    cmd, url = commands.ui_command(args.recipe and _recipe(args.recipe), port=args.port)
     console.print(f"MLflow UI: {url}\n(ctrl-c to stop)   {' '.join(cmd)}")
     try:
         return subprocess.call(cmd)
@@ -550,11 +550,11 @@ def cmd_ui(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    from loop import driver
+    from loop import commands
 
     r = _recipe(args.recipe)
     with _Progress() as progress:
-        outcome = driver.demo(r, progress=progress, rows=args.rows)
+        outcome = commands.demo(r, progress=progress, rows=args.rows)
     console.print(outcome.cleaning_score)
     console.print(
         f"cells: {outcome.sweep.ran} ran, {outcome.sweep.skipped} already done, {outcome.sweep.failed} failed"

@@ -6,9 +6,9 @@ cluster with GPUs; `executor.num_cpus`, default 1). `ray.init` joins `executor.a
 $RAY_ADDRESS (`auto`, `host:6379`, `ray://host:10001`) or starts a local instance with
 `executor.workers` CPUs.
 
-Who writes to the store: the driver, never a worker. A task returns its metrics, step history and
-predictions; the driver opens, fills and closes the cell's child run in one go when the result
-arrives. So a worker that dies mid-cell leaves nothing behind, Ray's retry (`executor.max_retries`)
+Who writes to the store: the driver, never a worker (workers import `loop/cell.py`, not the
+driver). A task returns its metrics, step history and predictions; the driver opens, fills and
+closes the cell's child run in one go when the result arrives. So a worker that dies mid-cell leaves nothing behind, Ray's retry (`executor.max_retries`)
 cannot create a second run for the same cell, workers need no credentials or network path to the
 tracking store, and SQLite keeps a single writer. The price: a Ray cell shows up in the UI when it
 finishes, not while it trains. Finished cells are recorded as they arrive, so a crashed driver
@@ -84,7 +84,8 @@ def _cell_task(
     With more than one GPU per cell, the cell trains data-parallel over them."""
     import torch
 
-    from loop import driver, models
+    from loop import cell as cell_mod
+    from loop import models
 
     history: list[tuple[str, int, float]] = []
     t0 = time.time()
@@ -93,11 +94,11 @@ def _cell_task(
             return run_data_parallel(recipe, cell, subset, val, processes=int(gpus))
         torch.set_num_threads(max(1, threads))
         base = models.load_base(recipe.model)
-        return driver.compute_cell(
+        return cell_mod.compute_cell(
             recipe, cell, subset, val, base, lambda *_: None, history=history
         )
     except Exception as exc:  # a Python error is the cell's result, not a reason to retry
-        return driver.failed_result(exc, history, t0)
+        return cell_mod.failed_result(exc, history, t0)
 
 
 def run_cells(
@@ -116,7 +117,7 @@ def run_cells(
     """
     import ray
 
-    from loop import driver
+    from loop.cell import failed_result
 
     started_here, resources = connect(recipe.executor)
     pending: dict[Any, tuple[Cell, float]] = {}
@@ -143,7 +144,7 @@ def run_cells(
                 try:
                     result = ray.get(ref)
                 except ray.exceptions.RayError as exc:  # retries used up, or the task was lost
-                    result = driver.failed_result(exc, [], t0)
+                    result = failed_result(exc, [], t0)
                 on_result(cell, result)
     except KeyboardInterrupt:
         for ref in pending:
@@ -211,7 +212,8 @@ def _data_parallel_main(payload: str, out: str) -> None:
 
     import torch
 
-    from loop import driver, models
+    from loop import cell as cell_mod
+    from loop import models
 
     recipe, cell, subset, val = pickle.loads(Path(payload).read_bytes())
     rank = int(os.environ.get("RANK", "0"))
@@ -219,7 +221,7 @@ def _data_parallel_main(payload: str, out: str) -> None:
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))  # "cuda" = this GPU
     base = models.load_base(recipe.model)
     # Every process evaluates (no collective after training, so none can hang); rank 0 reports.
-    result = driver.compute_cell(recipe, cell, subset, val, base, lambda *_: None)
+    result = cell_mod.compute_cell(recipe, cell, subset, val, base, lambda *_: None)
     if rank == 0:
         Path(out).write_bytes(pickle.dumps(result))
 

@@ -74,7 +74,7 @@ def build_evaluators(specs: Sequence[EvaluatorSpec]) -> list[Evaluator]:
         except KeyError as exc:
             errors.append(f"{where}: {exc.args[0]}")
             continue
-        label = spec.label or (spec.name.rpartition(":")[2] if ":" in spec.name else spec.name)
+        label = spec.metric_label
         sig = inspect.signature(reg.fn)
         wants_example = reg.kind == "generation" and "example" in sig.parameters
         try:
@@ -96,10 +96,6 @@ def build_evaluators(specs: Sequence[EvaluatorSpec]) -> list[Evaluator]:
             )
             continue
         out.append(Evaluator(label, spec.name, reg.fn, reg.kind, dict(spec.params), wants_example))
-    labels = [e.label for e in out]
-    dupes = sorted({x for x in labels if labels.count(x) > 1})
-    if dupes:
-        errors.append(f"eval.evaluators: metric names must differ, {dupes} repeat; set `label`")
     if errors:
         raise ValueError("\n".join(errors))
     return out

@@ -218,11 +218,11 @@ def _ladder(profile: PoolProfile, train_pool: int, max_size: int | None) -> tupl
 
 
 def _max_length(profile: PoolProfile) -> tuple[int, str]:
-    need = profile.example_tokens_max + 15  # + 3 turns' chat markers
+    need = profile.example_tokens_max
     length = min(1 << max(7, math.ceil(math.log2(max(need, 1)))), 2048)
     why = (
-        f"the longest record is {profile.example_tokens_max:g} tokens (+15 for the chat "
-        "markers), rounded up to a power of 2 (128-2048)"
+        f"the longest record is {need:g} tokens with the chat template, rounded up to a power "
+        "of 2 (128-2048)"
     )
     if need > length:
         why += "; longer records are dropped by `length` (too_long)"
@@ -266,7 +266,7 @@ def plan(
     def count_tokens(texts: list[str]) -> list[int]:
         return [len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
 
-    prof = profile_pool(load.examples, count_tokens)
+    prof = profile_pool(load.examples, count_tokens, models.template_overhead(tokenizer))
     skipped = sum(load.skipped_by_reason.values())
     text = render_recipe(
         paths=tuple(paths),

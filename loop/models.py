@@ -35,7 +35,7 @@ import os
 import shutil
 import tempfile
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -404,6 +404,31 @@ def prompt_ids(tokenizer: Any, ex: Example, *, as_text: bool = False) -> list[in
             row["prompt"], tokenize=True, add_generation_prompt=True, return_dict=True
         )
     )
+
+
+def template_overhead(tokenizer: Any, *, as_text: bool = False) -> Callable[[Sequence[str]], int]:
+    """Tokens an example's format adds around its messages' contents, by the roles of those
+    messages: the chat template rendered with every content empty (as text: the blank lines
+    between prompt messages and the EOS after the answer). The one measure of this overhead, for
+    the length filter and the training-token estimate. Measured on the packaged
+    SmolLM2-135M-Instruct: 32 tokens for a user+assistant example (its template adds a 22-token
+    default system prompt when there is none), 16 for system+user+assistant."""
+    cache: dict[tuple[str, ...], int] = {}
+
+    def count(roles: Sequence[str]) -> int:
+        key = tuple(roles)
+        if key not in cache:
+            if as_text:
+                text = "\n\n" * max(0, len(key) - 2) + (tokenizer.eos_token or "")
+                cache[key] = len(_ids(tokenizer(text=text, add_special_tokens=False)))
+            else:
+                empty = [{"role": r, "content": ""} for r in key]
+                cache[key] = len(
+                    _ids(tokenizer.apply_chat_template(empty, tokenize=True, return_dict=True))
+                )
+        return cache[key]
+
+    return count
 
 
 def encode_example(

@@ -50,7 +50,7 @@ class PoolProfile:
     choice_share: float = 0.0
     shared_system: float = 0.0  # share of records whose system prompt is the most common one
     prompt_tokens_q95: float = 0.0
-    example_tokens_max: float = 0.0  # prompt + answer, the longest record
+    example_tokens_max: float = 0.0  # prompt + answer (+ chat template), the longest record
 
     def describe(self) -> str:
         q = self.answer_tokens
@@ -116,9 +116,12 @@ def _approx_tokens(texts: list[str]) -> list[int]:
 
 
 def profile_pool(
-    examples: Sequence[Example], count_tokens: CountTokens | None = None
+    examples: Sequence[Example],
+    count_tokens: CountTokens | None = None,
+    overhead: Callable[[Sequence[str]], int] | None = None,
 ) -> PoolProfile:
-    """What the pool's answers are and how long; `count_tokens` defaults to ~1.3 tokens a word."""
+    """What the pool's answers are and how long; `count_tokens` defaults to ~1.3 tokens a word.
+    `overhead(roles)` is what the chat template adds to a record (loop.models.template_overhead)."""
     from loop.clean.format_check import looks_like_json
 
     n = len(examples)
@@ -129,7 +132,10 @@ def profile_pool(
     q["max"] = float(lengths[-1]) if lengths else 0.0
     prompt_counts = count(["\n".join(m.content for m in ex.prompt) for ex in examples])
     answer_counts = count(answers)
-    longest = max((p + a for p, a in zip(prompt_counts, answer_counts, strict=True)), default=0)
+    extra = [overhead([m.role for m in ex.messages]) if overhead else 0 for ex in examples]
+    longest = max(
+        (p + a + e for p, a, e in zip(prompt_counts, answer_counts, extra, strict=True)), default=0
+    )
     prompt_lengths = sorted(prompt_counts)
 
     json_share = sum(looks_like_json(a) for a in answers) / n if n else 0.0

@@ -226,6 +226,19 @@ class SplitConfig:
     seed: int = _f(0, doc="split seed", ge=0)
 
 
+# The names the clean steps know, here so that a recipe is checked without loading the steps.
+QUALITY_SIGNALS: tuple[str, ...] = (
+    "length",
+    "repetition",
+    "overlap",
+    "format",
+    "charset",
+    "ending",
+)
+OPTIONAL_QUALITY_SIGNALS: tuple[str, ...] = ("model_loss",)
+PII_KINDS: tuple[str, ...] = ("email", "phone", "ip", "credit_card")
+RAW_TIER = "raw"  # the tier that is the pool before cleaning
+
 CLEAN_STEPS: tuple[str, ...] = (
     "exact_dedup",
     "near_dedup",
@@ -326,7 +339,7 @@ class SubsetsConfig:
         "grid", doc="grid: every size; adaptive: next sizes chosen from the curve after each round"
     )
     adaptive: AdaptiveConfig = _f(AdaptiveConfig())
-    seeds: tuple[int, ...] = _f((0,), doc="one seeded permutation per tier and seed")
+    seeds: tuple[int, ...] = _f((0,), doc="one seeded permutation per tier and seed", ge=0)
     stratify_by: str | None = _f(None, doc="meta field whose mix each subset keeps")
     on_too_small: Literal["error", "cap"] = _f(
         "error", doc="a tier smaller than a size: error, or cap the size"
@@ -389,6 +402,16 @@ class EvaluatorSpec:
     label: str | None = _f(
         None, doc="metric name eval.<label> (default: the registered or function name)"
     )
+
+    @property
+    def metric_label(self) -> str:
+        """What follows `eval.` in the metric's name: the label, else the registered name, else
+        the function name of `module:function`."""
+        return self.label or self.name.rpartition(":")[2]
+
+    @property
+    def metric(self) -> str:
+        return f"eval.{self.metric_label}"
 
 
 @dataclass(frozen=True)
@@ -734,8 +757,29 @@ def load_recipe(path: str | Path, *, pool_size: int | None = None) -> Recipe:
     return parse_recipe(data, source=str(path), pool_size=pool_size)
 
 
+def validate(r: Recipe) -> None:
+    """Raise RecipeError when a recipe built in code (not read by `parse_recipe`) has a
+    cross-field problem: the same checks `loop validate` runs."""
+    errors = _cross_checks(r, None)
+    if errors:
+        raise RecipeError(r.path or r.name, errors)
+
+
 def _cross_checks(r: Recipe, pool_size: int | None) -> list[str]:
-    errors: list[str] = []
+    """Every check that looks at more than one field; the stages assume these hold."""
+    return [
+        *_check_steps(r),
+        *_check_tiers(r),
+        *_check_quality_weights(r.clean.quality),
+        *_check_pii(r.clean.pii),
+        *_check_subsets(r, pool_size),
+        *_check_evaluators(r),
+        *_check_steering_metric(r),
+    ]
+
+
+def _check_steps(r: Recipe) -> list[str]:
+    errors = []
     for i, step in enumerate(r.clean.steps):
         if step not in CLEAN_STEPS:
             errors.append(
@@ -746,20 +790,84 @@ def _cross_checks(r: Recipe, pool_size: int | None) -> list[str]:
         errors.append(f"clean.steps: each step at most once, got {list(r.clean.steps)}")
     if not r.pool.paths and not r.pool.hf_dataset:
         errors.append("pool: give `paths` (files or globs) or `hf_dataset`, got neither")
+    return errors
+
+
+def needs_quality(t: TierSpec) -> bool:
+    """Whether a tier selects by quality score (and so needs the `quality` clean step)."""
+    return t.name != RAW_TIER and (t.min_score is not None or (t.top or 1.0) < 1.0)
+
+
+def _check_tiers(r: Recipe) -> list[str]:
+    errors = []
     names = [t.name for t in r.tiers]
     if len(set(names)) != len(names):
         errors.append(f"tiers: names must be unique, got {names}")
     if not r.tiers:
         errors.append("tiers: at least one tier is required, got []")
     for i, t in enumerate(r.tiers):
-        if t.name == "raw" and (t.top is not None or t.min_score is not None):
+        if t.name == RAW_TIER and (t.top is not None or t.min_score is not None):
             errors.append(
                 f"tiers[{i}]: the `raw` tier is the uncleaned pool; it takes no top/min_score"
             )
-        if t.name != "raw" and t.top is not None and t.min_score is not None:
+        if t.name != RAW_TIER and t.top is not None and t.min_score is not None:
             errors.append(f"tiers[{i}]: give `top` or `min_score`, not both")
-        if t.name != "raw" and not t.name.replace("_", "").replace("-", "").isalnum():
+        if t.name != RAW_TIER and not t.name.replace("_", "").replace("-", "").isalnum():
             errors.append(f"tiers[{i}].name: letters, digits, - and _ only, got {t.name!r}")
+        if needs_quality(t) and "quality" not in r.clean.steps:
+            field_name = "min_score" if t.min_score is not None else "top"
+            errors.append(
+                f"tiers[{i}].{field_name} ({t.name}): selects by quality score, which needs "
+                f"`quality` in clean.steps; got clean.steps {list(r.clean.steps)}"
+            )
+    return errors
+
+
+def _check_quality_weights(cfg: QualityConfig) -> list[str]:
+    allowed = QUALITY_SIGNALS + (OPTIONAL_QUALITY_SIGNALS if cfg.model_loss else ())
+    errors = [
+        f"clean.quality.weights.{name}: unknown signal{_suggest(name, list(allowed))}; "
+        f"allowed: {', '.join(allowed)}"
+        for name in cfg.weights
+        if name not in allowed
+    ]
+    errors += [
+        f"clean.quality.weights.{name}: must be >= 0, got {w:g}"
+        for name, w in cfg.weights.items()
+        if w < 0
+    ]
+    if cfg.weights and not any(cfg.weights.get(s, 1.0) > 0 for s in allowed):
+        errors.append(
+            f"clean.quality.weights: at least one signal needs a weight > 0, got {cfg.weights}"
+        )
+    return errors
+
+
+def _check_pii(cfg: PiiConfig) -> list[str]:
+    import re
+
+    errors = [
+        f"clean.pii.kinds: unknown kind {k!r}{_suggest(k, list(PII_KINDS))}; "
+        f"allowed: {', '.join(PII_KINDS)}"
+        for k in cfg.kinds
+        if k not in PII_KINDS
+    ]
+    for name, pattern in cfg.patterns.items():
+        if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", name):
+            errors.append(
+                f"clean.pii.patterns.{name}: name must be a letter then letters, digits and _, "
+                f"got {name!r}"
+            )
+            continue
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            errors.append(f"clean.pii.patterns.{name}: not a valid regex ({exc}), got {pattern!r}")
+    return errors
+
+
+def _check_subsets(r: Recipe, pool_size: int | None) -> list[str]:
+    errors = []
     sizes = r.subsets.sizes
     if isinstance(sizes, Ladder) and sizes.max < sizes.start:
         errors.append(f"subsets.sizes.max: must be >= start ({sizes.start}), got {sizes.max}")
@@ -769,26 +877,61 @@ def _cross_checks(r: Recipe, pool_size: int | None) -> list[str]:
         for i, n in enumerate(sizes):
             if n <= 0:
                 errors.append(f"subsets.sizes[{i}]: must be > 0, got {n}")
-    if not r.subsets.seeds:
+        if len(set(sizes)) != len(sizes):
+            errors.append(f"subsets.sizes: each size at most once, got {list(sizes)}")
+    seeds = r.subsets.seeds
+    if not seeds:
         errors.append("subsets.seeds: at least one seed, got []")
+    if len(set(seeds)) != len(seeds):
+        errors.append(f"subsets.seeds: each seed at most once, got {list(seeds)}")
     if pool_size is not None and r.subsets.on_too_small == "error":
         too_big = [n for n in ladder_sizes(sizes) if n > pool_size]
         if too_big:
             errors.append(
                 f"subsets.sizes: must be within (0, {pool_size}] (training pool size), got {too_big}"
             )
-    from evals import registered_names  # light import: the registry, no model code
+    return errors
 
-    known = registered_names()
+
+def _check_evaluators(r: Recipe) -> list[str]:
+    import evals  # light import: the registry, no model code
+
+    errors = []
+    known = evals.registered_names()
     for i, ev in enumerate(r.eval.evaluators):
+        where = f"eval.evaluators[{i}].name"
         if ":" in ev.name:
-            continue  # user function as module:function, checked when the evaluator is built
-        if ev.name not in known:
+            try:
+                evals.get(ev.name)  # imports the user's module, as evaluation will
+            except KeyError as exc:
+                errors.append(
+                    f"{where}: {exc.args[0]}; expected a registered name or an importable "
+                    f"module:function, got {ev.name!r}"
+                )
+        elif ev.name not in known:
             errors.append(
-                f"eval.evaluators[{i}].name: unknown evaluator {ev.name!r}{_suggest(ev.name, known)}; "
+                f"{where}: unknown evaluator {ev.name!r}{_suggest(ev.name, known)}; "
                 f"registered: {', '.join(known)}, or a dotted path module:function"
             )
+    labels = [ev.metric_label for ev in r.eval.evaluators]
+    repeated = sorted({x for x in labels if labels.count(x) > 1})
+    if repeated:
+        errors.append(
+            f"eval.evaluators: metric names must differ (set `label`), got {repeated} "
+            "more than once"
+        )
     return errors
+
+
+def _check_steering_metric(r: Recipe) -> list[str]:
+    metric = r.subsets.adaptive.metric
+    allowed = analysed_metrics(r)
+    if metric is None or metric in allowed:
+        return []
+    return [
+        f"subsets.adaptive.metric: must be one of {', '.join(allowed)} (the metrics the "
+        f"sweep analyses), got {metric!r}{_suggest(metric, allowed)}"
+    ]
 
 
 def to_dict(obj: Any) -> Any:
@@ -834,7 +977,28 @@ class Cell:
 
     @property
     def id(self) -> str:
-        return f"{self.tier}-n{self.size}-s{self.seed}"
+        return cell_id(self.tier, self.size, self.seed)
+
+
+def cell_id(tier: str, size: int, seed: int) -> str:
+    """A cell's stable id (`<tier>-n<size>-s<seed>`): run names, tags and manifest files."""
+    return f"{tier}-n{size}-s{seed}"
+
+
+VAL_LOSS = "val_loss"
+
+
+def is_curve_metric(name: str) -> bool:
+    """A metric the curves analyse: `val_loss` or `eval.<label>` (not `eval.<label>.<sub>`, not a
+    counter such as `train_tokens`)."""
+    return name == VAL_LOSS or (name.startswith("eval.") and name.count(".") == 1)
+
+
+def analysed_metrics(r: Recipe) -> list[str]:
+    """The metrics a sweep of `r` analyses, in recipe order (`saturation.metrics` narrows them)."""
+    known = [VAL_LOSS] + [e.metric for e in r.eval.evaluators]
+    wanted = set(r.saturation.metrics)
+    return [m for m in known if not wanted or m in wanted]
 
 
 def expand_cells(r: Recipe, sizes: tuple[int, ...] | None = None) -> list[Cell]:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from loop.tiers import RAW, tier_pool, validation_set
 
 if TYPE_CHECKING:
-    from loop.clean import CleanResult
+    from loop.clean.result import CleanResult
 
 COLUMNS = (
     "stratum",

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from loop.example import Example
+from loop.recipe import cell_id
 
 
 @dataclass(frozen=True)
@@ -110,6 +111,6 @@ def manifest_bytes(subset: Subset) -> bytes:
 
 def write_manifest(subset: Subset, folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{subset.tier}-n{subset.size}-s{subset.seed}.json"
+    path = folder / f"{cell_id(subset.tier, subset.size, subset.seed)}.json"
     path.write_bytes(manifest_bytes(subset))
     return path

@@ -6,8 +6,9 @@ Tiers may overlap (top 30% is inside top 70%), so membership is a list of names 
 meta['tiers'] on each training example; `tier_pool` returns a tier's training pool.
 
 `raw` is the pool before cleaning minus the validation set and its duplicates (same record,
-same prompt, or a MinHash near-duplicate), for the quality-vs-quantity comparison; those raw
-records carry split `train`, the removed ones `held_out` with the reason in meta['held_out'].
+same prompt, or a MinHash near-duplicate; `loop.clean.split.raw_pool` forms it), for the
+quality-vs-quantity comparison; those raw records carry split `train`, the removed ones
+`held_out` with the reason in meta['held_out'].
 The validation set is shared by every tier and cell: `validation_set`.
 """
 
@@ -18,31 +19,18 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from loop.example import Example
-from loop.recipe import NearDedupConfig, TierSpec
+from loop.recipe import RAW_TIER, TierSpec, needs_quality
 
 if TYPE_CHECKING:
-    from loop.clean import CleanResult
+    from loop.clean.result import CleanResult
 
-RAW = "raw"
-
-
-def needs_scores(spec: TierSpec) -> bool:
-    return spec.name != RAW and (spec.min_score is not None or (spec.top or 1.0) < 1.0)
-
-
-def check_tiers(specs: Sequence[TierSpec], steps: Sequence[str]) -> list[str]:
-    """Problems with the tier specs given the clean steps run, one per line."""
-    return [
-        f"tiers[{i}] ({s.name}): selects by quality score, but `quality` is not in clean.steps"
-        for i, s in enumerate(specs)
-        if needs_scores(s) and "quality" not in steps
-    ]
+RAW = RAW_TIER
 
 
 def select(train: Sequence[Example], spec: TierSpec) -> list[int]:
     """Indices of `train` that belong to the tier `spec` (not for `raw`)."""
     n = len(train)
-    if not needs_scores(spec):
+    if not needs_quality(spec):
         return list(range(n))
     missing = [ex.id for ex in train if "quality" not in ex.scores]
     if missing:
@@ -64,24 +52,6 @@ def assign_tiers(train: Sequence[Example], specs: Sequence[TierSpec]) -> list[Ex
     for i, ex in enumerate(train):
         names = [name for name, idx in members.items() if i in idx]
         out.append(dataclasses.replace(ex, meta={**ex.meta, "tiers": names}))
-    return out
-
-
-def raw_pool(
-    raw: Sequence[Example], validation: Sequence[Example], near: NearDedupConfig
-) -> list[Example]:
-    """The raw pool with split `train`, or `held_out` when it duplicates a validation example."""
-    from loop.clean.split import leaks
-
-    found = leaks(validation, raw, near)
-    out = []
-    for i, ex in enumerate(raw):
-        if i in found:
-            out.append(
-                dataclasses.replace(ex, split="held_out", meta={**ex.meta, "held_out": found[i]})
-            )
-        else:
-            out.append(dataclasses.replace(ex, split="train", meta={**ex.meta, "tiers": [RAW]}))
     return out
 
 

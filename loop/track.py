@@ -15,15 +15,23 @@ import sqlite3
 import sys
 import time
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import mlflow
 import pandas as pd
 from mlflow import MlflowClient
 from mlflow.entities import DatasetInput, InputTag, Metric, Param, RunTag
+
+from loop.example import Example
+from loop.recipe import Cell, Recipe
+from loop.recipe import recipe_digest as digest_of
+
+if TYPE_CHECKING:
+    from loop.cell import CellResult
+    from loop.subsets import Subset
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -102,6 +110,12 @@ class CellRun:
     tags: dict[str, str]
     error: str | None
 
+    @property
+    def key(self) -> Cell:
+        """The cell this run measured, rebuilt from its tags (`cell_tags` writes them)."""
+        t = self.tags
+        return Cell(t["loop.tier"], int(t["loop.size"]), int(t["loop.seed"]))
+
 
 def cell_runs(
     client: MlflowClient, exp_id: str, recipe_digest: str, pool_digest: str
@@ -160,6 +174,13 @@ def mark_interrupted(client: MlflowClient, runs: Iterable[CellRun]) -> list[str]
     return marked
 
 
+def _sweep_filter(recipe_digest: str, pool_digest: str) -> str:
+    return (
+        f"tags.`loop.kind` = 'sweep' and tags.`loop.recipe_digest` = '{_q(recipe_digest)}' "
+        f"and tags.`loop.pool_digest` = '{_q(pool_digest)}'"
+    )
+
+
 def sweep_parent(
     client: MlflowClient,
     exp_id: str,
@@ -171,12 +192,11 @@ def sweep_parent(
     tags: dict[str, str],
 ) -> str:
     """The parent run of this sweep: reused when the same recipe+pool is run again (resume)."""
-    flt = (
-        f"tags.`loop.kind` = 'sweep' and tags.`loop.recipe_digest` = '{_q(recipe_digest)}' "
-        f"and tags.`loop.pool_digest` = '{_q(pool_digest)}'"
-    )
     found = client.search_runs(
-        [exp_id], filter_string=flt, max_results=1, order_by=["start_time DESC"]
+        [exp_id],
+        filter_string=_sweep_filter(recipe_digest, pool_digest),
+        max_results=1,
+        order_by=["start_time DESC"],
     )
     if found:
         run_id = found[0].info.run_id
@@ -350,3 +370,168 @@ def experiment_url(
     eid = exp.experiment_id if exp else "0"
     # MLflow 3 opens in GenAI mode; this query shows the classic runs table.
     return f"http://{host}:{port}/#/experiments/{eid}/runs?workflowType=machine_learning"
+
+
+# ---------------------------------------------------------------------------------------------
+# A sweep's writes: the store resolved once, cells opened and closed, the clean run
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Tracker:
+    """What a sweep needs from the store, resolved once."""
+
+    client: MlflowClient
+    exp_id: str
+    store: Store
+    recipe_digest: str
+    pool_digest: str
+
+
+def tracker(recipe: Recipe, pool_digest: str) -> Tracker:
+    store = resolve_store(recipe.tracking.uri)
+    client = client_for(store)
+    exp_id = ensure_experiment(store, recipe.experiment)
+    return Tracker(client, exp_id, store, digest_of(recipe), pool_digest)
+
+
+def open_sweep(tr: Tracker, *, params: dict[str, Any], tags: dict[str, str]) -> str:
+    """The parent run of this recipe+pool's sweep (reused on resume), RUNNING."""
+    return sweep_parent(
+        tr.client,
+        tr.exp_id,
+        recipe_digest=tr.recipe_digest,
+        pool_digest=tr.pool_digest,
+        name=f"sweep-{tr.recipe_digest[:6]}",
+        params=params,
+        tags=tags,
+    )
+
+
+def runs_of(tr: Tracker) -> list[CellRun]:
+    return cell_runs(tr.client, tr.exp_id, tr.recipe_digest, tr.pool_digest)
+
+
+def examples_frame(examples: Sequence[Example]) -> pd.DataFrame:
+    """Examples as the table an MLflow dataset input shows: id, source, prompt, answer."""
+    return pd.DataFrame(
+        {
+            "id": [e.id for e in examples],
+            "source": [e.source for e in examples],
+            "prompt": ["\n".join(f"{m.role}: {m.content}" for m in e.prompt) for e in examples],
+            "answer": [e.answer for e in examples],
+        }
+    )
+
+
+def cell_tags(tr: Tracker, cell: Cell, subset: Subset) -> dict[str, str]:
+    """A cell run's tags: what it measured (read back by `CellRun.key`) and on which data."""
+    return {
+        "loop.tier": cell.tier,
+        "loop.size": str(cell.size),
+        "loop.seed": str(cell.seed),
+        "loop.recipe_digest": tr.recipe_digest,
+        "loop.pool_digest": tr.pool_digest,
+        "loop.capped": str(subset.capped).lower(),
+        "loop.subset_sha256": subset.sha256,
+    }
+
+
+def open_cell(
+    tr: Tracker,
+    parent_id: str | None,
+    cell: Cell,
+    subset: Subset,
+    *,
+    params: dict[str, Any],
+    manifest: Path,
+) -> str:
+    """The cell's child run, RUNNING, with its tags, params and subset as a dataset input."""
+    run_id = start_cell(
+        tr.client,
+        tr.exp_id,
+        parent_id,
+        cell=cell.id,
+        tags=cell_tags(tr, cell, subset),
+        params={**params, "subset.n_examples": len(subset.examples)},
+    )
+    log_subset_input(
+        tr.client,
+        run_id,
+        examples_frame(subset.examples),
+        name=cell.id,
+        source=manifest.resolve().as_uri(),
+    )
+    return run_id
+
+
+def close_cell(tr: Tracker, run_id: str, res: CellResult) -> None:
+    """Write a cell's result and mark it done (or FAILED with its error)."""
+    if res.history:
+        log_history(tr.client, run_id, res.history)
+    if res.error:
+        fail_cell(tr.client, run_id, res.error)
+        return
+    log_params(tr.client, run_id, res.params)
+    log_metrics(tr.client, run_id, {**res.metrics, **res.counters}, step=res.steps)
+    log_table(tr.client, run_id, list(res.predictions), "predictions.json")
+    finish_cell(tr.client, run_id)
+
+
+def record_cell(
+    tr: Tracker,
+    parent_id: str | None,
+    cell: Cell,
+    subset: Subset,
+    res: CellResult,
+    *,
+    params: dict[str, Any],
+    manifest: Path,
+) -> str:
+    """Track a cell computed elsewhere (a Ray worker): open, fill and close its run in one go, so
+    a worker that dies mid-cell leaves nothing in the store and its retry cannot duplicate it."""
+    run_id = open_cell(tr, parent_id, cell, subset, params=params, manifest=manifest)
+    close_cell(tr, run_id, res)
+    return run_id
+
+
+def log_clean_once(
+    tr: Tracker,
+    *,
+    params: dict[str, Any],
+    metrics: dict[str, float],
+    files: Iterable[Path],
+    pool: Sequence[Example],
+    pool_source: str,
+) -> None:
+    """A `clean` run per recipe+pool, with the funnel and the raw pool as a dataset input."""
+    existing = tr.client.search_runs(
+        [tr.exp_id],
+        filter_string=f"tags.`loop.kind` = 'clean' and tags.`loop.pool_digest` = "
+        f"'{_q(tr.pool_digest)}' and tags.`loop.recipe_digest` = '{_q(tr.recipe_digest)}'",
+        max_results=1,
+    )
+    if existing:
+        return
+    rid = log_clean_run(
+        tr.client,
+        tr.exp_id,
+        pool_digest=tr.pool_digest,
+        params=params,
+        metrics=metrics,
+        files=files,
+        pool_frame=examples_frame(pool),
+        pool_source=pool_source,
+    )
+    tr.client.set_tag(rid, "loop.recipe_digest", tr.recipe_digest)
+
+
+def latest_sweep(tr: Tracker) -> str | None:
+    """The newest parent run of this recipe+pool, if any."""
+    found = tr.client.search_runs(
+        [tr.exp_id],
+        filter_string=_sweep_filter(tr.recipe_digest, tr.pool_digest),
+        max_results=1,
+        order_by=["start_time DESC"],
+    )
+    return found[0].info.run_id if found else None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import random
 
@@ -11,6 +10,7 @@ import torch
 
 from loop.example import Example, Message, make_example
 from loop.recipe import ModelConfig
+from loop.toy import json_task
 
 # The tiny test models run fastest on one thread: with two, OpenMP threads spin against any other
 # process on a 2-core machine and a 3 ms forward pass took 300 ms (measured). Subprocesses
@@ -18,42 +18,7 @@ from loop.recipe import ModelConfig
 os.environ["OMP_NUM_THREADS"] = "1"
 torch.set_num_threads(1)
 
-NAMES = ["Alice", "Bruno", "Chen", "Dana", "Emeka", "Fatima", "Goran", "Hana", "Ivan", "Julia"]
-CITIES = ["Paris", "Lagos", "Osaka", "Lima", "Oslo", "Cairo", "Denver", "Hanoi", "Porto", "Quito"]
-TEMPLATES = [
-    "{name} is {age} years old and lives in {city}.",
-    "Meet {name}, a {age}-year-old from {city}.",
-    "Living in {city}, {name} turned {age} this year.",
-    "At {age}, {name} moved to {city}.",
-]
-FILLER = [
-    "They enjoy hiking on weekends.",
-    "Their favourite food is soup.",
-    "They work as a teacher.",
-    "Last summer they learned to sail, which took longer than expected.",
-]
-
-
-def make_json_task(n: int, seed: int = 0, *, filler: int = 3) -> list[Example]:
-    """Extract {name, age, city} as JSON from a sentence; 0..`filler` extra sentences vary lengths."""
-    rng = random.Random(seed)
-    out = []
-    for i in range(n):
-        name, city, age = rng.choice(NAMES), rng.choice(CITIES), rng.randint(18, 90)
-        text = rng.choice(TEMPLATES).format(name=name, age=age, city=city)
-        text = " ".join([text, *rng.sample(FILLER, rng.randint(0, filler))])
-        prompt = (
-            "Extract the person's name, age and city as JSON with keys name, age, city.\n\n" + text
-        )
-        answer = json.dumps({"name": name, "age": age, "city": city})
-        out.append(
-            make_example(
-                [Message("user", prompt), Message("assistant", answer)],
-                source=f"json_task:{seed}:{i}",
-                format="instruction",
-            )
-        )
-    return out
+make_json_task = json_task  # the toy task the benchmarks measure too
 
 
 def make_short_task(n: int, seed: int = 0) -> list[Example]:

@@ -18,8 +18,10 @@ psutil = pytest.importorskip("psutil")
 
 from test_driver import children, tiny_recipe  # noqa: E402
 
+from loop import cell as cell_mod  # noqa: E402
 from loop import cluster, driver  # noqa: E402
-from loop.recipe import ExecutorConfig, load_recipe  # noqa: E402
+from loop.prepare import prepare  # noqa: E402
+from loop.recipe import ExecutorConfig, expand_cells, load_recipe  # noqa: E402
 
 
 @pytest.fixture()
@@ -62,7 +64,7 @@ def test_ray_sweep_records_each_cell_exactly_once(in_tmp: Path):
     recipe = ray_recipe(in_tmp)
     out = driver.sweep(recipe)
     assert (out.ran, out.failed) == (8, 0)
-    assert _finished_cells() == Counter({c.id: 1 for c in driver.expand_cells(recipe)})
+    assert _finished_cells() == Counter({c.id: 1 for c in expand_cells(recipe)})
     _parent, kids = children("tiny")
     assert len(kids) == 8  # no orphan or duplicate run of any status
     assert kids["metrics.val_loss"].notna().all()
@@ -103,7 +105,7 @@ def test_a_worker_killed_mid_cell_is_retried_and_nothing_is_lost(in_tmp: Path):
     t.join(timeout=5)
     assert killed, "no Ray worker was seen running a cell"
     assert out.failed == 0
-    assert _finished_cells() == Counter({c.id: 1 for c in driver.expand_cells(recipe)})
+    assert _finished_cells() == Counter({c.id: 1 for c in expand_cells(recipe)})
     _parent, kids = children("tiny")
     assert len(kids) == 8
 
@@ -114,11 +116,12 @@ def test_a_data_parallel_cell_trains_like_the_single_process_cell(in_tmp: Path):
     from loop import models
 
     r = load_recipe(tiny_recipe(in_tmp, sizes=(8,), seeds=(0,), min_steps=4))
-    prep = driver.prepare(r)
-    cell = driver.expand_cells(r)[0]
-    sub = driver.take_subset(r, prep, cell)
+    prep = prepare(r)
+    cell = expand_cells(r)[0]
+    sub = cell_mod.take_subset(r, prep.tiers[cell.tier], cell)
     ddp = cluster.run_data_parallel(r, cell, sub, prep.val, processes=2, cpu=True)
-    one = driver.compute_cell(r, cell, sub, prep.val, models.load_base(r.model), lambda *_: None)
+    base = models.load_base(r.model)
+    one = cell_mod.compute_cell(r, cell, sub, prep.val, base, lambda *_: None)
     assert ddp.error is None
     assert ddp.params["train.micro_batch_used"] * 2 == one.params["train.micro_batch_used"]
     assert ddp.steps == one.steps == 4

@@ -17,7 +17,8 @@ import mlflow
 import pytest
 import yaml
 
-from loop import driver
+from loop import cell as cell_mod
+from loop import commands, driver
 from loop.recipe import load_recipe
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -128,7 +129,7 @@ def test_sweep_tracks_every_cell_under_one_parent(in_tmp: Path):
     assert (again.ran, again.skipped) == (0, 12)
     assert len(children("tiny")[1]) == 12
 
-    rows = driver.status(recipe)
+    rows = commands.status(recipe)
     assert {r.state for r in rows} == {"done"} and len(rows) == 12
 
 
@@ -199,7 +200,7 @@ def _free_port() -> int:
 @contextlib.contextmanager
 def mlflow_server(recipe, cwd: Path):
     """`loop ui`'s command on a free port; yields the base URL once /health answers."""
-    cmd, _url = driver.ui_command(recipe, port=_free_port())
+    cmd, _url = commands.ui_command(recipe, port=_free_port())
     port = int(cmd[cmd.index("--port") + 1])
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     server = subprocess.Popen(
@@ -213,11 +214,15 @@ def mlflow_server(recipe, cwd: Path):
     try:
         base = f"http://127.0.0.1:{port}"
         deadline = time.time() + 90
-        while time.time() < deadline:
+        while True:
             try:
                 urllib.request.urlopen(base + "/health", timeout=2)
                 break
             except OSError:
+                if server.poll() is not None or time.time() > deadline:
+                    raise RuntimeError(
+                        f"the MLflow server ({' '.join(cmd)}) never answered {base}/health"
+                    ) from None
                 time.sleep(1)
         yield base
     finally:
@@ -265,7 +270,7 @@ def test_demo_recipe_end_to_end_on_the_tiny_model(in_tmp: Path):
         ),
         eval=dataclasses.replace(r.eval, samples=4, max_new_tokens=8),
     )
-    out = driver.demo(r, rows=300)
+    out = commands.demo(r, rows=300)
     assert (out.sweep.ran, out.sweep.failed) == (4, 0)
     assert out.sweep.report is not None and Path(out.sweep.report.paths.html).is_file()
     assert {row["tier"] for row in out.sweep.report.table} == {"clean", "raw"}
@@ -275,7 +280,7 @@ def test_demo_recipe_end_to_end_on_the_tiny_model(in_tmp: Path):
 
 
 class _CurveTrainer:
-    """Test double for `driver.train_and_evaluate`: no model is trained; each cell's accuracy is
+    """Test double for `cell.train_and_evaluate`: no model is trained; each cell's accuracy is
     drawn from a known curve A(n) = 0.9 - 0.8 n^-0.5 plus seeded binomial noise on 400 items."""
 
     def __init__(self) -> None:
@@ -305,7 +310,7 @@ def test_adaptive_sweep_logs_its_rounds_and_resumes(in_tmp: Path, monkeypatch):
     import dataclasses
 
     fake = _CurveTrainer()
-    monkeypatch.setattr(driver, "train_and_evaluate", fake)
+    monkeypatch.setattr(cell_mod, "train_and_evaluate", fake)
     r = load_recipe(tiny_recipe(in_tmp, sizes=(2, 4, 8), seeds=(0,)))
     r = dataclasses.replace(
         r,

@@ -169,3 +169,38 @@ def test_answer_logprobs_independent_of_batching_and_padding(tiny_base):
         assert n_b == n_s == sum(t != IGNORE_INDEX for t in labels[1:])
         assert lp_b == pytest.approx(lp_s, rel=1e-5)
         assert lp_b < 0
+
+
+def _overhead_as_measured(tok, ex) -> int:
+    """Tokens of the templated example minus the tokens of its contents, counted one by one."""
+    msgs = [{"role": m.role, "content": m.content} for m in ex.messages]
+    full = tok.apply_chat_template(msgs, tokenize=True, return_dict=True)["input_ids"]
+    contents = tok([m.content for m in ex.messages], add_special_tokens=False)["input_ids"]
+    return len(full) - sum(len(c) for c in contents)
+
+
+def test_template_overhead_is_what_the_chat_template_adds(tiny_cfg):
+    tok = load_tokenizer(tiny_cfg)
+    overhead = models.template_overhead(tok)
+    two = _ex(("user", "How old is Ann?"), ("assistant", '{"age": 31}'))
+    three = _ex(("system", "Answer in JSON."), *[(m.role, m.content) for m in two.messages])
+    for ex in (two, three):
+        roles = [m.role for m in ex.messages]
+        assert overhead(roles) == _overhead_as_measured(tok, ex)
+    # ChatML, byte-level: "<|im_start|>" + role + "\n" ... "<|im_end|>" + "\n" per message
+    assert overhead(["user", "assistant"]) == (1 + 4 + 1 + 1 + 1) + (1 + 9 + 1 + 1 + 1)
+    as_text = models.template_overhead(tok, as_text=True)
+    assert as_text(["user", "assistant"]) == 1  # the EOS after the answer
+
+
+@pytest.mark.slow
+def test_packaged_model_template_overhead_matches_its_template():
+    from loop.toy import json_task
+
+    tok = load_tokenizer(ModelConfig())
+    overhead = models.template_overhead(tok)
+    for ex in json_task(20, seed=3):
+        assert overhead([m.role for m in ex.messages]) == _overhead_as_measured(tok, ex) == 32
+    with_system = _ex(("system", "Answer in JSON."), ("user", "Ann is 31."), ("assistant", "{}"))
+    assert overhead(["system", "user", "assistant"]) == _overhead_as_measured(tok, with_system)
+    assert overhead(["system", "user", "assistant"]) == 16

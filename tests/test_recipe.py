@@ -150,7 +150,7 @@ def test_missing_recipe_file(tmp_path: Path):
 def test_ladder_and_list_sizes():
     assert ladder_sizes(Ladder(start=10, max=100, factor=2)) == (10, 20, 40, 80)
     assert ladder_sizes(Ladder(start=16, max=128)) == (16, 32, 64, 128)
-    r = parse_recipe(with_("subsets", {"sizes": [64, 16, 32, 16]}))
+    r = parse_recipe(with_("subsets", {"sizes": [64, 16, 32]}))
     assert r.sizes == (16, 32, 64)
 
 
@@ -247,3 +247,187 @@ def test_yaml_on_key_unquoted_means_on(tmp_path: Path):
     assert err.value.errors == ["clean.quality.model_loss: expected true/false, got 'yes'"]
     path.write_text("name: r\npool: {paths: [p.jsonl]}\nclean: {quality: {model_loss: true}}\n")
     assert load_recipe(path).clean.quality.model_loss is True
+
+
+# ---------------------------------------------------------------------------------------------
+# Cross-field checks: each is found by `loop validate`, before any stage runs, with one line
+# that names the field, what is allowed and what was given.
+# ---------------------------------------------------------------------------------------------
+
+
+def validate_errors(tmp_path: Path, data: dict, capsys) -> tuple[int, str]:
+    """`loop validate` on `data` written as YAML: (exit code, what it printed on stderr)."""
+    import yaml
+
+    from loop.cli import main
+
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    code = main(["validate", str(path)])
+    return code, " ".join(capsys.readouterr().err.split())  # rich wraps long lines
+
+
+def assert_rejected(tmp_path: Path, capsys, data: dict, message: str) -> None:
+    assert errors_of(data) == [message]
+    code, err = validate_errors(tmp_path, data, capsys)
+    assert code == 2 and "1 error(s)" in err and message in err, err
+
+
+def test_validate_rejects_a_score_tier_without_the_quality_step(tmp_path, capsys):
+    data = {
+        **MINIMAL,
+        "clean": {"steps": ["exact_dedup", "length"]},
+        "tiers": [{"name": "top", "top": 0.3}, {"name": "all"}],
+    }
+    assert_rejected(
+        tmp_path,
+        capsys,
+        data,
+        "tiers[0].top (top): selects by quality score, which needs `quality` in clean.steps; "
+        "got clean.steps ['exact_dedup', 'length']",
+    )
+    best = {**data, "tiers": [{"name": "best", "min_score": 0.8}]}
+    assert errors_of(best) == [
+        "tiers[0].min_score (best): selects by quality score, which needs `quality` in "
+        "clean.steps; got clean.steps ['exact_dedup', 'length']"
+    ]
+
+
+def test_validate_rejects_an_unknown_quality_signal(tmp_path, capsys):
+    data = with_("clean", {"quality": {"weights": {"lenght": 1.0}}})
+    assert_rejected(
+        tmp_path,
+        capsys,
+        data,
+        "clean.quality.weights.lenght: unknown signal (did you mean 'length'?); allowed: length, "
+        "repetition, overlap, format, charset, ending",
+    )
+    # model_loss is a signal only when the recipe turns it on
+    assert errors_of(with_("clean", {"quality": {"weights": {"model_loss": 1.0}}}))
+    on = {"quality": {"weights": {"model_loss": 1.0}, "model_loss": True}}
+    assert parse_recipe(with_("clean", on)).clean.quality.weights == {"model_loss": 1.0}
+
+
+def test_validate_rejects_a_negative_quality_weight(tmp_path, capsys):
+    data = with_("clean", {"quality": {"weights": {"overlap": -1}}})
+    assert_rejected(tmp_path, capsys, data, "clean.quality.weights.overlap: must be >= 0, got -1")
+
+
+def test_validate_rejects_weights_that_are_all_zero(tmp_path, capsys):
+    zero = {s: 0 for s in ("length", "repetition", "overlap", "format", "charset", "ending")}
+    data = with_("clean", {"quality": {"weights": zero}})
+    (err,) = errors_of(data)
+    assert err.startswith("clean.quality.weights: at least one signal needs a weight > 0, got {")
+    assert validate_errors(tmp_path, data, capsys)[0] == 2
+
+
+def test_validate_rejects_a_pii_pattern_that_does_not_compile(tmp_path, capsys):
+    data = with_("clean", {"pii": {"patterns": {"badge": "(EMP-"}}})
+    assert_rejected(
+        tmp_path,
+        capsys,
+        data,
+        "clean.pii.patterns.badge: not a valid regex (missing ), unterminated subpattern at "
+        "position 0), got '(EMP-'",
+    )
+
+
+def test_validate_rejects_an_unknown_pii_kind_and_a_bad_pattern_name(tmp_path, capsys):
+    data = with_("clean", {"pii": {"kinds": ["email", "names"], "patterns": {"9x": "x"}}})
+    assert errors_of(data) == [
+        "clean.pii.kinds: unknown kind 'names'; allowed: email, phone, ip, credit_card",
+        "clean.pii.patterns.9x: name must be a letter then letters, digits and _, got '9x'",
+    ]
+    assert validate_errors(tmp_path, data, capsys)[0] == 2
+
+
+def test_validate_rejects_an_evaluator_that_cannot_be_imported(tmp_path, capsys):
+    data = with_("eval", {"evaluators": [{"name": "mymod_not_installed:fn"}]})
+    assert_rejected(
+        tmp_path,
+        capsys,
+        data,
+        "eval.evaluators[0].name: evaluator 'mymod_not_installed:fn': cannot import (No module "
+        "named 'mymod_not_installed'); expected a registered name or an importable "
+        "module:function, got 'mymod_not_installed:fn'",
+    )
+    missing = with_("eval", {"evaluators": [{"name": "evals.builtin:no_such_function"}]})
+    (err,) = errors_of(missing)
+    assert err.startswith("eval.evaluators[0].name: evaluator 'evals.builtin:no_such_function'")
+    # an importable user function is fine
+    ok = with_("eval", {"evaluators": [{"name": "evals.builtin:exact_match"}]})
+    assert parse_recipe(ok).eval.evaluators[0].metric == "eval.exact_match"
+
+
+def test_validate_rejects_two_evaluators_with_one_metric_name(tmp_path, capsys):
+    data = with_(
+        "eval",
+        {
+            "evaluators": [
+                {"name": "regex", "params": {"pattern": "a"}},
+                {"name": "regex", "params": {"pattern": "b"}},
+            ]
+        },
+    )
+    assert_rejected(
+        tmp_path,
+        capsys,
+        data,
+        "eval.evaluators: metric names must differ (set `label`), got ['regex'] more than once",
+    )
+
+
+def test_validate_rejects_a_size_given_twice(tmp_path, capsys):
+    data = with_("subsets", {"sizes": [64, 16, 32, 16]})
+    assert_rejected(
+        tmp_path, capsys, data, "subsets.sizes: each size at most once, got [64, 16, 32, 16]"
+    )
+
+
+def test_validate_rejects_a_seed_given_twice(tmp_path, capsys):
+    data = with_("subsets", {"seeds": [0, 1, 0]})
+    assert_rejected(tmp_path, capsys, data, "subsets.seeds: each seed at most once, got [0, 1, 0]")
+
+
+def test_validate_rejects_a_negative_seed(tmp_path, capsys):
+    data = with_("subsets", {"seeds": [0, -1]})
+    assert_rejected(tmp_path, capsys, data, "subsets.seeds[1]: must be within [0, inf), got -1")
+
+
+def test_validate_rejects_a_steering_metric_the_sweep_does_not_analyse(tmp_path, capsys):
+    data = {
+        **MINIMAL,
+        "subsets": {"strategy": "adaptive", "adaptive": {"metric": "eval.jsn_match"}},
+        "eval": {"evaluators": [{"name": "json_match"}, {"name": "exact_match"}]},
+    }
+    assert_rejected(
+        tmp_path,
+        capsys,
+        data,
+        "subsets.adaptive.metric: must be one of val_loss, eval.json_match, eval.exact_match (the "
+        "metrics the sweep analyses), got 'eval.jsn_match' (did you mean 'eval.json_match'?)",
+    )
+    # saturation.metrics narrows what is analysed, so it narrows what may steer
+    narrowed = {**data, "saturation": {"metrics": ["val_loss"]}}
+    narrowed["subsets"] = {"strategy": "adaptive", "adaptive": {"metric": "eval.json_match"}}
+    assert errors_of(narrowed) == [
+        "subsets.adaptive.metric: must be one of val_loss (the metrics the sweep analyses), got "
+        "'eval.json_match'"
+    ]
+
+
+def test_metric_names_and_cell_ids_have_one_home():
+    from loop.recipe import EvaluatorSpec, analysed_metrics, cell_id, is_curve_metric
+
+    assert EvaluatorSpec("json_match").metric == "eval.json_match"
+    assert EvaluatorSpec("pkg.mod:score_fn").metric == "eval.score_fn"
+    assert EvaluatorSpec("pkg.mod:score_fn", label="mine").metric == "eval.mine"
+    assert [is_curve_metric(m) for m in ("val_loss", "eval.x", "eval.x.valid", "train_tokens")] == [
+        True,
+        True,
+        False,
+        False,
+    ]
+    r = parse_recipe(with_("eval", {"evaluators": [{"name": "json_match", "label": "j"}]}))
+    assert analysed_metrics(r) == ["val_loss", "eval.j"]
+    assert cell_id("top", 64, 2) == Cell("top", 64, 2).id == "top-n64-s2"

@@ -3,8 +3,8 @@ import json
 
 import pytest
 
-from loop.clean import CleanResult
 from loop.clean.funnel import DroppedRecord
+from loop.clean.result import CleanResult
 from loop.example import Message, make_example
 from loop.recipe import TierSpec
 from loop.review import export_review, import_review, load_decisions, review_rows

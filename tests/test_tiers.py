@@ -1,12 +1,10 @@
 import pytest
 
-from loop.clean import CleanResult
+from loop.clean.result import CleanResult
 from loop.example import Message, make_example
-from loop.recipe import NearDedupConfig, TierSpec
+from loop.recipe import TierSpec
 from loop.tiers import (
     assign_tiers,
-    check_tiers,
-    raw_pool,
     select,
     tier_pool,
     tier_sizes,
@@ -54,20 +52,6 @@ def test_overlapping_membership():
 def test_scores_are_required_for_score_tiers():
     with pytest.raises(ValueError, match="no quality score"):
         select([ex(0)], TierSpec("top", top=0.5))
-    errors = check_tiers([TierSpec("top", top=0.5), TierSpec("all")], ["exact_dedup"])
-    assert errors == [
-        "tiers[0] (top): selects by quality score, but `quality` is not in clean.steps"
-    ]
-
-
-def test_raw_pool_holds_out_validation_and_its_duplicates():
-    long = " ".join(f"word{i}" for i in range(60))
-    raw = [ex(0), ex(1), ex(2, answer=long), ex(3, answer=long.replace("word30", "other")), ex(4)]
-    validation = [ex(0), ex(2, answer=long)]
-    out = raw_pool(raw, validation, NearDedupConfig())
-    assert [e.split for e in out] == ["held_out", "train", "held_out", "held_out", "train"]
-    assert "near-duplicate of validation" in out[3].meta["held_out"]
-    assert out[1].meta["tiers"] == ["raw"]
 
 
 TIERS = (TierSpec("top", top=0.5), TierSpec("raw"))

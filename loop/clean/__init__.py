@@ -46,10 +46,19 @@ from loop.clean import (
     quality,
     semantic,
 )
-from loop.clean.base import AnswerLoss, CleanProgress, CountTokens, Progress, StepContext
+from loop.clean.base import (
+    AnswerLoss,
+    CleanProgress,
+    CountTokens,
+    Progress,
+    StepContext,
+    TemplateTokens,
+)
 from loop.clean.funnel import DroppedRecord, StepFunnel, render_markdown, step_funnel
+from loop.clean.result import CleanResult
+from loop.clean.split import raw_pool, split_validation
 from loop.example import Example, read_jsonl, write_jsonl
-from loop.recipe import CleanConfig, Recipe, TierSpec, to_dict
+from loop.recipe import RAW_TIER, CleanConfig, Recipe, to_dict
 
 __all__ = [
     "CleanError",
@@ -88,29 +97,6 @@ FILES = {
     "funnel_md": "funnel.md",
     "key": "clean_key.json",
 }
-
-
-@dataclass(frozen=True)
-class CleanResult:
-    """What `loop clean` produced.
-
-    `examples`: kept records in pool order, each with split `train` or `validation`, scores,
-    and (training ones) meta['tiers']. `raw`: the raw pool with split `train`/`held_out` when
-    the recipe has a `raw` tier, else empty. Use `loop.tiers.tier_pool` / `validation_set`.
-    `dropped`: every removed record with step, reason and detail (the `raw_tier` rows are raw
-    records held out of the raw tier only). `funnel`: one row per step (then `review`, `split`,
-    `raw_tier`) with in/out counts, drops by reason and up to 3 removed examples per reason.
-    """
-
-    examples: tuple[Example, ...]
-    raw: tuple[Example, ...]
-    dropped: tuple[DroppedRecord, ...]
-    funnel: tuple[StepFunnel, ...]
-    files: tuple[Path, ...]  # written into out_dir: cleaned/dropped/raw JSONL, funnel.json/.md
-    tiers: tuple[TierSpec, ...]
-    key: str
-    reused: bool = False
-    derived: tuple[str, ...] = ()  # settings the recipe left unset, derived from the pool, with why
 
 
 class CleanError(ValueError):
@@ -255,23 +241,6 @@ def clean_key(recipe: Recipe, raw: Sequence[Example]) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def check_recipe(recipe: Recipe, count_tokens: CountTokens | None) -> list[str]:
-    """Problems that would stop cleaning, found before any work starts."""
-    from loop.tiers import check_tiers
-
-    cfg = recipe.clean
-    errors = quality.check_weights(cfg.quality)
-    if "pii" in cfg.steps:
-        try:
-            pii.detector(cfg.pii)
-        except ValueError as exc:
-            errors += str(exc).splitlines()
-    if "length" in cfg.steps and count_tokens is None:
-        errors.append("clean.steps: `length` needs the model tokenizer (count_tokens), got none")
-    errors += check_tiers(recipe.tiers, cfg.steps)
-    return errors
-
-
 def _write(result_parts: dict[str, Any], out_dir: Path, key: str) -> dict[str, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     files = {name: out_dir / FILES[name] for name in ("cleaned", "dropped", "funnel_json")}
@@ -382,6 +351,7 @@ def run_clean(
     raw: Sequence[Example],
     *,
     count_tokens: CountTokens | None,
+    template_tokens: TemplateTokens | None = None,
     out_dir: Path,
     progress: Progress | None = None,
     answer_loss: AnswerLoss | None = None,
@@ -390,18 +360,19 @@ def run_clean(
 ) -> CleanResult:
     """Clean `raw` per `recipe.clean`, split validation, form tiers, write the files.
 
-    `count_tokens` is the recipe model's tokenizer as a batch counter (needed by `length`);
+    The recipe is valid (`loop.recipe` checked it). `count_tokens` is the recipe model's
+    tokenizer as a batch counter (needed by `length`), `template_tokens` what its chat template
+    adds to an example by the roles of its messages (None: nothing);
     `answer_loss` only for `clean.quality.model_loss`. Deterministic for a recipe and pool; an
     unchanged re-run returns the stored result (`reused=True`) unless `force`.
     `progress` receives `CleanProgress` reports (`str()` of one is a log line).
     """
     from loop import tiers as tiers_mod
-    from loop.clean.split import split_validation
+    from loop.review import load_decisions
 
     out_dir = Path(out_dir)
-    errors = check_recipe(recipe, count_tokens)
-    if errors:
-        raise ValueError("cannot clean:\n" + "\n".join(f"  {e}" for e in errors))
+    if "length" in recipe.clean.steps and count_tokens is None:
+        raise ValueError("clean step `length` needs the model tokenizer (count_tokens), got none")
     key = clean_key(recipe, raw)
     stored = None if force else load_result(out_dir, recipe, key)
     if stored is not None:
@@ -414,8 +385,6 @@ def run_clean(
     accepted: frozenset[str] = frozenset()
     rejected: frozenset[str] = frozenset()
     if recipe.clean.review is not None:
-        from loop.review import load_decisions
-
         decisions = load_decisions(Path(recipe.clean.review))
         accepted = frozenset(i for i, d in decisions.items() if d == "accept")
         rejected = frozenset(i for i, d in decisions.items() if d == "reject")
@@ -426,6 +395,7 @@ def run_clean(
             progress(CleanProgress("defaults", 0, 0, line))
     ctx = StepContext(
         count_tokens=count_tokens,
+        template_tokens=template_tokens,
         max_tokens=recipe.train.max_length,
         quality=cfg.quality,
         answer_format=cfg.format.answer_format,
@@ -478,10 +448,10 @@ def run_clean(
     examples = tuple(position[i] for i in sorted(position))
 
     raw_out: tuple[Example, ...] = ()
-    if any(t.name == tiers_mod.RAW for t in recipe.tiers):
+    if any(t.name == RAW_TIER for t in recipe.tiers):
         start = time.perf_counter()
         ctx.tick("raw_tier", 0, len(raw), note="raw pool minus validation duplicates", force=True)
-        raw_out = tuple(tiers_mod.raw_pool(raw, split.validation, cfg.near_dedup))
+        raw_out = tuple(raw_pool(raw, split.validation, cfg.near_dedup))
         held = [ex for ex in raw_out if ex.split == "held_out"]
         funnel.append(
             step_funnel(
@@ -498,7 +468,7 @@ def run_clean(
 
     tier_sizes = {}
     for t in recipe.tiers:
-        if t.name == tiers_mod.RAW:
+        if t.name == RAW_TIER:
             tier_sizes[t.name] = sum(ex.split == "train" for ex in raw_out)
         else:
             tier_sizes[t.name] = sum(t.name in ex.meta["tiers"] for ex in train)

@@ -1,6 +1,6 @@
 """What every cleaning step shares: the step output, the context, normalization and keep-one.
 
-A step is `run(examples, cfg, ctx) -> StepOutput`. It returns the input list (items possibly
+This module imports no step: every step imports it. A step is `run(examples, cfg, ctx) -> StepOutput`. It returns the input list (items possibly
 rewritten: anonymized, flagged, scored) plus the drops, each naming the input index, a short
 reason code and a detail. The orchestrator in `loop.clean` removes the dropped items, so a step
 never has to rebuild lists and a review decision can overrule a drop.
@@ -42,6 +42,10 @@ Progress = Callable[[CleanProgress], None]
 CountTokens = Callable[[list[str]], list[int]]
 """Token counts of a batch of texts, in the recipe model's tokenizer."""
 
+TemplateTokens = Callable[[Sequence[str]], int]
+"""Tokens the chat template adds to an example, by the roles of its messages
+(`loop.models.template_overhead`)."""
+
 AnswerLoss = Callable[[list[Example]], list[float]]
 """Base-model mean per-token loss on each example's answer (optional quality signal)."""
 
@@ -70,6 +74,7 @@ class StepContext:
     """What a step may need beyond its own config; the orchestrator fills it from the recipe."""
 
     count_tokens: CountTokens | None = None
+    template_tokens: TemplateTokens | None = None  # None: the template adds nothing
     max_tokens: int | None = None  # training context (train.max_length) unless the recipe says
     quality: QualityConfig = QualityConfig()
     answer_format: str = "json"
@@ -154,20 +159,6 @@ def groups_from_labels(labels: np.ndarray) -> list[np.ndarray]:
     groups = [g for g in np.split(order, cuts) if len(g) > 1]
     groups.sort(key=lambda g: int(g[0]))
     return groups
-
-
-def best_index(indices: Sequence[int], examples: Sequence[Example], ctx: StepContext) -> int:
-    """The representative kept from a duplicate group: highest quality score, then first seen."""
-    from loop.clean.quality import quality_score
-
-    def key(i: int) -> tuple[float, int]:
-        ex = examples[i]
-        score = ex.scores.get("quality")
-        if score is None:
-            score = quality_score(ex, ctx.quality, ctx.answer_format)
-        return (-score, i)
-
-    return min((int(i) for i in indices), key=key)
 
 
 # --------------------------------------------------------------------------------------------

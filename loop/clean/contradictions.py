@@ -21,8 +21,9 @@ import re
 import unicodedata
 from collections import defaultdict
 
-from loop.clean.base import Drop, StepContext, StepOutput, add_flags, best_index
+from loop.clean.base import Drop, StepContext, StepOutput, add_flags
 from loop.clean.format_check import looks_like_json, unwrap
+from loop.clean.quality import best_index
 from loop.example import Example
 from loop.recipe import ContradictionsConfig
 

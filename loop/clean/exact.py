@@ -14,11 +14,11 @@ from loop.clean.base import (
     Drop,
     StepContext,
     StepOutput,
-    best_index,
     full_text,
     normalize,
     prompt_text,
 )
+from loop.clean.quality import best_index
 from loop.example import Example
 from loop.recipe import ExactDedupConfig
 

@@ -5,9 +5,9 @@ Drops answers shorter than `min_answer_tokens` (`answer_too_short`), answers lon
 (default: the training context, `train.max_length`) (`too_long`). Answer bounds left unset are
 derived from this pool's answer lengths (loop.profile.length_bounds); `loop clean` derives and
 prints them before the steps run, so here they are only derived for a direct call. The example
-length is prompt tokens + answer tokens + TEMPLATE_TOKENS per message, a stand-in for the chat
-template's role markers (SmolLM2's `<|im_start|>role\\n … <|im_end|>\\n` is 5 tokens).
-Tokens are counted by the caller's `count_tokens`, in batches of 10k texts.
+length is prompt tokens + answer tokens + what the chat template adds (`ctx.template_tokens`, by
+the roles of the messages: `loop.models.template_overhead` measures it on the recipe model's
+template). Tokens are counted by the caller's `count_tokens`, in batches of 10k texts.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from loop.clean.base import Drop, StepContext, StepOutput
 from loop.example import Example
 from loop.recipe import LengthConfig
 
-TEMPLATE_TOKENS = 5
 BATCH = 10_000
 
 
@@ -37,6 +36,7 @@ def run(examples: list[Example], cfg: LengthConfig, ctx: StepContext) -> StepOut
     if ctx.count_tokens is None:
         raise ValueError("clean step `length` needs a count_tokens function (the model tokenizer)")
     max_tokens = cfg.max_tokens or ctx.max_tokens
+    overhead = ctx.template_tokens or (lambda roles: 0)
     n = len(examples)
     answers = _count([ex.answer for ex in examples], ctx, 0, 2 * n)
     prompts = _count(["\n".join(m.content for m in ex.prompt) for ex in examples], ctx, n, 2 * n)
@@ -50,7 +50,7 @@ def run(examples: list[Example], cfg: LengthConfig, ctx: StepContext) -> StepOut
     drops = []
     for i, ex in enumerate(examples):
         a = answers[i]
-        total = prompts[i] + a + TEMPLATE_TOKENS * len(ex.messages)
+        total = prompts[i] + a + overhead([m.role for m in ex.messages])
         if a < lo:
             drops.append(Drop(i, "answer_too_short", f"answer has {a} tokens < {lo}"))
         elif hi and a > hi:

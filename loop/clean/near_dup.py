@@ -44,13 +44,13 @@ from loop.clean.base import (
     StepContext,
     StepOutput,
     answers_differ,
-    best_index,
     compare_text,
     components,
     groups_from_labels,
     shared_lines,
     split_minimal_pairs,
 )
+from loop.clean.quality import best_index
 from loop.example import Example
 from loop.recipe import NearDedupConfig
 

@@ -20,7 +20,7 @@ Signals
   model's mean per-token loss on the answer within the pool; the loss itself comes from the
   caller (`answer_loss`), since the cleaning stage loads no model.
 
-Used by the dedup steps to pick which duplicate to keep, then as the `quality` step.
+Used by the dedup steps to pick which duplicate to keep (`best_index`), then as the `quality` step.
 """
 
 from __future__ import annotations
@@ -29,40 +29,23 @@ import dataclasses
 import math
 import re
 from collections import Counter
+from collections.abc import Sequence
 
 import numpy as np
 
 from loop.clean.base import StepContext, StepOutput
 from loop.clean.format_check import json_problem
 from loop.example import Example
-from loop.recipe import QualityConfig
+from loop.recipe import OPTIONAL_QUALITY_SIGNALS, QUALITY_SIGNALS, QualityConfig
 
-SIGNALS: tuple[str, ...] = ("length", "repetition", "overlap", "format", "charset", "ending")
-OPTIONAL_SIGNALS: tuple[str, ...] = ("model_loss",)
+SIGNALS: tuple[str, ...] = QUALITY_SIGNALS
+OPTIONAL_SIGNALS: tuple[str, ...] = OPTIONAL_QUALITY_SIGNALS
 
 _WORD = re.compile(r"\w+")
 _BAD_CHARS = re.compile(r"[\ufffd\x00-\x08\x0b\x0c\x0e-\x1f\x7f]|Ã.|â€")
 _END_OK = set(".!?)]}\"'`*>|;")
 _END_BAD = set(",:-–(")
 _CONNECTIVES = {"and", "or", "but", "the", "a", "an", "of", "to", "with", "because"}
-
-
-def check_weights(cfg: QualityConfig) -> list[str]:
-    """Problems with `clean.quality.weights`, one per line (empty when fine)."""
-    allowed = SIGNALS + (OPTIONAL_SIGNALS if cfg.model_loss else ())
-    errors = [
-        f"clean.quality.weights.{name}: unknown signal; allowed: {', '.join(allowed)}"
-        for name in cfg.weights
-        if name not in allowed
-    ]
-    errors += [
-        f"clean.quality.weights.{name}: must be >= 0, got {w}"
-        for name, w in cfg.weights.items()
-        if w < 0
-    ]
-    if cfg.weights and not any(cfg.weights.get(s, 1.0) > 0 for s in allowed):
-        errors.append("clean.quality.weights: at least one signal needs a weight > 0")
-    return errors
 
 
 def _trigrams(words: list[str]) -> list[tuple[str, ...]]:
@@ -162,3 +145,16 @@ def run(examples: list[Example], cfg: QualityConfig, ctx: StepContext) -> StepOu
             ctx.tick("quality", i, len(examples))
     ctx.tick("quality", len(examples), len(examples))
     return StepOutput(out)
+
+
+def best_index(indices: Sequence[int], examples: Sequence[Example], ctx: StepContext) -> int:
+    """The representative kept from a duplicate group: highest quality score, then first seen."""
+
+    def key(i: int) -> tuple[float, int]:
+        ex = examples[i]
+        score = ex.scores.get("quality")
+        if score is None:
+            score = quality_score(ex, ctx.quality, ctx.answer_format)
+        return (-score, i)
+
+    return min((int(i) for i in indices), key=key)

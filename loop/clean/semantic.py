@@ -40,12 +40,12 @@ from loop.clean.base import (
     StepContext,
     StepOutput,
     answers_differ,
-    best_index,
     components,
     groups_from_labels,
     shared_lines,
     split_minimal_pairs,
 )
+from loop.clean.quality import best_index
 from loop.example import Example
 from loop.recipe import SemanticDedupConfig
 

@@ -9,7 +9,8 @@ Then every training example that leaks a validation example is removed and count
 (`near_validation`): the same id (or original id before anonymization), the same normalized
 prompt, or a MinHash near-duplicate under the recipe's `clean.near_dedup` settings (estimated
 Jaccard >= threshold, compared without the prompt lines most records share; a near-duplicate
-whose answer differs materially is a minimal pair, not a leak, unless `minimal_pairs: drop`). The same test builds the `raw` tier (see `loop.tiers.raw_pool`).
+whose answer differs materially is a minimal pair, not a leak, unless `minimal_pairs: drop`).
+The same test builds the `raw` tier (`raw_pool`).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import numpy as np
 from loop.clean import near_dup
 from loop.clean.base import Drop, answers_differ, normalize, prompt_text, shared_lines
 from loop.example import Example
-from loop.recipe import NearDedupConfig, SplitConfig
+from loop.recipe import RAW_TIER, NearDedupConfig, SplitConfig
 
 
 @dataclass(frozen=True)
@@ -121,3 +122,21 @@ def split_validation(
     train_index = tuple(i for j, i in enumerate(rest) if j not in leaked)
     train = [dataclasses.replace(examples[i], split="train") for i in train_index]
     return SplitOutput(train, validation, drops, train_index, tuple(sorted(chosen)))
+
+
+def raw_pool(
+    raw: Sequence[Example], validation: Sequence[Example], near: NearDedupConfig
+) -> list[Example]:
+    """The raw pool with split `train`, or `held_out` when it duplicates a validation example."""
+    found = leaks(validation, raw, near)
+    out = []
+    for i, ex in enumerate(raw):
+        if i in found:
+            out.append(
+                dataclasses.replace(ex, split="held_out", meta={**ex.meta, "held_out": found[i]})
+            )
+        else:
+            out.append(
+                dataclasses.replace(ex, split="train", meta={**ex.meta, "tiers": [RAW_TIER]})
+            )
+    return out

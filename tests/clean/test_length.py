@@ -21,6 +21,10 @@ def ex(prompt_words, answer_words):
     )
 
 
+def five_per_message(roles):
+    return 5 * len(roles)  # a stand-in for a chat template's role markers
+
+
 def drops(out):
     return [(d.index, d.reason) for d in out.drops]
 
@@ -28,7 +32,7 @@ def drops(out):
 def test_short_answers_and_long_examples():
     # total = prompt + answer + 5 per message (2 messages) = prompt + answer + 10
     pool = [ex(5, 9), ex(5, 10), ex(80, 10), ex(81, 10), ex(1, 0)]
-    ctx = StepContext(count_tokens=words, max_tokens=100)
+    ctx = StepContext(count_tokens=words, template_tokens=five_per_message, max_tokens=100)
     out = length.run(pool, LengthConfig(min_answer_tokens=10, max_answer_tokens=0), ctx)
     assert drops(out) == [(0, "answer_too_short"), (3, "too_long"), (4, "answer_too_short")]
     assert out.drops[1].detail == "example has 101 tokens > 100"
@@ -53,7 +57,7 @@ def test_unset_answer_bounds_follow_the_pool():
 
 def test_recipe_max_tokens_overrides_the_training_context():
     pool = [ex(40, 20), ex(10, 20)]
-    ctx = StepContext(count_tokens=words, max_tokens=1000)
+    ctx = StepContext(count_tokens=words, template_tokens=five_per_message, max_tokens=1000)
     assert drops(length.run(pool, LengthConfig(max_tokens=50), ctx)) == [(0, "too_long")]
     assert drops(length.run(pool, LengthConfig(max_answer_tokens=19), ctx)) == [
         (0, "answer_too_long"),

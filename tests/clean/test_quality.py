@@ -62,15 +62,6 @@ def test_weights_choose_the_signals():
     assert quality.quality_score(e, QualityConfig()) > quality.quality_score(e, only_length)
 
 
-def test_check_weights():
-    assert quality.check_weights(QualityConfig(weights={"length": 2.0})) == []
-    errors = quality.check_weights(QualityConfig(weights={"lenght": 1.0, "overlap": -1}))
-    assert errors[0].startswith("clean.quality.weights.lenght: unknown signal")
-    assert "clean.quality.weights.overlap: must be >= 0, got -1" in errors
-    assert quality.check_weights(QualityConfig(weights={"model_loss": 1.0})) != []
-    assert quality.check_weights(QualityConfig(weights={"model_loss": 1.0}, model_loss=True)) == []
-
-
 def test_run_stores_each_signal_and_the_score():
     out = quality.run([ex(GOOD), ex("Yes.")], QualityConfig(), StepContext())
     assert out.drops == ()

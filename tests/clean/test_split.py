@@ -96,3 +96,16 @@ def test_sizes_caps_and_stratification():
     assert (tasks.count("a"), tasks.count("b")) == (8, 2)
     with pytest.raises(ValueError, match="at least 2 are needed"):
         split.choose_validation(pool[:1], SplitConfig())
+
+
+def test_raw_pool_holds_out_validation_and_its_duplicates():
+    def rec(i, answer=None):
+        return ex(f"prompt {i}", answer or f"answer {i}")
+
+    long = " ".join(f"word{i}" for i in range(60))
+    raw = [rec(0), rec(1), rec(2, long), rec(3, long.replace("word30", "other")), rec(4)]
+    validation = [rec(0), rec(2, long)]
+    out = split.raw_pool(raw, validation, NearDedupConfig())
+    assert [e.split for e in out] == ["held_out", "train", "held_out", "held_out", "train"]
+    assert "near-duplicate of validation" in out[3].meta["held_out"]
+    assert out[1].meta["tiers"] == ["raw"]
