@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from loop import pool as pool_mod
+from loop.example import Example
 from loop.profile import PoolProfile, default_evaluators, length_bounds, profile_pool
 from loop.recipe import FieldMap, ModelConfig, PoolConfig
 
@@ -268,7 +269,7 @@ def plan(
 
     prof = profile_pool(load.examples, count_tokens, models.template_overhead(tokenizer))
     skipped = sum(load.skipped_by_reason.values())
-    text = render_recipe(
+    args = dict(
         paths=tuple(paths),
         detected=detected,
         profile=prof,
@@ -280,6 +281,9 @@ def plan(
         eval_samples=eval_samples,
         name=name or _name(paths),
     )
+    draft = render_recipe(**args)  # type: ignore[arg-type]
+    shares = dedup_shares(draft, load.examples)
+    text = render_recipe(**args, dedup=shares) if shares else draft  # type: ignore[arg-type]
     return InitPlan(
         paths=tuple(paths),
         detected=detected,
@@ -289,6 +293,29 @@ def plan(
         skipped=skipped,
         text=text,
     )
+
+
+DEDUP_STEPS = ("exact_dedup", "near_dedup", "semantic_dedup")
+
+
+def dedup_shares(text: str, examples: Sequence[Example]) -> dict[str, float]:
+    """Share of its input each dedup step of the recipe `text` removes from this pool, when one
+    removes more than half: a pool of templated records (log lines that differ in a number) has
+    that many real duplicates, and the recipe must say so or `loop clean` stops. Embeddings go to
+    the cache `loop clean` reads, so semantic dedup embeds each prompt once."""
+    import dataclasses
+
+    from loop.clean import run_steps
+    from loop.clean.base import StepContext
+    from loop.prepare import work_dir
+    from loop.recipe import load_yaml, parse_recipe
+
+    recipe = parse_recipe(load_yaml(text.replace("{recipe}", "recipe.yaml", 1)))
+    steps = tuple(s for s in recipe.clean.steps if s in DEDUP_STEPS)
+    cfg = dataclasses.replace(recipe.clean, steps=steps, max_drop=1.0)
+    out = run_steps(examples, cfg, StepContext(cache_dir=work_dir(recipe) / "clean" / "cache"))
+    shares = {f.name: (f.n_in - f.n_out) / f.n_in for f in out.funnel if f.n_in}
+    return shares if any(v > recipe.clean.max_drop for v in shares.values()) else {}
 
 
 def _name(paths: Sequence[str]) -> str:
@@ -309,13 +336,18 @@ def render_recipe(
     max_size: int | None,
     eval_samples: int | None,
     name: str,
+    dedup: dict[str, float] | None = None,
 ) -> str:
-    """The starter recipe as YAML text, one comment per choice."""
+    """The starter recipe as YAML text, one comment per choice. `dedup`: shares removed by the
+    dedup steps, measured on the pool, when one is above the default max_drop."""
     n = profile.records
     lo, hi = length_bounds(profile)
     q = profile.answer_tokens
     validation = max(1, round(n * VALIDATION))
-    train_pool = max(MIN_SIZE, math.floor((n - validation) * KEEP_GUESS))
+    keep = KEEP_GUESS
+    if dedup:  # measured: what survives the dedup steps, and a little for the rest
+        keep = math.prod(1 - v for v in dedup.values()) * 0.95
+    train_pool = max(MIN_SIZE, math.floor((n - validation) * keep))
     sizes, ladder_why = _ladder(profile, train_pool, max_size)
     samples = (
         min(EVAL_SAMPLES, validation) if eval_samples is None else min(eval_samples, validation)
@@ -396,9 +428,21 @@ def render_recipe(
             "  # one prompt with two different labels: one of them is wrong and nothing says which"
         )
         lines.append("  contradictions: {policy: drop_all}")
+    if dedup:
+        worst = max(dedup.values())
+        measured = ", ".join(f"{k} {v:.0%}" for k, v in dedup.items())
+        lines += [
+            f"  # measured by loop init on this pool: {measured} of what reaches each step;",
+            "  # templated records that differ only in a number or name are real duplicates here.",
+            "  # Check funnel.md's removed examples; a step removing more than this stops.",
+            f"  max_drop: {min(1.0, math.ceil(worst * 10) / 10 + 0.1):.1f}",
+        ]
+    else:
+        lines += [
+            "  # a step that would remove more than half of its input stops and says which setting to change",
+            "  max_drop: 0.5",
+        ]
     lines += [
-        "  # a step that would remove more than half of its input stops and says which setting to change",
-        "  max_drop: 0.5",
         "tiers:",
         "  - {name: clean, top: 1.0}  # every record that passed cleaning",
         "  - {name: raw}  # the pool as read: what cleaning buys is the gap between the two curves",

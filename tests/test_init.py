@@ -178,3 +178,29 @@ def test_init_errors_are_messages(tmp_path, monkeypatch, capsys):
     assert main(["init", "missing.jsonl", "--model", "tiny-random"]) == 2
     err = capsys.readouterr().err
     assert "missing.jsonl: file not found" in err and "Traceback" not in err
+
+
+def test_templated_pool_gets_a_max_drop_that_lets_the_funnel_run(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    system = "Label each event log line as Information, Warning or Error."
+    line = (
+        "The time zone information was refreshed with exit reason 0. Current time zone bias is {}."
+    )
+    recs = [
+        {"input": msgs(("system", system), ("user", line.format(i))), "ideal": "Information"}
+        for i in range(60)
+    ]
+    recs += [
+        {
+            "input": msgs(("system", system), ("user", f"Disk {c}: has {c} bad blocks and failed")),
+            "ideal": "Error",
+        }
+        for c in "CDEFGHIJKL"
+    ]
+    write_jsonl(tmp_path / "events.jsonl", recs)
+    plan = init.plan(["events.jsonl"], model=TINY)
+    r = load_recipe(init.write(plan, tmp_path / "r.yaml"))
+    assert r.clean.max_drop > 0.5
+    assert "measured by loop init on this pool: exact_dedup 0%, near_dedup" in plan.text
+    assert main(["clean", "r.yaml"]) == 0
