@@ -428,6 +428,11 @@ def render_recipe(
             "  # one prompt with two different labels: one of them is wrong and nothing says which"
         )
         lines.append("  contradictions: {policy: drop_all}")
+    elif profile.kind == "text":
+        lines.append(
+            "  # free text: two wordings of one reference answer are not a contradiction; flag, keep"
+        )
+        lines.append("  contradictions: {policy: flag}")
     if dedup:
         worst = max(dedup.values())
         measured = ", ".join(f"{k} {v:.0%}" for k, v in dedup.items())
