@@ -80,10 +80,15 @@ if [ "$listen" != "127.0.0.1" ]; then
     [ "$listen" = "127.0.0.1" ] || { log "listen_addresses is still '$listen'"; exit 1; }
 fi
 
-# CREATEDB: the test makes a fresh database per run, so reruns start clean.
+# CREATEDB: the test makes a fresh database per run, so reruns start clean. CREATEROLE: the
+# server test logs in as a throwaway role with a password of its own, to find it in `ps`.
 if [ "$(psql_admin -tAc "SELECT 1 FROM pg_roles WHERE rolname = '$role'")" != "1" ]; then
     log "creating role $role"
-    psql_admin -c "CREATE ROLE $role LOGIN CREATEDB PASSWORD '$password'"
+    psql_admin -c "CREATE ROLE $role LOGIN CREATEDB CREATEROLE PASSWORD '$password'"
+fi
+if [ "$(psql_admin -tAc "SELECT rolcreaterole FROM pg_roles WHERE rolname = '$role'")" != "t" ]; then
+    log "letting role $role create roles"
+    psql_admin -c "ALTER ROLE $role CREATEROLE"
 fi
 if [ "$(psql_admin -tAc "SELECT 1 FROM pg_database WHERE datname = '$db'")" != "1" ]; then
     log "creating database $db"

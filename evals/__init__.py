@@ -57,6 +57,10 @@ def get(name: str) -> Registered:
             fn = getattr(importlib.import_module(module), attr)
         except (ImportError, AttributeError) as exc:
             raise KeyError(f"evaluator {name!r}: cannot import ({exc})") from None
+        except Exception as exc:  # the user's module fails on import in some other way
+            raise KeyError(
+                f"evaluator {name!r}: cannot import ({type(exc).__name__}: {exc})"
+            ) from None
         kind = getattr(fn, "evaluator_kind", "generation")
         if kind not in ("generation", "loglik"):
             raise KeyError(

@@ -7,12 +7,15 @@ import json
 import os
 import sys
 import time
+import traceback
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
-from loop.recipe import RecipeError, load_recipe
+from loop.errors import ArgumentError, RecipeError, UserError
+from loop.recipe import load_recipe
 
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
@@ -39,18 +42,34 @@ typical session:
 # ----------------------------------------------------------------------------------------------
 
 
-def _recipe(path: str, **kw):
-    try:
-        return load_recipe(path, **kw)
-    except RecipeError as exc:
-        _print_recipe_error(exc)
-        raise SystemExit(2) from None
+def _recipe(path: str, *, preflight: bool = False):
+    """The validated recipe; with `preflight`, also its pool, model and store checked (notes
+    printed). Errors are RecipeErrors, printed by `main`."""
+    r = load_recipe(path)
+    if preflight:
+        from loop import preflight as preflight_mod
+
+        for note in preflight_mod.check(r):
+            err_console.print(f"[yellow]note[/]: {escape(note)}", soft_wrap=True)
+    return r
 
 
 def _print_recipe_error(exc: RecipeError) -> None:
-    err_console.print(f"[bold red]{exc.source}[/]: {len(exc.errors)} error(s)", soft_wrap=True)
+    err_console.print(
+        f"[bold red]{escape(exc.source)}[/]: {len(exc.errors)} error(s)", soft_wrap=True
+    )
     for e in exc.errors:
-        err_console.print(f"  [red]✗[/] {e}", soft_wrap=True)
+        err_console.print(f"  [red]✗[/] {escape(e)}", soft_wrap=True)
+
+
+def _print_user_error(exc: UserError) -> None:
+    if isinstance(exc, RecipeError):
+        _print_recipe_error(exc)
+        return
+    head, *rest = str(exc).splitlines() or [type(exc).__name__]
+    err_console.print(f"[red]✗[/] {escape(head)}", soft_wrap=True)
+    for line in rest:
+        err_console.print(escape(line), soft_wrap=True)
 
 
 def _fmt(v, digits: int = 4) -> str:
@@ -146,20 +165,17 @@ def cmd_validate(args) -> int:
     bad = 0
     for path in args.recipes:
         try:
-            r = load_recipe(path)
-        except RecipeError as exc:
-            _print_recipe_error(exc)
+            r = _recipe(path, preflight=not args.recipe_only)
+            if args.pool:
+                from loop.prepare import check_sizes
+
+                check_sizes(r)
+        except UserError as exc:  # every recipe is checked; each one's errors are listed
+            if _debug(args):
+                traceback.print_exc()
+            _print_user_error(exc)
             bad += 1
             continue
-        if args.pool:
-            from loop.prepare import check_sizes
-
-            try:
-                check_sizes(r)
-            except RecipeError as exc:
-                _print_recipe_error(exc)
-                bad += 1
-                continue
         console.print(
             f"[green]✓[/] {path}  ({len(r.tiers)} tiers × {len(r.sizes)} sizes × {len(r.subsets.seeds)} seeds)"
         )
@@ -257,12 +273,8 @@ def cmd_init(args) -> int:
 def cmd_plan(args) -> int:
     from loop import plan as plan_mod
 
-    r = _recipe(args.recipe)
-    try:
-        plan = plan_mod.plan(r, progress=_Progress())
-    except RecipeError as exc:
-        _print_recipe_error(exc)
-        return 2
+    r = _recipe(args.recipe, preflight=True)
+    plan = plan_mod.plan(r, progress=_Progress())
     table = Table(title=f"{r.name}: {len(plan.rows)} cells")
     for col in ("cell", "tier", "size", "seed", "examples", "train tokens", "steps", "est. time"):
         table.add_column(col, justify="right" if col not in ("cell", "tier") else "left")
@@ -352,6 +364,9 @@ def cmd_train(args) -> int:
         outcome = commands.run_single(
             r, Cell(args.tier, args.size, args.seed), progress=progress, track=not args.no_track
         )
+    if outcome.error:
+        err_console.print(f"[red]✗[/] cell {outcome.cell} failed: {escape(outcome.error)}")
+        return 1
     table = Table(title=f"cell {outcome.cell}")
     table.add_column("metric")
     table.add_column("value", justify="right")
@@ -364,13 +379,10 @@ def cmd_train(args) -> int:
 def cmd_sweep(args) -> int:
     from loop import driver
 
-    r = _with_overrides(_recipe(args.recipe), args)
+    r = _with_overrides(_recipe(args.recipe, preflight=True), args)
     try:
         with _Progress() as progress:
             outcome = driver.sweep(r, progress=progress)
-    except RecipeError as exc:
-        _print_recipe_error(exc)
-        return 2
     except KeyboardInterrupt:
         err_console.print(
             "[yellow]interrupted: the current cell is marked KILLED; run the same command to resume[/]"
@@ -387,11 +399,47 @@ def cmd_sweep(args) -> int:
     return min(outcome.failed, 100)
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+def _int_at_least(lowest: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < lowest:
+            raise argparse.ArgumentTypeError(f"must be at least {lowest}, got {value}")
+        return value
+
+    parse.__name__ = f"integer >= {lowest}"
+    return parse
+
+
+_positive_int = _int_at_least(1)
+_nonnegative_int = _int_at_least(0)
+
+
+def _port(text: str) -> int:
+    value = _int_at_least(1)(text)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"must be within 1..65535, got {value}")
     return value
+
+
+def _float_in(lo: float, hi: float, *, lo_open: bool = True, hi_open: bool = True):
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        below = value <= lo if lo_open else value < lo
+        above = value >= hi if hi_open else value > hi
+        if below or above or value != value:
+            left, right = "(" if lo_open else "[", ")" if hi_open else "]"
+            raise argparse.ArgumentTypeError(
+                f"must be within {left}{lo:g}, {hi:g}{right}, got {text}"
+            )
+        return value
+
+    return parse
 
 
 def _with_overrides(r, args):
@@ -416,39 +464,44 @@ def _with_overrides(r, args):
 
 
 def cmd_server(args) -> int:
-    import subprocess
-
     from loop import server
 
-    try:
-        kind = server.check_backend_uri(args.backend)
-        cmd = server.server_command(
-            args.backend,
-            artifacts=args.artifacts,
-            host=args.host,
-            port=args.port,
-            workers=args.workers,
-            allowed_hosts=[h for h in args.allowed_hosts.split(",") if h],
+    backend = args.backend or os.environ.get("LOOP_SERVER_BACKEND")
+    if not backend:
+        raise ArgumentError(
+            "--backend: required (or set LOOP_SERVER_BACKEND); e.g. "
+            "postgresql+psycopg2://USER@HOST:PORT/DB with the password in PGPASSWORD or ~/.pgpass"
         )
-    except ValueError as exc:
-        err_console.print(f"[red]✗[/] {exc}", soft_wrap=True)
-        return 2
+    kind = server.check_backend_uri(backend)
+    cmd = server.server_command(
+        backend,
+        artifacts=args.artifacts,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        allowed_hosts=[h for h in args.allowed_hosts.split(",") if h],
+    )
+    _, password = server.split_password(backend)
+    if password is not None and args.backend:
+        err_console.print(
+            "[yellow]warning[/]: the password in --backend is visible to every user of this "
+            "machine (`ps`) while loop runs; MLflow gets it through the environment only. Next "
+            "time leave it out and set PGPASSWORD, use ~/.pgpass, or put the URI in "
+            "LOOP_SERVER_BACKEND",
+            soft_wrap=True,
+        )
     if kind == "sqlite":
         err_console.print(
             "note: SQLite serializes concurrent writers; a team should use postgresql+psycopg2://..."
         )
-    # never print `cmd`: it holds the database password
     console.print(
-        f"tracking server on {server.redact(args.backend)}, artifacts in {args.artifacts}"
+        f"tracking server on {escape(server.redact(backend))}, artifacts in {escape(args.artifacts)}"
     )
     console.print(
         f"on the driver and every worker:  export MLFLOW_TRACKING_URI="
         f"{server.tracking_url(args.host, args.port)}\n(ctrl-c to stop)"
     )
-    try:
-        return subprocess.call(cmd, env=server.server_env())
-    except KeyboardInterrupt:
-        return 0
+    return server.run_group(cmd, env=server.server_env(password=password))
 
 
 def _print_decisions(rows: list[dict]) -> None:
@@ -537,16 +590,11 @@ def cmd_curve(args) -> int:
 
 
 def cmd_ui(args) -> int:
-    import subprocess
-
-    from loop import commands
+    from loop import commands, server
 
     cmd, url = commands.ui_command(args.recipe and _recipe(args.recipe), port=args.port)
-    console.print(f"MLflow UI: {url}\n(ctrl-c to stop)   {' '.join(cmd)}")
-    try:
-        return subprocess.call(cmd)
-    except KeyboardInterrupt:
-        return 0
+    console.print(f"MLflow UI: {url}\n(ctrl-c to stop)   {escape(' '.join(cmd))}")
+    return server.run_group(cmd, env=server.server_env())
 
 
 def cmd_demo(args) -> int:
@@ -583,7 +631,17 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    p.add_argument(
+        "--debug",
+        action="store_true",
+        help="show the traceback of an input error too (also: LOOP_DEBUG=1)",
+    )
+    # `--debug` after the command as well; SUPPRESS keeps the top-level value when absent
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS
+    )
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_parser_with(common))
 
     s = sub.add_parser(
         "init",
@@ -619,8 +677,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("validate", help="check recipes; exit 2 with every error listed")
     s.add_argument("recipes", nargs="+", metavar="RECIPE")
-    s.add_argument(
+    g = s.add_mutually_exclusive_group()
+    g.add_argument(
         "--pool", action="store_true", help="also load and clean the pool to check sizes per tier"
+    )
+    g.add_argument(
+        "--recipe-only",
+        action="store_true",
+        help="check the recipe files alone, not their pool, model and store (e.g. where the "
+        "data is not at hand)",
     )
     s.set_defaults(fn=cmd_validate)
 
@@ -644,8 +709,12 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["auto", "instruction", "chat", "completion", "sharegpt"],
         help="auto: detect the shape and field names (as `loop init` does)",
     )
-    s.add_argument("--samples", type=int, default=3, help="normalized samples to show (default 3)")
-    s.add_argument("--max-problems", type=int, default=50, help="problems to list (default 50)")
+    s.add_argument(
+        "--samples", type=_nonnegative_int, default=3, help="normalized samples to show (default 3)"
+    )
+    s.add_argument(
+        "--max-problems", type=_nonnegative_int, default=50, help="problems to list (default 50)"
+    )
     s.set_defaults(fn=cmd_pool_inspect)
 
     s = sub.add_parser(
@@ -661,7 +730,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("recipe")
     s.add_argument("--out", default="review.csv", help="CSV or JSONL file (default review.csv)")
     s.add_argument(
-        "--per-stratum", type=int, default=10, help="records per tier / drop reason (default 10)"
+        "--per-stratum",
+        type=_positive_int,
+        default=10,
+        help="records per tier / drop reason (default 10)",
     )
     s.set_defaults(fn=cmd_review_export)
     s = rsub.add_parser("import", help="apply accept/reject decisions; later cleaning honours them")
@@ -674,8 +746,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument("recipe")
     s.add_argument("--tier", required=True)
-    s.add_argument("--size", type=int, required=True)
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--size", type=_positive_int, required=True)
+    s.add_argument("--seed", type=_nonnegative_int, default=0)
     s.add_argument("--no-track", action="store_true", help="don't log to MLflow")
     s.set_defaults(fn=cmd_train)
 
@@ -731,13 +803,20 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--lower-is-better", action="store_true", help="loss-like")
     s.add_argument(
         "--epsilon",
-        type=float,
+        type=_float_in(0, float("inf")),
         help="gain from doubling that still pays (default 0.01, or 1%% of loss)",
     )
     s.add_argument(
-        "--confidence", type=float, default=0.9, help="confidence for the decision (default 0.9)"
+        "--confidence",
+        type=_float_in(0.5, 1),
+        default=0.9,
+        help="confidence for the decision, in (0.5, 1) (default 0.9)",
     )
-    s.add_argument("--eval-size", type=int, help="evaluation items per score (adds sampling error)")
+    s.add_argument(
+        "--eval-size",
+        type=_positive_int,
+        help="evaluation items per score (adds sampling error)",
+    )
     s.add_argument("--json", action="store_true", help="print the summary JSON")
     s.add_argument("--plot", metavar="OUT.png", help="write the learning-curve plot")
     s.set_defaults(fn=cmd_curve)
@@ -747,9 +826,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument(
         "--backend",
-        required=True,
         metavar="URI",
-        help="postgresql+psycopg2://USER:PASSWORD@HOST:PORT/DB (or sqlite:///path/mlflow.db, one user)",
+        help="postgresql+psycopg2://USER@HOST:PORT/DB with the password in PGPASSWORD or "
+        "~/.pgpass (or sqlite:///path/mlflow.db, one user); default $LOOP_SERVER_BACKEND",
     )
     s.add_argument(
         "--artifacts",
@@ -761,9 +840,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--host", default="127.0.0.1", help="interface to bind; 0.0.0.0 to serve other machines"
     )
-    s.add_argument("--port", type=int, default=5000)
+    s.add_argument("--port", type=_port, default=5000)
     s.add_argument(
-        "--workers", type=int, default=None, help="server processes (MLflow's default: 4)"
+        "--workers", type=_positive_int, default=None, help="server processes (MLflow's default: 4)"
     )
     s.add_argument(
         "--allowed-hosts",
@@ -776,32 +855,69 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("ui", help="start the MLflow UI on 127.0.0.1 for the project's store")
     s.add_argument("recipe", nargs="?", help="recipe whose tracking settings to use")
-    s.add_argument("--port", type=int, default=5000)
+    s.add_argument("--port", type=_port, default=5000)
     s.set_defaults(fn=cmd_ui)
 
     s = sub.add_parser("demo", help="build the demo pool and run recipes/demo.yaml end to end")
     s.add_argument("--recipe", default="recipes/demo.yaml")
     s.add_argument(
-        "--rows", type=int, default=None, help="demo pool size (default: the generator's)"
+        "--rows", type=_positive_int, default=None, help="demo pool size (default: the generator's)"
     )
     s.set_defaults(fn=cmd_demo)
     return p
 
 
+def _parser_with(common: argparse.ArgumentParser) -> type[argparse.ArgumentParser]:
+    """Subcommand parsers that all take the `common` flags."""
+
+    class Parser(argparse.ArgumentParser):
+        def __init__(self, *a, **kw):
+            kw.setdefault("parents", [])
+            kw["parents"] = [*kw["parents"], common]
+            super().__init__(*a, **kw)
+
+    return Parser
+
+
+# Exit statuses: 0 ok, 1..100 failed cells (sweep) or unreadable records (pool inspect),
+# 2 an input error (this message, no traceback), 70 a bug in loop (EX_SOFTWARE), 130 Ctrl-C.
+EXIT_USER_ERROR = 2
+EXIT_BUG = 70
+
+_BUG_LINE = (
+    "This is a bug in loop, not a problem with your input: please report it with the command "
+    "you ran and the traceback above."
+)
+
+
+def _debug(args: argparse.Namespace) -> bool:
+    return bool(getattr(args, "debug", False)) or os.environ.get("LOOP_DEBUG", "") not in ("", "0")
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one command. Input errors (`loop.errors.UserError`) print their message and return
+    2; `--debug` (or LOOP_DEBUG=1) adds the traceback. Anything else is a bug: its traceback,
+    a line saying so, status 70."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "fn", None):
         parser.print_help()
         return 0
-    from loop.clean import CleanError
-    from loop.pool import PoolError
-
+    debug = _debug(args)
     try:
         return args.fn(args)
-    except (CleanError, PoolError) as exc:  # the user's data or settings: a message, no traceback
-        err_console.print(f"[red]✗[/] {exc}", soft_wrap=True)
-        return 2
+    except UserError as exc:
+        if debug:
+            traceback.print_exc()
+        _print_user_error(exc)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        err_console.print("[yellow]interrupted[/]")
+        return 130
+    except Exception:
+        traceback.print_exc()
+        err_console.print(f"[bold red]{_BUG_LINE}[/]", soft_wrap=True)
+        return EXIT_BUG
 
 
 if __name__ == "__main__":

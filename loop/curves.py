@@ -21,6 +21,8 @@ from pathlib import Path
 import numpy as np
 from scipy import optimize, stats
 
+from loop.errors import CurveInputError  # defined with every user error
+
 HIGHER, LOWER = "higher", "lower"
 SATURATED, MORE_DATA_PAYS, INCONCLUSIVE = "saturated", "more_data_pays", "inconclusive"
 
@@ -30,16 +32,6 @@ B_MIN, B_MAX = 0.01, 2.0
 _B_GRID = np.geomspace(B_MIN, B_MAX, 100)  # 5.5% steps in b, refined by a parabola afterwards
 _GRID_POINTS = 97  # dense size grid from the smallest size to 2x the largest: ~16 points a doubling
 _MIN_SIZES = 3  # a 3-parameter law needs at least 3 distinct sizes
-
-
-class CurveInputError(ValueError):
-    """A curve input file that cannot be used; the message names file, line and column."""
-
-    def __init__(self, message: str, *, path: str = "", line: int | None = None, column: str = ""):
-        super().__init__(message)
-        self.path = path
-        self.line = line
-        self.column = column
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,11 @@ sweep (status, UI, review, demo, `loop train`) are `loop/commands.py`.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import random
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,7 +31,7 @@ from loop.cell import (
     take_subset,
 )
 from loop.events import Event, Progress, say, silent
-from loop.prepare import Prepared, check_sizes, log_clean, prepare, work_dir
+from loop.prepare import Prepared, check_sizes, log_clean, prepare, warn_raw_records, work_dir
 from loop.recipe import Cell, Recipe, expand_cells, is_curve_metric, validate
 
 
@@ -60,6 +63,40 @@ def _manifest(recipe: Recipe, subset: subsets_mod.Subset) -> Path:
     return subsets_mod.write_manifest(subset, work_dir(recipe) / "manifests")
 
 
+# Why a cell was not claimed: what the sweep prints for it.
+_NOT_CLAIMED = {
+    "done": "finished elsewhere",
+    "held": "running elsewhere (another driver holds it)",
+    "contested": "claimed by another driver at the same moment; trying again later",
+}
+
+
+def _open(recipe: Recipe, tr: track.Tracker, parent_id: str | None, cell: Cell, subset) -> str:
+    return track.open_cell(
+        tr, parent_id, cell, subset, params=cell_params(recipe), manifest=_manifest(recipe, subset)
+    )
+
+
+def _claim(
+    recipe: Recipe, tr: track.Tracker, parent_id: str | None, cell: Cell, subset
+) -> tuple[str | None, str]:
+    """(the cell's run, opened as a lease, or None; why not: done | held | contested). A stale
+    lease (its driver died) is marked KILLED first."""
+    interval = tr.heartbeat_s
+    runs = track.cell_runs(tr.client, tr.exp_id, tr.recipe_digest, tr.pool_digest, cell.id)
+    if any(r.status == "DONE" for r in runs):
+        return None, "done"
+    if any(track.lease_live(r, interval) for r in runs):
+        return None, "held"
+    track.mark_interrupted(tr.client, runs, interval)
+    run_id = _open(recipe, tr, parent_id, cell, subset)
+    runs = track.cell_runs(tr.client, tr.exp_id, tr.recipe_digest, tr.pool_digest, cell.id)
+    if track.contested(runs, run_id, interval):
+        track.withdraw(tr.client, run_id)
+        return None, "contested"
+    return run_id, ""
+
+
 def run_cell(
     recipe: Recipe,
     cell: Cell,
@@ -68,25 +105,39 @@ def run_cell(
     tr: track.Tracker | None,
     parent_id: str | None,
     on_step: OnStep,
-) -> CellOutcome:
+    *,
+    claim: bool = True,
+    on_start: Callable[[], None] | None = None,
+    not_claimed: Callable[[str], None] | None = None,
+) -> CellOutcome | None:
     """subset -> train -> evaluate -> track, for one cell in this process. The run is opened
-    first, so the UI shows it RUNNING with live step metrics. Exceptions other than Ctrl-C
-    become a FAILED run with its error; Ctrl-C marks the run KILLED and propagates."""
+    first, so the UI shows it RUNNING with live step metrics, and holds the cell while its
+    heartbeat runs; with `claim`, None when the cell is done or another driver holds it
+    (`not_claimed` hears why). Exceptions other than Ctrl-C become a FAILED run with its error;
+    Ctrl-C marks the run KILLED and propagates."""
     t0 = time.time()
     subset = take_subset(recipe, prep.tiers[cell.tier], cell)
     run_id = None
     if tr is not None:
-        run_id = track.open_cell(
-            tr,
-            parent_id,
-            cell,
-            subset,
-            params=cell_params(recipe),
-            manifest=_manifest(recipe, subset),
-        )
+        if claim:
+            run_id, why = _claim(recipe, tr, parent_id, cell, subset)
+            if run_id is None:
+                if not_claimed is not None:
+                    not_claimed(why)
+                return None
+        else:
+            run_id = _open(recipe, tr, parent_id, cell, subset)
+    if on_start is not None:
+        on_start()
     history: list[tuple[str, int, float]] = []
+    beat = (
+        track.heartbeat(tr.client, run_id, tr.heartbeat_s)
+        if tr is not None and run_id
+        else contextlib.nullcontext()
+    )
     try:
-        res = compute_cell(recipe, cell, subset, prep.val, base, on_step, history)
+        with beat:
+            res = compute_cell(recipe, cell, subset, prep.val, base, on_step, history)
     except KeyboardInterrupt:
         if tr is not None and run_id:
             track.fail_cell(tr.client, run_id, "interrupted by the user (Ctrl-C)", killed=True)
@@ -187,8 +238,9 @@ def _run_cells(s: _Sweep, cells: list[Cell]) -> None:
 
     if s.base is None:
         s.base = models.load_base(s.recipe.model)
-    for cell in pending:
-        started(cell)
+    elsewhere: list[Cell] = []
+    reasons: list[str] = []
+    for cell in _with_cells_elsewhere(s, pending, elsewhere):
 
         def on_step(
             step: int, max_steps: int, logs: dict, cell: Cell = cell, done: int = counter["done"]
@@ -206,7 +258,52 @@ def _run_cells(s: _Sweep, cells: list[Cell]) -> None:
                 )
             )
 
-        finished_cell(run_cell(s.recipe, cell, s.prep, s.base, s.tr, s.parent_id, on_step))
+        out = run_cell(
+            s.recipe,
+            cell,
+            s.prep,
+            s.base,
+            s.tr,
+            s.parent_id,
+            on_step,
+            on_start=lambda cell=cell: started(cell),
+            not_claimed=reasons.append,
+        )
+        if out is not None:
+            finished_cell(out)
+            continue
+        why = reasons.pop()
+        say(s.progress, f"{cell.id}: {_NOT_CLAIMED[why]}")
+        if why == "done":
+            s.skipped += 1
+        else:  # another driver holds it: looked at again once the pending cells are done
+            elsewhere.append(cell)
+
+
+def _with_cells_elsewhere(s: _Sweep, pending: list[Cell], elsewhere: list[Cell]) -> Iterator[Cell]:
+    """`pending`, then the cells another driver held (`elsewhere`, filled while iterating) as
+    their leases end: a cell finished elsewhere is skipped; one whose driver died is yielded to
+    run here. Waits, polling about every heartbeat interval, while other drivers work."""
+    yield from pending
+    interval = s.tr.heartbeat_s
+    while elsewhere:
+        say(
+            s.progress, "waiting for cells running elsewhere: " + ", ".join(c.id for c in elsewhere)
+        )
+        # jittered, so that two drivers that backed off from the same cell do not meet again
+        time.sleep(interval * random.uniform(0.5, 1.5))
+        waiting, elsewhere[:] = list(elsewhere), []
+        for cell in waiting:
+            runs = track.cell_runs(
+                s.tr.client, s.tr.exp_id, s.tr.recipe_digest, s.tr.pool_digest, cell.id
+            )
+            if any(r.status == "DONE" for r in runs):
+                s.skipped += 1
+                say(s.progress, f"{cell.id}: finished elsewhere")
+            elif any(track.lease_live(r, interval) for r in runs):
+                elsewhere.append(cell)
+            else:
+                yield cell  # its driver died: claimed and run here (or held elsewhere again)
 
 
 def sweep(
@@ -222,8 +319,13 @@ def sweep(
     validate(recipe)
     prep = check_sizes(recipe, prep or prepare(recipe, progress=progress))
     tr = track.tracker(recipe, prep.pool_digest)
+    warn_raw_records(recipe, tr, progress)
     log_clean(recipe, prep, tr)
-    interrupted = track.mark_interrupted(tr.client, track.runs_of(tr))
+    runs = track.runs_of(tr)
+    busy = track.running_elsewhere(runs, tr.heartbeat_s)
+    if busy:
+        say(progress, f"{len(busy)} cell(s) running elsewhere (another driver): " + ", ".join(busy))
+    interrupted = track.mark_interrupted(tr.client, runs, tr.heartbeat_s)
     if interrupted:
         say(
             progress,

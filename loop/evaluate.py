@@ -25,6 +25,7 @@ from typing import Any
 import torch
 
 import evals
+from loop.errors import EvaluatorError
 from loop.example import Example, Message
 from loop.models import Base, answer_logprobs, encode_example, prompt_ids, stop_token_ids
 from loop.recipe import EvalConfig, EvaluatorSpec
@@ -97,7 +98,7 @@ def build_evaluators(specs: Sequence[EvaluatorSpec]) -> list[Evaluator]:
             continue
         out.append(Evaluator(label, spec.name, reg.fn, reg.kind, dict(spec.params), wants_example))
     if errors:
-        raise ValueError("\n".join(errors))
+        raise EvaluatorError("\n".join(errors))
     return out
 
 

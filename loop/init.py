@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from loop import pool as pool_mod
+from loop.errors import UserError
 from loop.example import Example
 from loop.profile import PoolProfile, default_evaluators, length_bounds, profile_pool
 from loop.recipe import FieldMap, ModelConfig, PoolConfig
@@ -78,7 +79,7 @@ PAIRS = (
 INPUT_NAMES = ("input", "context")
 
 
-class InitError(ValueError):
+class InitError(UserError, ValueError):
     """The files could not be read or their shape not recognised; the message says why."""
 
 

@@ -42,6 +42,7 @@ from typing import Any
 
 import torch
 
+from loop.errors import ModelError
 from loop.example import Example
 from loop.recipe import ModelConfig
 
@@ -126,7 +127,7 @@ def packaged_gguf() -> Path:
     try:
         dist = importlib.metadata.distribution(PACKAGED_DIST)
     except importlib.metadata.PackageNotFoundError:
-        raise FileNotFoundError(
+        raise ModelError(
             f"model.name {DEFAULT_MODEL!r} needs the PyPI package {PACKAGED_DIST!r}, which is not "
             f"installed; {hint}"
         ) from None
@@ -135,8 +136,8 @@ def packaged_gguf() -> Path:
             path = Path(str(dist.locate_file(f)))
             if path.is_file():
                 return path
-    raise FileNotFoundError(
-        f"package {PACKAGED_DIST!r} is installed but holds no .gguf file; reinstall it: {hint}"
+    raise ModelError(
+        f"model.name {DEFAULT_MODEL!r}: package {PACKAGED_DIST!r} is installed but holds no .gguf file; reinstall it: {hint}"
     )
 
 
@@ -256,18 +257,79 @@ def _source(cfg: ModelConfig) -> tuple[str, dict[str, Any]]:
     path = Path(name).expanduser()
     if name.endswith(".gguf"):
         if not path.is_file():
-            raise FileNotFoundError(f"model.name: GGUF file not found: {name}")
+            raise ModelError(f"model.name: GGUF file not found: {name}")
         return str(ensure_converted(path, "gguf-" + path.stem.lower())), {}
     if path.is_dir():
         return str(path), {}
     return name, {"revision": cfg.revision} if cfg.revision else {}
 
 
-def _hub_error(cfg: ModelConfig, exc: Exception) -> OSError:
-    return OSError(
+def _hub_error(cfg: ModelConfig, exc: Exception) -> ModelError:
+    if Path(cfg.name).expanduser().is_dir():
+        return ModelError(
+            f"model.name {cfg.name!r}: the folder could not be loaded as a model: {exc}"
+        )
+    return ModelError(
         f"model.name {cfg.name!r}: not a packaged model ({DEFAULT_MODEL}, {TINY_MODEL}), not a local "
         f"folder or .gguf file, and loading it as a Hugging Face Hub id failed: {exc}"
     )
+
+
+def check_name(cfg: ModelConfig) -> tuple[list[str], list[str]]:
+    """(errors, notes) about `model.name`, found without loading or downloading anything.
+
+    Errors: a packaged model whose package is missing, a path that does not exist, a folder
+    without `config.json`, a name that is neither a path nor a valid Hub id, or a Hub id that is
+    not cached while the Hub is off (HF_HUB_OFFLINE). A Hub id that is not cached is a note: it
+    resolves only with network access.
+    """
+    name = cfg.name
+    if name == TINY_MODEL:
+        return [], []
+    if _is_packaged(name):
+        try:
+            packaged_gguf()
+        except ModelError as exc:
+            return [str(exc)], []
+        return [], []
+    path = Path(name).expanduser()
+    if name.endswith(".gguf"):
+        if not path.is_file():
+            what = "a folder" if path.is_dir() else "no such file"
+            return [f"model.name: GGUF file {name!r} not found ({what})"], []
+        return [], []
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            return [
+                f"model.name: folder {name!r} has no config.json, so it is not a saved model"
+            ], []
+        return [], []
+    looks_like_path = name.startswith(("/", "./", "../", "~")) or path.exists()
+    if looks_like_path:
+        what = "is a file, not a model folder" if path.is_file() else "does not exist"
+        return [f"model.name: {name!r} {what}; give a model folder, a .gguf file or a Hub id"], []
+    from huggingface_hub import constants, try_to_load_from_cache
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(name)
+    except HFValidationError as exc:
+        return [
+            f"model.name: {name!r} is not a packaged model ({DEFAULT_MODEL}, {TINY_MODEL}), "
+            f"an existing folder or .gguf file, nor a valid Hugging Face Hub id ({exc})"
+        ], []
+    cached = try_to_load_from_cache(name, "config.json", revision=cfg.revision)
+    if isinstance(cached, str):
+        return [], []
+    if constants.HF_HUB_OFFLINE:
+        return [
+            f"model.name: {name!r} is not in the local Hugging Face cache and HF_HUB_OFFLINE "
+            "is set; download it first or unset HF_HUB_OFFLINE"
+        ], []
+    return [], [
+        f"model.name: {name!r} is not in the local Hugging Face cache; it needs the Hub "
+        "(downloaded on first use)"
+    ]
 
 
 def _finish_tokenizer(tok: Any, cfg: ModelConfig) -> Any:
@@ -300,7 +362,7 @@ def load_tokenizer(cfg: ModelConfig) -> Any:
             source, kwargs = _source(cfg)
             try:
                 tok = AutoTokenizer.from_pretrained(source, **kwargs)
-            except OSError as exc:
+            except (OSError, ValueError) as exc:  # not found, offline, a bad id or config
                 raise _hub_error(cfg, exc) from exc
         _TOKENIZERS[cfg] = _finish_tokenizer(tok, cfg)
         return _TOKENIZERS[cfg]
@@ -323,7 +385,7 @@ def load_base(cfg: ModelConfig) -> Base:
             try:
                 with _quiet_progress():
                     model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, **kwargs)
-            except OSError as exc:
+            except (OSError, ValueError) as exc:  # not found, offline, a bad id or config
                 raise _hub_error(cfg, exc) from exc
         model.to(device)
         model.eval()

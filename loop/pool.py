@@ -30,6 +30,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from loop.errors import PoolError  # defined with every user error
 from loop.example import ROLES, Example, Message, make_example
 from loop.recipe import FieldMap, PoolConfig
 
@@ -79,23 +80,6 @@ class PoolLoad:
     skipped_by_reason: dict[str, int]  # reason -> records skipped (a file with none counts once)
     files: tuple[str, ...]  # files (and dataset) read, as shown in sources
     records: int  # records read, good and bad
-
-
-class PoolError(ValueError):
-    """The pool could not be loaded; `problems` holds every problem found."""
-
-    def __init__(self, problems: Iterable[Problem], hint: str = ""):
-        self.problems = tuple(problems)
-        by_reason = Counter(p.reason for p in self.problems)
-        head = f"{len(self.problems)} problem(s) reading the pool (" + ", ".join(
-            f"{reason} {n}" for reason, n in by_reason.most_common()
-        )
-        lines = [p.message for p in self.problems[:SHOWN_PROBLEMS]]
-        if len(self.problems) > SHOWN_PROBLEMS:
-            lines.append(f"... and {len(self.problems) - SHOWN_PROBLEMS} more")
-        if hint:
-            lines.append(hint)
-        super().__init__(head + ")\n" + "\n".join(f"  {line}" for line in lines))
 
 
 class _Bad(Exception):
@@ -240,6 +224,78 @@ def sample_records(
         finally:
             items.close()
     return out, problems
+
+
+# Bytes read from the start of each file by `check_sources`: enough to tell text from binary.
+_SNIFF_BYTES = 65536
+
+
+def check_sources(cfg: PoolConfig, *, base_dir: Path | None = None) -> tuple[list[str], list[str]]:
+    """(errors, notes) about the pool's sources, found without reading it whole.
+
+    Errors: a path or glob that finds no file, a folder, an unsupported extension, a file that
+    cannot be opened, an empty file, a binary file where text is expected (a NUL byte or bytes
+    that are not UTF-8 in its first 64 KB), a Parquet file without the Parquet magic bytes.
+    Notes: a dataset name that is not a local folder (it needs the Hugging Face Hub).
+    """
+    base = Path(base_dir) if base_dir is not None else Path.cwd()
+    sources, fatal = _resolve(cfg, base)
+    index = {pattern: i for i, pattern in enumerate(cfg.paths)}
+    errors: list[str] = []
+
+    def field(shown: str) -> str:
+        i = index.get(shown)
+        return f"pool.paths[{i}]" if i is not None else "pool.paths"
+
+    for p in fatal:
+        errors.append(f"{field(p.source) if p.reason != 'no_input' else 'pool'}: {p.message}")
+    notes: list[str] = []
+    for src in sources:
+        if src.kind == "hf":
+            local = Path(os.path.expanduser(src.shown))
+            local = local if local.is_absolute() else base / local
+            if not local.exists():
+                notes.append(
+                    f"pool.hf_dataset: {src.shown!r} is not a local folder; it needs the "
+                    "Hugging Face Hub (downloaded on first use)"
+                )
+            continue
+        problem, fatal_problem = _sniff(src)
+        if problem and (fatal_problem or cfg.on_error == "fail"):
+            errors.append(f"{field(src.shown)}: {src.shown}: {problem}")
+        elif problem:
+            notes.append(f"{field(src.shown)}: {src.shown}: {problem}; those records are skipped")
+    return errors, notes
+
+
+def _sniff(src: _Source) -> tuple[str | None, bool]:
+    """(why `src` cannot be read as a pool file of its kind, judged from its first bytes, or
+    None; whether that stops the whole file rather than some of its records)."""
+    try:
+        with _open(src.path or Path(""), src.compression) as f:  # decompressed: the text inside
+            head = f.read(_SNIFF_BYTES)
+    except _decompress_errors() as exc:
+        if src.compression is not None and not isinstance(exc, FileNotFoundError):
+            return f"not a readable {src.compression} file ({type(exc).__name__}: {exc})", True
+        return f"cannot be read ({getattr(exc, 'strerror', None) or exc})", True
+    if not head:
+        return "empty file; expected records", True
+    if src.kind == "parquet":
+        ok = head[:4] == b"PAR1"
+        return (None if ok else "not a Parquet file (no PAR1 magic bytes at the start)"), True
+    if b"\x00" in head:
+        return f"binary file (NUL bytes); expected {src.kind.upper()} text in UTF-8", True
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        cut = len(head) == _SNIFF_BYTES and exc.start >= len(head) - 4  # a character cut in two
+        if not cut:
+            line = head.count(b"\n", 0, exc.start) + 1
+            return (
+                f"line {line}: byte 0x{head[exc.start]:02x} is not UTF-8; expected UTF-8 text",
+                src.kind == "json",  # one document: the whole file fails; else that record
+            )
+    return None, False
 
 
 def pool_digest(examples: Iterable[Example]) -> str:

@@ -91,8 +91,23 @@ def clean(recipe: Recipe, *, progress: Progress = silent, force: bool = False) -
     from loop import track
 
     prep = prepare(recipe, progress=progress, force_clean=force)
-    log_clean(recipe, prep, track.tracker(recipe, prep.pool_digest))
+    tr = track.tracker(recipe, prep.pool_digest)
+    warn_raw_records(recipe, tr, progress)
+    log_clean(recipe, prep, tr)
     return prep
+
+
+def warn_raw_records(recipe: Recipe, tr: Tracker, progress: Progress) -> None:
+    """Say so when `tracking.log_raw_records` sends personal data to the store."""
+    if recipe.tracking.log_raw_records:
+        from loop.server import redact
+
+        say(
+            progress,
+            "warning: tracking.log_raw_records is on: the raw and cleaned pools, the dropped "
+            f"records and every prediction go to the tracking store "
+            f"{redact(tr.store.tracking_uri)} unmasked, personal data included",
+        )
 
 
 def log_clean(recipe: Recipe, prep: Prepared, tr: Tracker) -> None:
@@ -108,13 +123,33 @@ def log_clean(recipe: Recipe, prep: Prepared, tr: Tracker) -> None:
         metrics[f"funnel.{step.name}.out"] = step.n_out
         for reason, n in step.dropped.items():
             metrics[f"dropped.{step.name}.{reason}"] = n
+    from loop.clean import publish
+
+    profile = publish.pool_profile(
+        prep.raw, recipe.clean.pii, pool_mod.pool_digest(prep.raw.examples)
+    )
+    local = {Path(p).name: Path(p) for p in prep.clean.files if Path(p).is_file()}
+    raw_records = recipe.tracking.log_raw_records
+    if raw_records:
+        files = list(local.values())
+    else:  # no record text with personal data: masked copies, the pool as a reference
+        files = list(
+            publish.store_copies(
+                prep.clean.dropped,
+                local["funnel.json"],
+                local["clean_key.json"],
+                recipe.clean.pii,
+                work_dir(recipe) / "clean" / publish.STORE_FOLDER,
+            )
+        )
     track.log_clean_once(
         tr,
         params=dict(_flat_clean(recipe)),
         metrics=metrics,
-        files=[Path(p) for p in prep.clean.files if Path(p).is_file()],
-        pool=tuple(prep.raw.examples),
+        files=files,
+        pool_profile=profile,
         pool_source=",".join(str(p) for p in prep.raw.files) or str(recipe.pool.hf_dataset),
+        pool=tuple(prep.raw.examples) if raw_records else None,
     )
 
 

@@ -21,6 +21,8 @@ from typing import Any, Literal, Union
 
 import yaml
 
+from loop.errors import RecipeError  # defined with every user error
+
 # --------------------------------------------------------------------------------------------
 # Sections. Field metadata `ge/gt/le/lt` are range checks; `doc` feeds `loop recipe --help`-style
 # references in the README.
@@ -431,6 +433,16 @@ class TrackingConfig:
         None, doc="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else mlruns/ here)"
     )
     experiment: str | None = _f(None, doc="experiment name (default: the recipe name)")
+    heartbeat_seconds: float = _f(
+        30.0,
+        doc="a running cell's heartbeat in the store; 3 missed beats mean its driver died",
+        gt=0,
+    )
+    log_raw_records: bool = _f(
+        False,
+        doc="also copy the raw and cleaned pools and the unmasked dropped records to the store "
+        "(personal data included); default: counts, a profile and PII-masked records only",
+    )
 
 
 @dataclass(frozen=True)
@@ -493,17 +505,6 @@ class Recipe:
     @property
     def experiment(self) -> str:
         return self.tracking.experiment or self.name
-
-
-class RecipeError(ValueError):
-    """Every problem found in one recipe, one per line."""
-
-    def __init__(self, source: str, errors: list[str]):
-        self.source = source
-        self.errors = errors
-        super().__init__(
-            f"{source}: {len(errors)} error(s)\n" + "\n".join(f"  {e}" for e in errors)
-        )
 
 
 # --------------------------------------------------------------------------------------------
@@ -594,7 +595,7 @@ def _convert(tp: Any, value: Any, path: str, errors: list[str], meta: dict) -> A
             errors.append(f"{path}: expected {_type_name(tp)}, got {_given(value)}")
             return _MISSING
         out = [_convert(item_tp, v, f"{path}[{i}]", errors, meta) for i, v in enumerate(value)]
-        return tuple(out)
+        return _MISSING if any(v is _MISSING for v in out) else tuple(out)
     if origin is dict:
         if not isinstance(value, dict):
             errors.append(f"{path}: expected a mapping, got {_given(value)}")
@@ -615,7 +616,7 @@ def _convert(tp: Any, value: Any, path: str, errors: list[str], meta: dict) -> A
         return value
     if tp in (int, float):
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        if tp is int and ok and float(value) != int(value):
+        if tp is int and ok and (not math.isfinite(value) or float(value) != int(value)):
             ok = False
         if isinstance(value, str) and tp is float:
             # YAML reads 2e-4 as a string (YAML 1.1); accept what Python reads as a float.
@@ -741,7 +742,8 @@ def load_recipe(path: str | Path, *, pool_size: int | None = None) -> Recipe:
     """Read and validate a YAML recipe file; raises RecipeError naming every problem."""
     path = Path(path)
     if not path.is_file():
-        raise RecipeError(str(path), ["file not found"])
+        what = "is a folder, expected a YAML file" if path.is_dir() else "file not found"
+        raise RecipeError(str(path), [what])
     try:
         data = yaml.load(path.read_text(encoding="utf-8"), Loader=RecipeLoader)  # noqa: S506
     except yaml.YAMLError as exc:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from loop.errors import ReviewError
 from loop.tiers import RAW, tier_pool, validation_set
 
 if TYPE_CHECKING:
@@ -113,7 +114,7 @@ def export_review(
     """Write the review sample to `path` (.csv or .jsonl) with an empty `decision` column."""
     path = Path(path)
     if path.suffix not in (".csv", ".jsonl"):
-        raise ValueError(f"{path}: review file must end in .csv or .jsonl, got {path.suffix!r}")
+        raise ReviewError(f"{path}: review file must end in .csv or .jsonl, got {path.suffix!r}")
     rows = review_rows(result, per_stratum=per_stratum, seed=seed)
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix == ".csv":
@@ -134,14 +135,14 @@ def export_review(
 def _read_rows(path: Path) -> list[tuple[int, dict]]:
     """(line number, row) pairs from a CSV or JSONL review file."""
     if not path.is_file():
-        raise ValueError(f"{path}: file not found")
+        raise ReviewError(f"{path}: file not found")
     out: list[tuple[int, dict]] = []
     if path.suffix == ".csv":
         with path.open(encoding="utf-8", newline="") as f:
             reader = csv.DictReader(f)
             missing = {"id", "decision"} - set(reader.fieldnames or [])
             if missing:
-                raise ValueError(
+                raise ReviewError(
                     f"{path}:1: header lacks column(s) {', '.join(sorted(missing))}; "
                     f"expected the columns of `loop review export`"
                 )
@@ -158,12 +159,12 @@ def _read_rows(path: Path) -> list[tuple[int, dict]]:
                 try:
                     row = json.loads(line)
                 except json.JSONDecodeError as exc:
-                    raise ValueError(f"{path}:{n}: not valid JSON ({exc.msg})") from None
+                    raise ReviewError(f"{path}:{n}: not valid JSON ({exc.msg})") from None
                 if not isinstance(row, dict):
-                    raise ValueError(f"{path}:{n}: expected an object, got {type(row).__name__}")
+                    raise ReviewError(f"{path}:{n}: expected an object, got {type(row).__name__}")
                 out.append((n, row))
         return out
-    raise ValueError(f"{path}: review file must end in .csv, .jsonl or .json, got {path.suffix!r}")
+    raise ReviewError(f"{path}: review file must end in .csv, .jsonl or .json, got {path.suffix!r}")
 
 
 def parse_decisions(path: str | Path) -> tuple[dict[str, str], dict[str, int]]:
@@ -196,7 +197,7 @@ def parse_decisions(path: str | Path) -> tuple[dict[str, str], dict[str, int]]:
         decisions[ex_id] = decision
         counts[decision] += 1
     if errors:
-        raise ValueError("\n".join(errors))
+        raise ReviewError("\n".join(errors))
     return decisions, counts
 
 
@@ -207,19 +208,19 @@ def load_decisions(path: str | Path) -> dict[str, str]:
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
-            raise ValueError(f"{path}: file not found") from None
+            raise ReviewError(f"{path}: file not found") from None
         except json.JSONDecodeError as exc:
-            raise ValueError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})") from None
+            raise ReviewError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})") from None
         found = data.get("decisions") if isinstance(data, dict) else None
         if not isinstance(found, dict):
-            raise ValueError(f"{path}: expected an object with a 'decisions' mapping")
+            raise ReviewError(f"{path}: expected an object with a 'decisions' mapping")
         bad = [
             f"{path}: decisions[{k!r}]: expected accept or reject, got {v!r}"
             for k, v in found.items()
             if v not in DECISIONS
         ]
         if bad:
-            raise ValueError("\n".join(bad))
+            raise ReviewError("\n".join(bad))
         return dict(found)
     return parse_decisions(path)[0]
 

@@ -14,6 +14,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
+from loop.errors import DataError
 from loop.example import Example
 from loop.recipe import cell_id
 
@@ -70,7 +71,7 @@ def take(
 ) -> Subset:
     """The first `size` examples of the tier's seeded ordering."""
     if size > len(pool) and on_too_small == "error":
-        raise ValueError(
+        raise DataError(
             f"tier {tier!r} has {len(pool)} training examples, fewer than size {size} "
             "(set subsets.on_too_small: cap to use the whole tier)"
         )

@@ -18,6 +18,7 @@ import dataclasses
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from loop.errors import DataError
 from loop.example import Example
 from loop.recipe import RAW_TIER, TierSpec, needs_quality
 
@@ -34,7 +35,7 @@ def select(train: Sequence[Example], spec: TierSpec) -> list[int]:
         return list(range(n))
     missing = [ex.id for ex in train if "quality" not in ex.scores]
     if missing:
-        raise ValueError(
+        raise DataError(
             f"tier {spec.name!r}: {len(missing)} example(s) have no quality score "
             f"(e.g. {missing[0]}); run the `quality` clean step"
         )

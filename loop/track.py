@@ -15,8 +15,8 @@ import sqlite3
 import sys
 import time
 import warnings
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +25,7 @@ import pandas as pd
 from mlflow import MlflowClient
 from mlflow.entities import DatasetInput, InputTag, Metric, Param, RunTag
 
+from loop.errors import StoreError
 from loop.example import Example
 from loop.recipe import Cell, Recipe
 from loop.recipe import recipe_digest as digest_of
@@ -74,14 +75,32 @@ def _sqlite_wal(uri: str) -> None:
 
 
 def client_for(store: Store) -> MlflowClient:
+    """A client on the store; a store that cannot be opened is a StoreError."""
     mlflow.set_tracking_uri(store.tracking_uri)
-    return MlflowClient(tracking_uri=store.tracking_uri)
+    try:
+        return MlflowClient(tracking_uri=store.tracking_uri)
+    except Exception as exc:  # MLflow, SQLAlchemy and requests raise many kinds
+        raise _store_error(store, exc) from exc
+
+
+def _store_error(store: Store, exc: Exception) -> StoreError:
+    from loop.server import redact, scrub
+
+    return StoreError(
+        f"tracking store {redact(store.tracking_uri)}: cannot be opened "
+        f"({type(exc).__name__}: {(scrub(str(exc), store.tracking_uri).splitlines() or [''])[0][:300]})"
+    )
 
 
 def ensure_experiment(store: Store, name: str) -> str:
-    """Create the store and experiment once (before any worker starts) and return its id."""
+    """Create the store and experiment once (before any worker starts) and return its id.
+
+    The first contact with the store: a store that cannot be opened is a StoreError."""
     client = client_for(store)
-    exp = client.get_experiment_by_name(name)
+    try:
+        exp = client.get_experiment_by_name(name)
+    except Exception as exc:  # MLflow, SQLAlchemy and requests raise many kinds
+        raise _store_error(store, exc) from exc
     if exp is None:
         location = f"{store.artifact_root}/{name}" if store.artifact_root else None
         try:
@@ -118,13 +137,19 @@ class CellRun:
 
 
 def cell_runs(
-    client: MlflowClient, exp_id: str, recipe_digest: str, pool_digest: str
+    client: MlflowClient,
+    exp_id: str,
+    recipe_digest: str,
+    pool_digest: str,
+    cell: str | None = None,
 ) -> list[CellRun]:
-    """Every child run of this recipe+pool, newest first."""
+    """Every child run of this recipe+pool (of one `cell` when given), newest first."""
     flt = (
         f"tags.`loop.kind` = 'cell' and tags.`loop.recipe_digest` = '{_q(recipe_digest)}' "
         f"and tags.`loop.pool_digest` = '{_q(pool_digest)}'"
     )
+    if cell is not None:
+        flt += f" and tags.`loop.cell` = '{_q(cell)}'"
     out: list[CellRun] = []
     token = None
     while True:
@@ -161,17 +186,122 @@ def done_cells(runs: Iterable[CellRun]) -> dict[str, CellRun]:
     return done
 
 
-def mark_interrupted(client: MlflowClient, runs: Iterable[CellRun]) -> list[str]:
-    """Child runs left RUNNING by a process that died: mark them KILLED. Returns their cells."""
+# ----------------------------------------------------------------------------------------------
+# Leases: a RUNNING cell run is held by the driver that opened it while its heartbeat is fresh
+# ----------------------------------------------------------------------------------------------
+
+HEARTBEAT_TAG = "loop.heartbeat"  # seconds since the epoch, rewritten every interval
+OWNER_TAG = "loop.owner"  # host/pid/process start time of the driver holding the lease
+STALE_AFTER = 3  # heartbeat intervals without a beat: the driver died
+
+
+def lease_owner() -> str:
+    import socket
+
+    import psutil
+
+    me = psutil.Process()
+    return f"{socket.gethostname()}/{me.pid}/{me.create_time():.2f}"
+
+
+def lease_tags() -> dict[str, str]:
+    """Tags that make a new RUNNING run a held lease."""
+    return {HEARTBEAT_TAG: f"{time.time():.3f}", OWNER_TAG: lease_owner()}
+
+
+def _owner_dead(owner: str) -> bool:
+    """True when `owner` is a process of this host that is gone (or is not the one it was):
+    the lease is void at once; an owner elsewhere is judged by its heartbeat only."""
+    import socket
+
+    import psutil
+
+    host, _, rest = owner.partition("/")
+    pid, _, started = rest.partition("/")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    if int(pid) == os.getpid():  # cells run one at a time here: an older run of ours is over
+        return True
+    try:
+        proc = psutil.Process(int(pid))
+        return proc.status() == psutil.STATUS_ZOMBIE or f"{proc.create_time():.2f}" != started
+    except psutil.NoSuchProcess:
+        return True
+    except psutil.Error:
+        return False
+
+
+def lease_live(run: CellRun, interval: float, now: float | None = None) -> bool:
+    """A RUNNING run whose driver still beats: its heartbeat is younger than STALE_AFTER
+    intervals and its owner is not a dead process of this host. Runs without a heartbeat (from
+    before leases) are not live."""
+    if run.status != "RUNNING":
+        return False
+    try:
+        beat = float(run.tags.get(HEARTBEAT_TAG, ""))
+    except ValueError:
+        return False
+    now = time.time() if now is None else now
+    if now - beat > STALE_AFTER * interval:
+        return False
+    return not _owner_dead(run.tags.get(OWNER_TAG, ""))
+
+
+def mark_interrupted(
+    client: MlflowClient, runs: Iterable[CellRun], interval: float = 30.0
+) -> list[str]:
+    """Child runs left RUNNING by a driver that died (no live lease): mark them KILLED.
+    Returns their cells. Runs another driver is working on are left alone."""
     marked = []
     for r in runs:
-        if r.status == "RUNNING":
+        if r.status == "RUNNING" and not lease_live(r, interval):
             client.set_tag(
                 r.run_id, "loop.error", "interrupted: the sweep process stopped mid-cell"
             )
             client.set_terminated(r.run_id, status="KILLED")
             marked.append(r.cell)
     return marked
+
+
+def running_elsewhere(runs: Iterable[CellRun], interval: float) -> list[str]:
+    """Cells another live driver is running now."""
+    return sorted({r.cell for r in runs if lease_live(r, interval)})
+
+
+def contested(runs: Iterable[CellRun], run_id: str, interval: float) -> bool:
+    """Checked right after opening `run_id` (a claim on its cell): does any other run of the
+    cell hold a live lease or a finished result? Then this driver backs off (`withdraw`).
+
+    Safe without a lock: if two drivers both trained a cell, the one that searched last would
+    have seen the other's claim, which was opened before that driver's own search started."""
+    return any(r.run_id != run_id and (r.status == "DONE" or lease_live(r, interval)) for r in runs)
+
+
+def withdraw(client: MlflowClient, run_id: str) -> None:
+    """A claim that lost: deleted, as it never trained, so each cell keeps one run."""
+    client.delete_run(run_id)
+
+
+@contextlib.contextmanager
+def heartbeat(client: MlflowClient, run_id: str, interval: float):
+    """Rewrite the run's heartbeat tag every `interval` seconds while the block runs."""
+    import threading
+
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(interval):
+            # a store hiccup skips one beat; STALE_AFTER beats must be missed to lose the lease
+            with contextlib.suppress(Exception):
+                client.set_tag(run_id, HEARTBEAT_TAG, f"{time.time():.3f}")
+
+    thread = threading.Thread(target=beat, name=f"heartbeat-{run_id[:8]}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=interval + 5)
 
 
 def _sweep_filter(recipe_digest: str, pool_digest: str) -> str:
@@ -324,20 +454,65 @@ def log_clean_run(
     params: dict[str, Any],
     metrics: dict[str, float],
     files: Iterable[Path],
-    pool_frame: pd.DataFrame,
+    pool_profile: dict[str, Any],
     pool_source: str,
+    pool_frame: pd.DataFrame | None = None,
 ) -> str:
-    """A `clean` run: funnel numbers, reports, and the raw pool as a dataset input."""
+    """A `clean` run: funnel numbers, reports, and the raw pool as a dataset input.
+
+    The input is a reference (source, digest, schema, and `pool_profile` as its profile) unless
+    `pool_frame` is given (`tracking.log_raw_records`); the profile is also `raw_pool.json`."""
     run = client.create_run(
         exp_id, run_name="clean", tags={"loop.kind": "clean", "loop.pool_digest": pool_digest}
     )
     rid = run.info.run_id
     log_params(client, rid, params)
     log_metrics(client, rid, metrics)
-    log_subset_input(client, rid, pool_frame, name="raw-pool", source=pool_source, context="raw")
+    if pool_frame is not None:
+        log_subset_input(
+            client, rid, pool_frame, name="raw-pool", source=pool_source, context="raw"
+        )
+    else:
+        log_dataset_reference(
+            client, rid, name="raw-pool", source=pool_source, profile=pool_profile, context="raw"
+        )
+    client.log_dict(rid, pool_profile, "raw_pool.json")
     log_files(client, rid, files)
     client.set_terminated(rid, status="FINISHED")
     return rid
+
+
+# The columns a pool reads into (DESIGN.md, "The canonical example"): the reference's schema.
+_POOL_COLUMNS = ("id", "source", "format", "messages", "meta")
+
+
+def log_dataset_reference(
+    client: MlflowClient,
+    run_id: str,
+    *,
+    name: str,
+    source: str,
+    profile: dict[str, Any],
+    context: str,
+) -> None:
+    """A dataset input that holds no rows: where it is, its digest, columns and a profile."""
+    import json
+
+    from mlflow.entities import Dataset as DatasetEntity
+    from mlflow.types import ColSpec, Schema
+
+    schema = Schema([ColSpec("string", c) for c in _POOL_COLUMNS])
+    entity = DatasetEntity(
+        name=name,
+        digest=str(profile.get("digest", ""))[:32],
+        source_type="local",
+        source=json.dumps({"uri": source}),
+        schema=json.dumps({"mlflow_colspec": schema.to_dict()}),
+        profile=json.dumps(profile, default=str),
+    )
+    client.log_inputs(
+        run_id, datasets=[DatasetInput(entity, tags=[InputTag("mlflow.data.context", context)])]
+    )
 
 
 def parent_artifacts(client: MlflowClient, run_id: str, folder: Path) -> None:
@@ -386,13 +561,23 @@ class Tracker:
     store: Store
     recipe_digest: str
     pool_digest: str
+    # applied to every record text that goes to the store (predictions, errors): PII masked
+    # unless tracking.log_raw_records
+    mask: Callable[[Any], Any] = field(default=lambda value: value)
+    heartbeat_s: float = 30.0  # tracking.heartbeat_seconds: a running cell's lease
 
 
 def tracker(recipe: Recipe, pool_digest: str) -> Tracker:
+    from loop.clean import pii
+
     store = resolve_store(recipe.tracking.uri)
     client = client_for(store)
     exp_id = ensure_experiment(store, recipe.experiment)
-    return Tracker(client, exp_id, store, digest_of(recipe), pool_digest)
+    tr = Tracker(client, exp_id, store, digest_of(recipe), pool_digest)
+    tr.heartbeat_s = recipe.tracking.heartbeat_seconds
+    if not recipe.tracking.log_raw_records:
+        tr.mask = pii.masker(recipe.clean.pii)  # patterns checked by recipe.validate
+    return tr
 
 
 def open_sweep(tr: Tracker, *, params: dict[str, Any], tags: dict[str, str]) -> str:
@@ -434,6 +619,7 @@ def cell_tags(tr: Tracker, cell: Cell, subset: Subset) -> dict[str, str]:
         "loop.pool_digest": tr.pool_digest,
         "loop.capped": str(subset.capped).lower(),
         "loop.subset_sha256": subset.sha256,
+        **lease_tags(),  # held while its heartbeat runs (driver.run_cell)
     }
 
 
@@ -470,11 +656,12 @@ def close_cell(tr: Tracker, run_id: str, res: CellResult) -> None:
     if res.history:
         log_history(tr.client, run_id, res.history)
     if res.error:
-        fail_cell(tr.client, run_id, res.error)
+        fail_cell(tr.client, run_id, tr.mask(res.error))
         return
     log_params(tr.client, run_id, res.params)
     log_metrics(tr.client, run_id, {**res.metrics, **res.counters}, step=res.steps)
-    log_table(tr.client, run_id, list(res.predictions), "predictions.json")
+    rows = [tr.mask(dict(row)) for row in res.predictions]  # prompts and answers: PII masked
+    log_table(tr.client, run_id, rows, "predictions.json")
     finish_cell(tr.client, run_id)
 
 
@@ -501,10 +688,12 @@ def log_clean_once(
     params: dict[str, Any],
     metrics: dict[str, float],
     files: Iterable[Path],
-    pool: Sequence[Example],
+    pool_profile: dict[str, Any],
     pool_source: str,
+    pool: Sequence[Example] | None = None,
 ) -> None:
-    """A `clean` run per recipe+pool, with the funnel and the raw pool as a dataset input."""
+    """A `clean` run per recipe+pool, with the funnel and the raw pool as a dataset input: a
+    reference with `pool_profile`, or (`pool` given: tracking.log_raw_records) its rows."""
     existing = tr.client.search_runs(
         [tr.exp_id],
         filter_string=f"tags.`loop.kind` = 'clean' and tags.`loop.pool_digest` = "
@@ -520,8 +709,9 @@ def log_clean_once(
         params=params,
         metrics=metrics,
         files=files,
-        pool_frame=examples_frame(pool),
+        pool_profile=pool_profile,
         pool_source=pool_source,
+        pool_frame=None if pool is None else examples_frame(pool),
     )
     tr.client.set_tag(rid, "loop.recipe_digest", tr.recipe_digest)
 

@@ -13,10 +13,31 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_validate_shipped_recipes_exit_zero(capsys):
+    # their pools are the user's data (or the demo's, written by `loop demo`): not in the repo
     recipes = sorted(str(p) for p in (ROOT / "recipes").glob("*.yaml"))
-    assert main(["validate", *recipes]) == 0
+    assert main(["validate", "--recipe-only", *recipes]) == 0
     out = capsys.readouterr().out
     assert all(Path(r).name in out for r in recipes)
+
+
+def test_validate_checks_the_pool_and_model_unless_recipe_only(tmp_path: Path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    recipe = ROOT / "recipes" / "gpu-alpaca.yaml"
+    assert main(["validate", str(recipe)]) == 2
+    err = capsys.readouterr().err
+    assert "pool.paths[0]: data/alpaca.jsonl: file not found" in err
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "alpaca.jsonl").write_text('{"instruction": "a", "output": "b"}\n')
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))  # an empty cache
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", False)
+    assert main(["validate", str(recipe)]) == 0
+    captured = capsys.readouterr()
+    assert "gpu-alpaca.yaml" in captured.out
+    assert (
+        "model.name: 'Qwen/Qwen2.5-0.5B-Instruct' is not in the local Hugging Face cache; it "
+        "needs the Hub" in captured.err
+    )
 
 
 def test_validate_bad_recipe_exits_two_with_every_error(tmp_path: Path, capsys):

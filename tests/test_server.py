@@ -40,7 +40,9 @@ def test_server_command_proxies_artifacts_from_an_absolute_folder(tmp_path: Path
     monkeypatch.chdir(tmp_path)
     cmd = server.server_command(PG_URI, artifacts=Path("art"), host="0.0.0.0", port=5001)
     assert cmd[:4] == [sys.executable, "-m", "mlflow", "server"]
-    assert _flag(cmd, "--backend-store-uri") == PG_URI
+    # the password stays out of argv (`ps` shows argv to every user); server_env carries it
+    assert _flag(cmd, "--backend-store-uri") == "postgresql+psycopg2://loop@db.example:5432/loop"
+    assert not any("s3cret" in part for part in cmd)
     assert _flag(cmd, "--artifacts-destination") == (tmp_path / "art").resolve().as_uri()
     assert "--serve-artifacts" in cmd
     assert (_flag(cmd, "--host"), _flag(cmd, "--port")) == ("0.0.0.0", "5001")
@@ -59,7 +61,7 @@ def test_server_command_workers_hosts_and_bucket_destination():
 
 
 @pytest.mark.parametrize(
-    ("kw", "message"), [({"port": 0}, "port must be"), ({"workers": 0}, "workers must be")]
+    ("kw", "message"), [({"port": 0}, "--port: must be"), ({"workers": 0}, "--workers: must be")]
 )
 def test_server_command_rejects_bad_numbers(tmp_path: Path, kw, message):
     with pytest.raises(ValueError, match=message):
@@ -230,7 +232,7 @@ def _running_server(backend_uri: str, tmp_path: Path):
         # its own session: uvicorn's worker processes are stopped with it, by process group
         proc = subprocess.Popen(
             cmd,
-            env=server.server_env(),
+            env=server.server_env(password=server.split_password(backend_uri)[1]),
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -309,3 +311,239 @@ def test_sweep_through_a_postgresql_backed_server(fresh_pg_uri: str, tmp_path: P
     assert status[parent] == "FINISHED"
     assert all(status[k.info.run_id] == "FINISHED" for k in kids)
     assert val_loss == {k.info.run_id: pytest.approx(k.data.metrics["val_loss"]) for k in kids}
+
+
+# ----------------------------------------------------------------------------------------------
+# No password on a command line; MLflow's processes end with loop's
+# ----------------------------------------------------------------------------------------------
+
+
+@pytest.fixture()
+def own_role(fresh_pg_uri: str):
+    """(role, password, database URI without password): a throwaway role whose password is
+    found nowhere else, owning a fresh database."""
+    u = urlsplit(fresh_pg_uri)
+    role = f"loop_pw_{uuid.uuid4().hex[:8]}"
+    password = f"pw-{uuid.uuid4().hex}"
+    db = f"{u.path.lstrip('/')}_own"
+    admin = _pg_connect(fresh_pg_uri)
+    admin.autocommit = True
+    try:
+        with admin.cursor() as cur:
+            cur.execute(f"CREATE ROLE {role} LOGIN PASSWORD %s", (password,))
+            cur.execute(f"GRANT {role} TO {u.username}")  # lets us make it the owner
+            cur.execute(f"CREATE DATABASE {db} OWNER {role}")
+        yield role, password, f"postgresql+psycopg2://{role}@{u.hostname}:{u.port}/{db}"
+        with admin.cursor() as cur:
+            cur.execute(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
+            cur.execute(f"DROP ROLE IF EXISTS {role}")
+    finally:
+        admin.close()
+
+
+def _tree(pid: int) -> list:
+    import psutil
+
+    root = psutil.Process(pid)
+    return [root, *root.children(recursive=True)]
+
+
+def _cmdline(proc) -> str:
+    # what `ps` shows every user: /proc/<pid>/cmdline, NUL-separated
+    return Path(f"/proc/{proc.pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+
+
+@pytest.mark.parametrize("how", ["pgpass", "env-uri", "argv"])
+def test_server_password_is_in_no_command_line(own_role, tmp_path: Path, how: str):
+    role, password, uri = own_role
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PG", "MLFLOW_"))}
+    port = _free_port()
+    argv = ["--artifacts", str(tmp_path / "art"), "--port", str(port), "--workers", "1"]
+    if how == "pgpass":  # libpq's own password file: host:port:db:user:password
+        u = urlsplit(uri)
+        passfile = tmp_path / "pgpass"
+        passfile.write_text(f"{u.hostname}:{u.port}:{u.path.lstrip('/')}:{role}:{password}\n")
+        passfile.chmod(0o600)
+        env["PGPASSFILE"] = str(passfile)
+        argv += ["--backend", uri]
+    elif how == "env-uri":
+        env["LOOP_SERVER_BACKEND"] = uri.replace(f"{role}@", f"{role}:{password}@")
+    else:  # in loop's own argv: taken out before MLflow starts, with a warning
+        argv += ["--backend", uri.replace(f"{role}@", f"{role}:{password}@")]
+    log = tmp_path / "loop.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "loop.cli", "server", *argv],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        server.wait_healthy(base, timeout=120, proc=proc)
+        # the server reached the database with that password: it can write an experiment
+        client = mlflow.MlflowClient(base)
+        exp_id = client.create_experiment(f"pw-{how}")
+        assert client.get_experiment(exp_id).name == f"pw-{how}"
+        tree = _tree(proc.pid)
+        assert len(tree) >= 2  # loop, mlflow server (and its uvicorn worker)
+        for p in tree:
+            if how == "argv" and p.pid == proc.pid:
+                continue  # loop's own argv holds what the user typed, and loop says so
+            assert password not in _cmdline(p), _cmdline(p)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+    text = log.read_text()
+    assert password not in text
+    assert ("visible to every user" in text) == (how == "argv")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_loop_ui_ends_every_process_it_started(tmp_path: Path, sig):
+    import psutil
+
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "loop.cli", "ui", "--port", str(port)],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        server.wait_healthy(f"http://127.0.0.1:{port}", timeout=120, proc=proc)
+        children = _tree(proc.pid)[1:]
+        assert children, "loop ui started no process"
+        proc.send_signal(sig)
+        assert proc.wait(timeout=60) == 128 + sig
+        deadline = time.monotonic() + 15
+        alive = children
+        while alive and time.monotonic() < deadline:
+            alive = [p for p in alive if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+            time.sleep(0.2)
+        assert not alive, [(p.pid, p.cmdline()) for p in alive]
+        with socket.socket() as s:  # and the port is free again
+            s.bind(("127.0.0.1", port))
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+# ----------------------------------------------------------------------------------------------
+# Two drivers, one store: leased cells
+# ----------------------------------------------------------------------------------------------
+
+
+def _leased_recipe(tmp: Path, name: str, **kw) -> Path:
+    import yaml
+
+    path = tiny_recipe(tmp, name=name, **kw)
+    data = yaml.safe_load(path.read_text())
+    data["tracking"] = {"heartbeat_seconds": 1}
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def _driver(path: Path, base: str, folder: Path) -> tuple[subprocess.Popen, Path]:
+    """`loop sweep` in its own work folder (as on another machine), logging to the server."""
+    folder.mkdir()
+    log = folder / "out.log"
+    env = {**os.environ, "MLFLOW_TRACKING_URI": base, "CI": "1"}
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "loop.cli", "sweep", str(path)],
+            cwd=folder,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    return proc, log
+
+
+@contextlib.contextmanager
+def _reaped(*procs: subprocess.Popen):
+    """Kill whichever driver is still running when the block ends (a failed assertion)."""
+    try:
+        yield
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+
+
+def _started(log: Path) -> list[str]:
+    """Cells a driver trained: its `[k/n] <cell>: ...` start lines."""
+    import re
+
+    return re.findall(r"^\[\d+/\d+\] (\S+): ", log.read_text(), flags=re.M)
+
+
+def _cell_runs(client, exp_name: str, view=None) -> list:
+    from mlflow.entities import ViewType
+
+    exp = client.get_experiment_by_name(exp_name)
+    if exp is None:  # no driver has got that far yet
+        return []
+    return client.search_runs(
+        [exp.experiment_id],
+        filter_string="tags.`loop.kind` = 'cell'",
+        run_view_type=view or ViewType.ACTIVE_ONLY,
+    )
+
+
+def test_two_drivers_share_one_sweep_and_take_over_a_dead_ones_cell(
+    fresh_pg_uri: str, tmp_path: Path
+):
+    from mlflow.entities import ViewType
+
+    with _running_server(fresh_pg_uri, tmp_path) as base:
+        client = mlflow.MlflowClient(base)
+
+        # 1. two drivers start the same recipe a second apart
+        path = _leased_recipe(tmp_path, "pair", sizes=(4, 8), seeds=(0,), min_steps=10)
+        a, a_log = _driver(path, base, tmp_path / "a")
+        time.sleep(1)
+        b, b_log = _driver(path, base, tmp_path / "b")
+        with _reaped(a, b):
+            assert a.wait(timeout=300) == 0, a_log.read_text()[-3000:]
+            assert b.wait(timeout=300) == 0, b_log.read_text()[-3000:]
+        cells = {"high-n4-s0", "raw-n4-s0", "high-n8-s0", "raw-n8-s0"}
+        runs = _cell_runs(client, "pair")
+        assert sorted(r.data.tags["loop.cell"] for r in runs) == sorted(cells)  # once each
+        assert all(r.info.status == "FINISHED" and r.data.tags["loop.done"] == "1" for r in runs)
+        trained = _started(a_log) + _started(b_log)
+        assert sorted(trained) == sorted(cells), trained  # no cell trained twice
+        # a claim that lost a race was withdrawn before it trained
+        for r in _cell_runs(client, "pair", ViewType.DELETED_ONLY):
+            assert not r.data.metrics, r.data.tags["loop.cell"]
+
+        # 2. SIGKILL one driver mid-cell: the other one runs that cell once the lease is void
+        path = _leased_recipe(tmp_path, "pair-kill", sizes=(4, 8), seeds=(0,), min_steps=60)
+        a, a_log = _driver(path, base, tmp_path / "a2")
+        time.sleep(1)
+        b, b_log = _driver(path, base, tmp_path / "b2")
+        with _reaped(a, b):
+            deadline = time.monotonic() + 240
+            held: list = []
+            busy: set[str] = set()
+            while time.monotonic() < deadline and not (held and str(b.pid) in busy):
+                running = [r for r in _cell_runs(client, "pair-kill") if r.info.status == "RUNNING"]
+                owners = {
+                    r.info.run_id: r.data.tags.get("loop.owner", "").split("/")[1] for r in running
+                }
+                busy = set(owners.values())
+                held = [r for r in running if owners[r.info.run_id] == str(a.pid)]
+                time.sleep(0.3)
+            assert held and str(b.pid) in busy, a_log.read_text()[-3000:]  # both mid-cell
+            a.kill()
+            a.wait()
+            assert b.wait(timeout=300) == 0, b_log.read_text()[-3000:]
+        runs = _cell_runs(client, "pair-kill")
+        done = [r.data.tags["loop.cell"] for r in runs if r.info.status == "FINISHED"]
+        killed = [r for r in runs if r.info.status == "KILLED"]
+        assert sorted(done) == sorted(cells), done  # each cell finished exactly once
+        assert [r.info.run_id for r in killed] == [held[0].info.run_id]  # A's cell, marked dead
+        assert held[0].data.tags["loop.cell"] in _started(b_log)  # and B ran it

@@ -67,3 +67,90 @@ def test_cells_nest_under_one_parent_and_resume_from_the_store(store: track.Stor
     assert run.data.params["x"] == "1"
     assert "predictions.json" in [a.path for a in client.list_artifacts(done)]
     assert client.get_run(failed).data.tags["loop.error"] == "ValueError: boom"
+
+
+# ----------------------------------------------------------------------------------------------
+# Leases
+# ----------------------------------------------------------------------------------------------
+
+
+def _run(status: str = "RUNNING", beat: float | None = None, owner: str = "") -> track.CellRun:
+    tags = {track.OWNER_TAG: owner}
+    if beat is not None:
+        tags[track.HEARTBEAT_TAG] = f"{beat:.3f}"
+    return track.CellRun("r1", "c", status, {}, tags, None)
+
+
+def test_a_lease_is_live_while_its_heartbeat_is_fresh():
+    import time
+
+    now = time.time()
+    far = "another-host/123/1.00"
+    assert track.lease_live(_run(beat=now - 80, owner=far), interval=30, now=now)
+    assert not track.lease_live(_run(beat=now - 91, owner=far), interval=30, now=now)  # 3 beats
+    assert not track.lease_live(_run(beat=None, owner=far), interval=30, now=now)  # pre-lease run
+    assert not track.lease_live(_run("DONE", beat=now, owner=far), interval=30, now=now)
+    assert not track.lease_live(_run("FAILED", beat=now, owner=far), interval=30, now=now)
+
+
+def test_a_lease_of_a_dead_process_on_this_host_is_void_at_once(tmp_path: Path):
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        import psutil
+
+        started = f"{psutil.Process(proc.pid).create_time():.2f}"
+        owner = f"{socket.gethostname()}/{proc.pid}/{started}"
+        assert track.lease_live(_run(beat=time.time(), owner=owner), interval=30)
+        # the same pid, but another process (the pid was reused): not the owner
+        other = f"{socket.gethostname()}/{proc.pid}/{float(started) - 5:.2f}"
+        assert not track.lease_live(_run(beat=time.time(), owner=other), interval=30)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert not track.lease_live(_run(beat=time.time(), owner=owner), interval=30)
+    assert track.lease_live(_run(beat=time.time(), owner=track.lease_owner()), 30) is False
+
+
+def test_mark_interrupted_leaves_a_live_lease_alone(store: track.Store):
+    import time
+
+    client = track.client_for(store)
+    exp = track.ensure_experiment(store, "leases")
+    tags = {"loop.kind": "cell", "loop.recipe_digest": "r", "loop.pool_digest": "p"}
+    live = client.create_run(
+        exp,
+        tags={**tags, "loop.cell": "a", track.HEARTBEAT_TAG: f"{time.time():.3f}",
+              track.OWNER_TAG: "another-host/1/1.00"},
+    ).info.run_id  # fmt: skip
+    dead = client.create_run(
+        exp,
+        tags={**tags, "loop.cell": "b", track.HEARTBEAT_TAG: f"{time.time() - 100:.3f}",
+              track.OWNER_TAG: "another-host/1/1.00"},
+    ).info.run_id  # fmt: skip
+    runs = track.cell_runs(client, exp, "r", "p")
+    assert track.running_elsewhere(runs, interval=30) == ["a"]
+    assert track.mark_interrupted(client, runs, interval=30) == ["b"]
+    assert client.get_run(live).info.status == "RUNNING"
+    assert client.get_run(dead).info.status == "KILLED"
+    assert track.cell_runs(client, exp, "r", "p", cell="a")[0].run_id == live
+    assert track.contested(track.cell_runs(client, exp, "r", "p", cell="a"), "mine", 30)
+    assert not track.contested(track.cell_runs(client, exp, "r", "p", cell="b"), "mine", 30)
+
+
+def test_heartbeat_rewrites_the_tag_while_the_block_runs(store: track.Store):
+    import time
+
+    client = track.client_for(store)
+    exp = track.ensure_experiment(store, "beats")
+    rid = client.create_run(exp, tags={track.HEARTBEAT_TAG: "0"}).info.run_id
+    with track.heartbeat(client, rid, interval=0.2):
+        time.sleep(1.0)
+    beat = float(client.get_run(rid).data.tags[track.HEARTBEAT_TAG])
+    assert time.time() - beat < 1.0
+    time.sleep(0.5)  # stopped: no more beats
+    assert float(client.get_run(rid).data.tags[track.HEARTBEAT_TAG]) == beat

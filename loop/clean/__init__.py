@@ -57,6 +57,7 @@ from loop.clean.base import (
 from loop.clean.funnel import DroppedRecord, StepFunnel, render_markdown, step_funnel
 from loop.clean.result import CleanResult
 from loop.clean.split import raw_pool, split_validation
+from loop.errors import DataError, ReviewError
 from loop.example import Example, read_jsonl, write_jsonl
 from loop.recipe import RAW_TIER, CleanConfig, Recipe, to_dict
 
@@ -99,7 +100,7 @@ FILES = {
 }
 
 
-class CleanError(ValueError):
+class CleanError(DataError):
     """Cleaning stopped: a step would remove too much, or too little is left. A user error."""
 
 
@@ -219,7 +220,7 @@ def _review_bytes(recipe: Recipe) -> bytes | None:
         return None
     path = Path(recipe.clean.review)
     if not path.is_file():
-        raise ValueError(f"clean.review: file not found: {path}")
+        raise ReviewError(f"clean.review: file not found: {path}")
     return path.read_bytes()
 
 

@@ -29,7 +29,9 @@ import dataclasses
 import ipaddress
 import re
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from loop.clean.base import Drop, StepContext, StepOutput, add_flags, with_meta
 from loop.example import Example, Message, content_id
@@ -144,6 +146,29 @@ def anonymize(text: str, spans: list[Span]) -> str:
         last = s.end
     parts.append(text[last:])
     return "".join(parts)
+
+
+def mask_text(text: str, det: Detector) -> str:
+    """`text` with every PII span replaced by its placeholder."""
+    spans = det.find(text)
+    return anonymize(text, spans) if spans else text
+
+
+def masker(cfg: PiiConfig) -> Callable[[Any], Any]:
+    """A function that masks PII in every string of a value (str, or lists, tuples and dicts of
+    them, keys included), with the detectors and patterns of `cfg`: what leaves for the store."""
+    det = detector(cfg)
+
+    def mask(value: Any) -> Any:
+        if isinstance(value, str):
+            return mask_text(value, det)
+        if isinstance(value, dict):
+            return {mask(k): mask(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return type(value)(mask(v) for v in value)
+        return value
+
+    return mask
 
 
 def run(examples: list[Example], cfg: PiiConfig, ctx: StepContext) -> StepOutput:

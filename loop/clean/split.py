@@ -25,6 +25,7 @@ import numpy as np
 
 from loop.clean import near_dup
 from loop.clean.base import Drop, answers_differ, normalize, prompt_text, shared_lines
+from loop.errors import DataError
 from loop.example import Example
 from loop.recipe import RAW_TIER, NearDedupConfig, SplitConfig
 
@@ -40,7 +41,7 @@ class SplitOutput:
 
 def validation_size(n: int, cfg: SplitConfig) -> int:
     if n < 2:
-        raise ValueError(
+        raise DataError(
             f"clean.split: the cleaned pool has {n} example(s); at least 2 are needed to hold "
             "out a validation set"
         )

@@ -1,0 +1,35 @@
+"""What can be known about a recipe before anything runs, beyond the recipe file itself.
+
+`loop validate`, `loop plan` and `loop sweep` call `check` first. The recipe's own fields and their
+cross-field rules are `loop/recipe.py`'s; here each stage judges its own input without reading
+data or loading a model: the pool's files (`pool.check_sources`), the model name
+(`models.check_name`) and the tracking store (`server.check_store`). Every error is collected
+into one RecipeError naming the field; notes (a model or dataset that needs the Hub) are
+returned for the caller to print.
+"""
+
+from __future__ import annotations
+
+from loop.errors import RecipeError
+from loop.recipe import Recipe
+
+
+def check(recipe: Recipe, *, probe_store: bool = True) -> list[str]:
+    """Notes about `recipe`; raises RecipeError listing every problem found.
+
+    `probe_store`: ask a tracking server (an http(s) URI) whether it answers.
+    """
+    from loop import models, pool, server
+
+    errors: list[str] = []
+    notes: list[str] = []
+    for found_errors, found_notes in (
+        pool.check_sources(recipe.pool),
+        models.check_name(recipe.model),
+    ):
+        errors += found_errors
+        notes += found_notes
+    errors += server.check_store(recipe.tracking.uri, probe=probe_store)
+    if errors:
+        raise RecipeError(recipe.path or recipe.name, errors)
+    return notes
