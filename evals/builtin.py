@@ -182,6 +182,27 @@ def rouge_l(prediction: str, reference: str) -> dict[str, float]:
 # --------------------------------------------------------------------------------------------
 
 
+_OPTION = re.compile(r"(?:^|\n)[ \t]*\(?([A-J])[\):.][ \t]+\S")
+_OPTION_LINE = re.compile(r"^[ \t]*\(?([A-J])[\):.][ \t]+(.+?)\s*$", re.MULTILINE)
+
+
+def option_texts(text: str) -> dict[str, str]:
+    """{letter: option text} of the options listed one per line, when option_letters finds them."""
+    letters = option_letters(text)
+    found = dict(_OPTION_LINE.findall(text))
+    return {k: found[k] for k in letters if k in found}
+
+
+def option_letters(text: str) -> list[str]:
+    """Option letters listed one per line ("A: up", "(B) down", "C. left"), when they run A, B, ...
+
+    Fewer than two, or letters that do not start at A and follow in order, give [].
+    """
+    letters = list(dict.fromkeys(_OPTION.findall(text)))
+    expected = [chr(ord("A") + i) for i in range(len(letters))]
+    return letters if len(letters) >= 2 and letters == expected else []
+
+
 @register("choice_loglik", kind="loglik")
 def choice_loglik(
     score: Callable[[list[str]], list[tuple[float, int]]],
@@ -190,16 +211,31 @@ def choice_loglik(
     choices_field: str = "choices",
     answer_field: str | None = None,
     length_normalize: bool = False,
+    choices: Sequence[str] | None = None,
+    letters: bool = False,
 ) -> dict[str, Any]:
     """Multiple choice without generation: the option the model finds most likely is its answer.
 
-    Options come from `example.meta[choices_field]` (a list of strings). The correct option is
-    `example.meta[answer_field]` (its index or its text) when `answer_field` is set, else the
-    example's reference answer, which must be one of the options. Each option is scored as the
-    assistant's whole answer (summed log-probability; per token with `length_normalize`).
+    Options come from `example.meta[choices_field]` (a list of strings); or, with `letters`, they
+    are the option letters listed in the last user turn ("A: up\\n B: down" -> A, B); or `choices`,
+    one fixed list for every item (a label set). The correct option is `example.meta[answer_field]`
+    (its index or its text) when `answer_field` is set, else the example's reference answer, which
+    must be one of the options. Each option is scored as the assistant's whole answer (summed
+    log-probability; per token with `length_normalize`).
     """
     where = f"example {example.id} ({example.source})"
-    options = example.meta.get(choices_field)
+    if letters:
+        users = [m.content for m in example.messages[:-1] if m.role == "user"]
+        options = option_letters(users[-1]) if users else []
+        if not options:
+            raise ValueError(
+                f"choice_loglik: {where}: letters: true, but the last user turn lists no options "
+                "as lines 'A: ...', 'B: ...'"
+            )
+    elif choices is not None:
+        options = [str(c) for c in choices]
+    else:
+        options = example.meta.get(choices_field)
     if not isinstance(options, list) or not options or not all(isinstance(o, str) for o in options):
         raise ValueError(
             f"choice_loglik: {where}: meta[{choices_field!r}] must be a non-empty list of strings, "

@@ -22,6 +22,7 @@ err_console = Console(stderr=True, highlight=False)
 
 EXAMPLES = """\
 typical session:
+  loop init data/train.jsonl --out recipes/mine.yaml   a starter recipe chosen from the data
   loop validate recipes/*.yaml          check recipes (exit 2 lists every error)
   loop pool inspect data/*.jsonl        what is in a pool, and what could not be read
   loop plan recipes/demo.yaml           the grid of cells, examples, tokens and a cost estimate
@@ -188,6 +189,28 @@ def cmd_pool_inspect(args) -> int:
     from loop.recipe import PoolConfig
 
     cfg = PoolConfig(paths=tuple(args.paths), format=args.format, on_error="skip")
+    if args.format == "auto":
+        # The default field names may not fit (e.g. {"input": [messages], "ideal": "B"}):
+        # detect the shape the way `loop init` does and say which map was used.
+        from loop.init import InitError, detect_fields
+        from loop.recipe import FieldMap
+
+        sampled, _ = pool.sample_records(list(args.paths), 200)
+        try:
+            found = detect_fields([r for _, r in sampled])
+        except InitError:
+            found = None
+        if found is not None and (found.fields or found.format != "auto"):
+            cfg = PoolConfig(
+                paths=cfg.paths,
+                format=found.format,  # type: ignore[arg-type]
+                fields=FieldMap(**found.fields),
+                on_error="skip",
+            )
+            console.print(
+                f"detected {found.shape}: read with pool.format: {found.format}"
+                + (f", pool.fields: {found.fields}" if found.fields else "")
+            )
     result = pool.inspect_paths(list(args.paths), cfg, n_samples=args.samples)
     table = Table(title="records per detected format")
     table.add_column("format")
@@ -206,6 +229,47 @@ def cmd_pool_inspect(args) -> int:
         for m in ex.messages:
             console.print(f"   [bold]{m.role}[/]: {m.content[:200]!r}", soft_wrap=True)
     return 1 if result.problems else 0
+
+
+def cmd_init(args) -> int:
+    from loop import init
+    from loop.recipe import ModelConfig
+
+    try:
+        plan = init.plan(
+            args.paths,
+            model=ModelConfig(name=args.model),
+            max_size=args.max_size,
+            eval_samples=args.eval_samples,
+            name=args.name,
+        )
+        path = init.write(plan, Path(args.out), force=args.force)
+    except init.InitError as exc:
+        err_console.print(f"[red]✗[/] {exc}", soft_wrap=True)
+        return 2
+    p = plan.profile
+    console.print(f"read {plan.records} records from {', '.join(plan.paths)}")
+    console.print(f"  shape: {plan.detected.shape}")
+    if plan.detected.fields:
+        console.print(f"  pool.fields: {plan.detected.fields}")
+    if plan.skipped:
+        console.print(f"  [yellow]{plan.skipped} record(s) could not be read[/], e.g.:")
+        for line in plan.problems[:5]:
+            console.print(f"    {line}", soft_wrap=True)
+    console.print(f"  {p.describe()}")
+    r = load_recipe(path)
+    length = r.clean.length
+    console.print(f"  task: {p.task}; sizes {list(r.sizes)}; tiers {[t.name for t in r.tiers]}")
+    console.print(
+        f"  clean: {', '.join(r.clean.steps)}; answer tokens kept in "
+        f"[{length.min_answer_tokens}, {length.max_answer_tokens}]; "
+        f"JSON check {'on' if 'format' in r.clean.steps else 'off'}"
+    )
+    evaluators = ", ".join(e.name + (f" {e.params}" if e.params else "") for e in r.eval.evaluators)
+    console.print(f"  eval: {evaluators} on {r.eval.samples} items")
+    console.print(f"wrote {path} (each choice is commented there)")
+    console.print(f"next: loop clean {path}   then   loop sweep {path}")
+    return 0
 
 
 def cmd_plan(args) -> int:
@@ -626,6 +690,38 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_parser_with(common))
 
+    s = sub.add_parser(
+        "init",
+        help="inspect data files and write a starter recipe chosen from them",
+        description="Detect the record shape and field map, profile the answers (labels, options, "
+        "JSON or free text; their lengths) and write a recipe with the cleaning bounds, tiers, "
+        "size ladder, evaluators and eval samples that fit, each with a comment. "
+        "`loop init DATA --out r.yaml` then `loop sweep r.yaml` runs unchanged.",
+    )
+    s.add_argument(
+        "paths",
+        nargs="+",
+        metavar="DATA",
+        help="files or globs (JSONL, JSON, CSV, Parquet; .gz/.bz2/.zst)",
+    )
+    s.add_argument("--out", default="recipe.yaml", help="recipe to write (default recipe.yaml)")
+    s.add_argument("--force", action="store_true", help="overwrite --out if it exists")
+    s.add_argument("--name", help="experiment name (default: the first file's name)")
+    s.add_argument(
+        "--model",
+        default="smollm2-135m-instruct",
+        help="model to fine-tune; its tokenizer measures the lengths (default: the packaged SmolLM2)",
+    )
+    s.add_argument(
+        "--max-size", type=_positive_int, help="cap the size ladder (e.g. for a quick CPU run)"
+    )
+    s.add_argument(
+        "--eval-samples",
+        type=_positive_int,
+        help="validation items for task metrics (default up to 400)",
+    )
+    s.set_defaults(fn=cmd_init)
+
     s = sub.add_parser("validate", help="check recipes; exit 2 with every error listed")
     s.add_argument("recipes", nargs="+", metavar="RECIPE")
     g = s.add_mutually_exclusive_group()
@@ -655,7 +751,10 @@ def build_parser() -> argparse.ArgumentParser:
         "paths", nargs="+", metavar="PATH", help="files or globs (JSONL, JSON, CSV, Parquet)"
     )
     s.add_argument(
-        "--format", default="auto", choices=["auto", "instruction", "chat", "completion"]
+        "--format",
+        default="auto",
+        choices=["auto", "instruction", "chat", "completion", "sharegpt"],
+        help="auto: detect the shape and field names (as `loop init` does)",
     )
     s.add_argument(
         "--samples", type=_nonnegative_int, default=3, help="normalized samples to show (default 3)"

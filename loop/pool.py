@@ -48,11 +48,14 @@ EXTENSIONS = {
     ".parquet": "parquet",
     ".pq": "parquet",
 }
+# Compressed files: the suffix before the compression suffix names the format (data.jsonl.gz).
+COMPRESSIONS = {".gz": "gzip", ".gzip": "gzip", ".bz2": "bz2", ".zst": "zstd", ".zstd": "zstd"}
 FATAL_REASONS = frozenset(
     {"missing_file", "no_match", "not_a_file", "unknown_extension", "dataset_error", "no_input"}
 )
 _BOM = b"\xef\xbb\xbf"
 _ABSENT = object()
+_RAW_RECORDS = "raw records"  # internal format: rows as read, no column check (sample_records)
 _repr = reprlib.Repr()
 _repr.maxstring = 60
 _repr.maxother = 60
@@ -94,6 +97,48 @@ class _Source:
     shown: str
     kind: str  # jsonl | json | csv | tsv | parquet | hf
     path: Path | None = None
+    compression: str | None = None  # gzip | bz2 | zstd
+
+
+def _open(path: Path, compression: str | None) -> BinaryIO:
+    """The file's bytes, decompressed on the fly (a stream: a large file is never held whole)."""
+    if compression == "gzip":
+        import gzip
+
+        return gzip.open(path, "rb")  # type: ignore[return-value]
+    if compression == "bz2":
+        import bz2
+
+        return bz2.open(path, "rb")  # type: ignore[return-value]
+    if compression == "zstd":
+        import zstandard
+
+        raw = path.open("rb")
+        reader = zstandard.ZstdDecompressor().stream_reader(raw, closefd=True)
+        return io.BufferedReader(reader)  # type: ignore[arg-type]
+    return path.open("rb")
+
+
+def _decompress_errors() -> tuple[type[BaseException], ...]:
+    errors: list[type[BaseException]] = [OSError, EOFError]
+    with contextlib.suppress(ImportError):
+        import zstandard
+
+        errors.append(zstandard.ZstdError)
+    return tuple(errors)
+
+
+def _kind_of(path: Path) -> tuple[str | None, str | None, str]:
+    """(format, compression, suffix shown in errors) from a file name."""
+    suffixes = [x.lower() for x in path.suffixes]
+    compression = COMPRESSIONS.get(suffixes[-1]) if suffixes else None
+    if compression is not None:
+        inner = suffixes[-2] if len(suffixes) >= 2 else ""
+        kind = EXTENSIONS.get(inner)
+        if kind == "parquet":
+            kind = None  # Parquet compresses inside the file
+        return kind, compression, "".join(suffixes[-2:])
+    return EXTENSIONS.get(path.suffix.lower()), None, path.suffix
 
 
 # --------------------------------------------------------------------------------------------
@@ -154,6 +199,33 @@ def inspect_paths(
     return replace(result, problems=(*fatal, *result.problems), skipped_by_reason=dict(skipped))
 
 
+def sample_records(
+    paths: list[str], n: int = 200, *, base_dir: Path | None = None
+) -> tuple[list[tuple[str, dict]], list[Problem]]:
+    """Up to `n` raw records (source, record) from each file, as read, before any field mapping;
+    the problems met on the way (a missing file, an unreadable line) are returned, not raised."""
+    base = Path(base_dir) if base_dir is not None else Path.cwd()
+    cfg = PoolConfig(paths=tuple(paths), on_error="skip")
+    sources, problems = _resolve(cfg, base)
+    out: list[tuple[str, dict]] = []
+    for src in sources:
+        items = _iter_source(src, replace(cfg, format=_RAW_RECORDS), base)
+        taken = 0
+        try:
+            for where, value in items:
+                if isinstance(value, _Bad):
+                    problems.append(Problem(where, value.reason, f"{where}: {value.detail}"))
+                    continue
+                if isinstance(value, dict):
+                    out.append((where, value))
+                    taken += 1
+                if taken >= n:
+                    break
+        finally:
+            items.close()
+    return out, problems
+
+
 # Bytes read from the start of each file by `check_sources`: enough to tell text from binary.
 _SNIFF_BYTES = 65536
 
@@ -200,10 +272,12 @@ def _sniff(src: _Source) -> tuple[str | None, bool]:
     """(why `src` cannot be read as a pool file of its kind, judged from its first bytes, or
     None; whether that stops the whole file rather than some of its records)."""
     try:
-        with open(src.path or "", "rb") as f:
+        with _open(src.path or Path(""), src.compression) as f:  # decompressed: the text inside
             head = f.read(_SNIFF_BYTES)
-    except OSError as exc:
-        return f"cannot be read ({exc.strerror or exc})", True
+    except _decompress_errors() as exc:
+        if src.compression is not None and not isinstance(exc, FileNotFoundError):
+            return f"not a readable {src.compression} file ({type(exc).__name__}: {exc})", True
+        return f"cannot be read ({getattr(exc, 'strerror', None) or exc})", True
     if not head:
         return "empty file; expected records", True
     if src.kind == "parquet":
@@ -238,9 +312,12 @@ def count_records(cfg: PoolConfig, *, base_dir: Path | None = None) -> int:
         raise PoolError(fatal)
     total = 0
     for src in sources:
-        if src.kind == "jsonl":
-            with open(src.path or "", "rb") as f:
-                total += sum(1 for raw in f if raw and not raw.isspace())
+        if src.kind == "jsonl" and src.path is not None:
+            try:
+                with _open(src.path, src.compression) as f:
+                    total += sum(1 for raw in f if raw and not raw.isspace())
+            except _decompress_errors():
+                pass  # the records read before the damage count; load_pool reports it
         elif src.kind == "parquet":
             import pyarrow as pa
             import pyarrow.parquet as pq
@@ -277,7 +354,11 @@ def _resolve(cfg: PoolConfig, base: Path) -> tuple[list[_Source], list[Problem]]
     sources: list[_Source] = []
     fatal: list[Problem] = []
     seen: set[Path] = set()
-    expected = "expected a file or glob of " + ", ".join(sorted(set(EXTENSIONS))) + " files"
+    expected = (
+        "expected a file or glob of "
+        + ", ".join(sorted(set(EXTENSIONS)))
+        + " files (JSONL, JSON, CSV, TSV also as .gz, .bz2, .zst)"
+    )
     for pattern in cfg.paths:
         expanded = os.path.expanduser(pattern)
         if _has_magic(expanded):
@@ -318,17 +399,17 @@ def _resolve(cfg: PoolConfig, base: Path) -> tuple[list[_Source], list[Problem]]
             if key in seen:
                 continue
             seen.add(key)
-            kind = EXTENSIONS.get(full.suffix.lower())
+            kind, compression, suffix = _kind_of(full)
             if kind is None:
                 fatal.append(
                     Problem(
                         shown,
                         "unknown_extension",
-                        f"{shown}: unsupported file type {full.suffix or '(no extension)'!r}; {expected}",
+                        f"{shown}: unsupported file type {suffix or '(no extension)'!r}; {expected}",
                     )
                 )
                 continue
-            sources.append(_Source(shown, kind, full))
+            sources.append(_Source(shown, kind, full, compression))
     if cfg.hf_dataset:
         sources.append(_Source(cfg.hf_dataset, "hf"))
     if not cfg.paths and not cfg.hf_dataset:
@@ -410,23 +491,52 @@ def _iter_source(src: _Source, cfg: PoolConfig, base: Path) -> Iterator[tuple[st
     if src.kind == "hf" or src.path is None:
         return _read_hf(src.shown, cfg, base)
     if src.kind == "jsonl":
-        return _read_jsonl(src.path, src.shown)
+        return _read_jsonl(src.path, src.shown, src.compression)
     if src.kind == "json":
-        return _read_json(src.path, src.shown)
+        return _read_json(src.path, src.shown, src.compression)
     if src.kind == "parquet":
         return _read_parquet(src.path, src.shown, cfg)
-    return _read_csv(src.path, src.shown, cfg, "\t" if src.kind == "tsv" else ",")
+    return _read_csv(src.path, src.shown, cfg, "\t" if src.kind == "tsv" else ",", src.compression)
 
 
-def _read_jsonl(path: Path, shown: str) -> Iterator[tuple[str, Any]]:
-    with path.open("rb") as f:
-        yield from _jsonl_lines(f, shown)
+def _read_jsonl(
+    path: Path, shown: str, compression: str | None = None
+) -> Iterator[tuple[str, Any]]:
+    with _open(path, compression) as f:
+        yield from _jsonl_lines(f, shown, compression)
 
 
-def _jsonl_lines(f: BinaryIO, shown: str) -> Iterator[tuple[str, Any]]:
+def _damaged(compression: str | None, exc: BaseException) -> str:
+    return f"the {compression} stream is damaged from here on ({type(exc).__name__}: {exc})"
+
+
+def _lines(f: BinaryIO, shown: str, compression: str | None) -> Iterator[tuple[int, bytes | _Bad]]:
+    """(line number, bytes) per line; a damaged compressed stream ends with one `_Bad`."""
+    lineno = 0
+    it = iter(f)
+    while True:
+        try:
+            raw = next(it)
+        except StopIteration:
+            return
+        except _decompress_errors() as exc:
+            if compression is None:
+                raise
+            yield lineno + 1, _Bad("bad_file", _damaged(compression, exc), 0)
+            return
+        lineno += 1
+        yield lineno, raw
+
+
+def _jsonl_lines(
+    f: BinaryIO, shown: str, compression: str | None = None
+) -> Iterator[tuple[str, Any]]:
     """One record per line, streamed: a 50 MB line is held once as bytes and once as text."""
     any_line = False
-    for lineno, raw in enumerate(f, 1):
+    for lineno, raw in _lines(f, shown, compression):
+        if isinstance(raw, _Bad):
+            yield f"{shown}:{lineno}", raw
+            return
         if lineno == 1 and raw.startswith(_BOM):
             raw = raw[3:]
         if not raw or raw.isspace():
@@ -452,8 +562,15 @@ def _jsonl_lines(f: BinaryIO, shown: str) -> Iterator[tuple[str, Any]]:
         yield shown, _Bad("empty_file", "the file is empty; expected one JSON object per line", 0)
 
 
-def _read_json(path: Path, shown: str) -> Iterator[tuple[str, Any]]:
-    data = path.read_bytes()
+def _read_json(path: Path, shown: str, compression: str | None = None) -> Iterator[tuple[str, Any]]:
+    try:
+        with _open(path, compression) as f:
+            data = f.read()
+    except _decompress_errors() as exc:
+        if compression is None:
+            raise
+        yield shown, _Bad("bad_file", _damaged(compression, exc), 0)
+        return
     if data.startswith(_BOM):
         data = data[3:]
     try:
@@ -494,17 +611,23 @@ def _read_json(path: Path, shown: str) -> Iterator[tuple[str, Any]]:
         yield f"{shown}[{i}]", item
 
 
-def _read_csv(path: Path, shown: str, cfg: PoolConfig, delimiter: str) -> Iterator[tuple[str, Any]]:
+def _read_csv(
+    path: Path, shown: str, cfg: PoolConfig, delimiter: str, compression: str | None = None
+) -> Iterator[tuple[str, Any]]:
     """One record per row; `row N` is the file line the row starts on (the header is line 1)."""
     # Answers longer than csv's default 128 KiB field limit are legitimate.
     csv.field_size_limit(max(csv.field_size_limit(), 2**31 - 1))
     bad_lines: dict[int, str] = {}
 
-    with path.open("rb") as f:
+    damage: list[_Bad] = []
+    with _open(path, compression) as f:
 
         def lines() -> Iterator[str]:
             # Bytes split on b"\n" only, so CRLF and quoted newlines reach csv as with newline="".
-            for lineno, raw in enumerate(f, 1):
+            for lineno, raw in _lines(f, shown, compression):
+                if isinstance(raw, _Bad):
+                    damage.append(raw)
+                    return
                 if lineno == 1 and raw.startswith(_BOM):
                     raw = raw[3:]
                 try:
@@ -548,6 +671,9 @@ def _read_csv(path: Path, shown: str, cfg: PoolConfig, delimiter: str) -> Iterat
                     yield where, dict(zip(header, row, strict=True))
         except csv.Error as exc:
             yield f"{shown}:row {prev + 1}", _Bad("bad_row", f"unreadable CSV from here on ({exc})")
+            return
+        if damage:
+            yield f"{shown}:row {prev + 1}", damage[0]
             return
         if header is None:
             yield (
@@ -647,11 +773,14 @@ def _read_hf(name: str, cfg: PoolConfig, base: Path) -> Iterator[tuple[str, Any]
 
 def _column_problem(columns: list[str], cfg: PoolConfig) -> str | None:
     """A table whose header cannot hold any record of the wanted format(s)."""
+    if cfg.format == _RAW_RECORDS:
+        return None
     fm = cfg.fields
     need = {
         "instruction": (fm.instruction, fm.output),
         "chat": (fm.messages,),
         "completion": (fm.prompt, fm.completion),
+        "sharegpt": (fm.conversations,),
     }
     formats = list(need) if cfg.format == "auto" else [cfg.format]
     have = set(columns)
@@ -666,6 +795,8 @@ def _detect(rec: dict, fm: FieldMap) -> str | None:
         value = rec.get(key)
         return value is not None and not (isinstance(value, str) and value == "")
 
+    if has(fm.conversations) and not has(fm.messages):
+        return "sharegpt"
     if has(fm.messages):
         return "chat"
     if has(fm.instruction) or has(fm.output):
@@ -682,14 +813,69 @@ def _to_example(rec: dict, where: str, cfg: PoolConfig, tabular: bool) -> Exampl
         raise _Bad(
             "unknown_format",
             f"cannot tell the record's format: expected field `{fm.messages}` (chat), "
-            f"`{fm.instruction}` + `{fm.output}` (instruction) or `{fm.prompt}` + "
-            f"`{fm.completion}` (completion); got fields {list(rec)[:12]}",
+            f"`{fm.conversations}` (ShareGPT), `{fm.instruction}` + `{fm.output}` (instruction) "
+            f"or `{fm.prompt}` + `{fm.completion}` (completion); got fields {list(rec)[:12]} "
+            "(map yours with pool.fields, or run `loop init` on the file)",
         )
-    if fmt == "chat":
+    used: tuple[str, ...]
+    if fmt == "sharegpt":
+        messages = _sharegpt_messages(
+            rec.get(fm.conversations, _ABSENT), fm.conversations, cfg, tabular
+        )
+        messages = _with_system(messages, rec, fm, cfg)
+        _require_final_answer(messages, fm.conversations)
+        used, fmt = (fm.conversations, fm.system), "chat"
+    elif fmt == "chat":
+        open_ended = fm.answer is not None and rec.get(fm.answer) is not None
         messages = _chat_messages(rec.get(fm.messages, _ABSENT), fm.messages, tabular)
+        if open_ended:
+            assert fm.answer is not None
+            if messages[-1].role == "assistant":
+                raise _Bad(
+                    "bad_messages",
+                    f"field `{fm.messages}` ends with an assistant turn and field `{fm.answer}` "
+                    "gives an answer too; expected one of the two",
+                )
+            answer = _text(rec, fm.answer, "the answer", required=True, numbers=True)
+            messages.append(Message("assistant", answer))
+        elif fm.answer is not None and messages[-1].role != "assistant":
+            got = "null" if fm.answer in rec else "no such field"
+            raise _Bad(
+                "missing_field",
+                f"field `{fm.answer}`: expected the answer to the messages in `{fm.messages}`, got {got}",
+            )
+        _require_final_answer(messages, fm.messages, answer_field=fm.answer)
         if cfg.system_prompt and messages[0].role != "system":
             messages.insert(0, Message("system", cfg.system_prompt))
-        used: tuple[str, ...] = (fm.messages,)
+        used = (fm.messages,) if fm.answer is None else (fm.messages, fm.answer)
+    elif fmt == "completion" and isinstance(_maybe_json(rec.get(fm.prompt), tabular), list):
+        # TRL's conversational prompt-completion: the prompt is a list of messages and the
+        # completion a list of (assistant) messages or a string.
+        messages = _chat_messages(_maybe_json(rec[fm.prompt], tabular), fm.prompt, False)
+        if messages[-1].role == "assistant":
+            raise _Bad(
+                "bad_messages",
+                f"field `{fm.prompt}[{len(messages) - 1}].role`: expected the prompt to end before "
+                "the answer (a system or user turn), got 'assistant'",
+            )
+        completion = _maybe_json(rec.get(fm.completion, _ABSENT), tabular)
+        if isinstance(completion, list):
+            turns = _chat_messages(completion, fm.completion, False)
+            if any(m.role != "assistant" for m in turns):
+                i = next(i for i, m in enumerate(turns) if m.role != "assistant")
+                raise _Bad(
+                    "bad_messages",
+                    f"field `{fm.completion}[{i}].role`: expected 'assistant' (the completion), "
+                    f"got {turns[i].role!r}",
+                )
+            messages += turns
+        else:
+            messages.append(
+                Message("assistant", _text(rec, fm.completion, "the completion", required=True))
+            )
+        messages = _with_system(messages, rec, fm, cfg)
+        _require_final_answer(messages, fm.completion)
+        used, fmt = (fm.prompt, fm.completion, fm.system), "chat"
     else:
         if fmt == "instruction":
             user_key, answer_key = fm.instruction, fm.output
@@ -702,7 +888,7 @@ def _to_example(rec: dict, where: str, cfg: PoolConfig, tabular: bool) -> Exampl
             user_key, answer_key = fm.prompt, fm.completion
             user = _text(rec, user_key, "the prompt", required=True)
             used = (fm.prompt, fm.completion, fm.system)
-        answer = _text(rec, answer_key, "the answer", required=True)
+        answer = _text(rec, answer_key, "the answer", required=True, numbers=True)
         if not user.strip():
             raise _Bad(
                 "empty_prompt", f"field `{user_key}`: expected a non-empty string, got {user!r}"
@@ -726,13 +912,57 @@ def _to_example(rec: dict, where: str, cfg: PoolConfig, tabular: bool) -> Exampl
     return make_example(messages, source=where, format=fmt, meta=meta)
 
 
-def _text(rec: dict, key: str, what: str, *, required: bool) -> str:
+def _maybe_json(value: Any, tabular: bool) -> Any:
+    """A CSV cell holding a list as JSON text, parsed; anything else as it is."""
+    if tabular and isinstance(value, str) and value.lstrip().startswith("["):
+        with contextlib.suppress(json.JSONDecodeError):
+            return json.loads(value)
+    return value
+
+
+def _with_system(
+    messages: list[Message], rec: dict, fm: FieldMap, cfg: PoolConfig
+) -> list[Message]:
+    """A `system` field beside the turns (ShareGPT), else the recipe's system_prompt, first."""
+    if messages and messages[0].role == "system":
+        return messages
+    system = _text(rec, fm.system, "the system prompt", required=False)
+    if not system.strip():
+        system = cfg.system_prompt or ""
+    return [Message("system", system), *messages] if system else messages
+
+
+def _require_final_answer(
+    messages: list[Message], key: str, *, answer_field: str | None = None
+) -> None:
+    last = messages[-1]
+    if last.role != "assistant":
+        hint = (
+            ""
+            if answer_field
+            else "; if the answer sits in another field, name it in pool.fields.answer"
+        )
+        raise _Bad(
+            "no_final_assistant",
+            f"field `{key}`: expected the conversation to end with an assistant turn, "
+            f"the last turn ({key}[{len(messages) - 1}]) is {last.role!r}{hint}",
+        )
+    if not last.content.strip():
+        raise _Bad(
+            "empty_answer",
+            f"field `{key}[{len(messages) - 1}].content`: expected a non-empty answer, got {last.content!r}",
+        )
+
+
+def _text(rec: dict, key: str, what: str, *, required: bool, numbers: bool = False) -> str:
     value = rec.get(key)
     if value is None:
         if required:
             got = "null" if key in rec else "no such field"
             raise _Bad("missing_field", f"field `{key}`: expected a string ({what}), got {got}")
         return ""
+    if numbers and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)  # a class label given as a number
     if not isinstance(value, str):
         raise _Bad(
             "bad_type",
@@ -741,7 +971,41 @@ def _text(rec: dict, key: str, what: str, *, required: bool) -> str:
     return value
 
 
-def _chat_messages(value: Any, key: str, tabular: bool) -> list[Message]:
+def _content(content: Any, at: str) -> str:
+    """A message's text: a string, or OpenAI-style parts [{"type": "text", "text": ...}, ...]."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list) and content:
+        texts = []
+        for j, part in enumerate(content):
+            where = f"{at}[{j}]"
+            if not isinstance(part, dict):
+                raise _Bad(
+                    "bad_type",
+                    f"field `{where}`: expected a content part {{type, text}}, got {_kind(part)} "
+                    f"{_repr.repr(part)}",
+                )
+            kind = part.get("type", "text")
+            if kind not in ("text", "input_text", "output_text"):
+                raise _Bad(
+                    "bad_type",
+                    f"field `{where}.type`: expected 'text' (only text parts are read), got "
+                    f"{_repr.repr(kind)}",
+                )
+            text = part.get("text")
+            if not isinstance(text, str):
+                got = "nothing" if text is None else f"{_kind(text)} {_repr.repr(text)}"
+                raise _Bad("bad_type", f"field `{where}.text`: expected a string, got {got}")
+            texts.append(text)
+        return "\n".join(texts)
+    raise _Bad(
+        "bad_type",
+        f"field `{at}`: expected a string or a list of text parts, got {_kind(content)} "
+        f"{_repr.repr(content)}",
+    )
+
+
+def _turns(value: Any, key: str, tabular: bool) -> list[Any]:
     shape = "a non-empty list of {role, content} objects"
     if value is _ABSENT or value is None:
         got = "no such field" if value is _ABSENT else "null"
@@ -759,8 +1023,13 @@ def _chat_messages(value: Any, key: str, tabular: bool) -> list[Message]:
             "bad_messages",
             f"field `{key}`: expected {shape}, got {_kind(value)} {_repr.repr(value)}",
         )
+    return value
+
+
+def _chat_messages(value: Any, key: str, tabular: bool) -> list[Message]:
+    """{role, content} turns as Messages; the caller checks how the conversation ends."""
     out: list[Message] = []
-    for i, m in enumerate(value):
+    for i, m in enumerate(_turns(value, key, tabular)):
         at = f"{key}[{i}]"
         if not isinstance(m, dict):
             raise _Bad(
@@ -781,24 +1050,42 @@ def _chat_messages(value: Any, key: str, tabular: bool) -> list[Message]:
         content = m.get("content")
         if content is None:
             raise _Bad("missing_field", f"field `{at}.content`: expected a string, got nothing")
-        if not isinstance(content, str):
+        out.append(Message(role, _content(content, f"{at}.content")))
+    return out
+
+
+def _sharegpt_messages(value: Any, key: str, cfg: PoolConfig, tabular: bool) -> list[Message]:
+    """ShareGPT turns ({from, value} by default) as Messages, speakers mapped by pool.sharegpt."""
+    sg = cfg.sharegpt
+    out: list[Message] = []
+    for i, m in enumerate(_turns(value, key, tabular)):
+        at = f"{key}[{i}]"
+        if not isinstance(m, dict):
             raise _Bad(
-                "bad_type",
-                f"field `{at}.content`: expected a string, got {_kind(content)} {_repr.repr(content)}",
+                "bad_messages",
+                f"field `{at}`: expected an object with `{sg.role_key}` and `{sg.content_key}`, "
+                f"got {_kind(m)} {_repr.repr(m)}",
             )
-        out.append(Message(role, content))
-    last = out[-1]
-    if last.role != "assistant":
-        raise _Bad(
-            "no_final_assistant",
-            f"field `{key}`: expected the conversation to end with an assistant turn, "
-            f"the last turn ({key}[{len(out) - 1}]) is {last.role!r}",
-        )
-    if not last.content.strip():
-        raise _Bad(
-            "empty_answer",
-            f"field `{key}[{len(out) - 1}].content`: expected a non-empty answer, got {last.content!r}",
-        )
+        speaker = m.get(sg.role_key)
+        if speaker is None:
+            raise _Bad(
+                "missing_field",
+                f"field `{at}.{sg.role_key}`: expected one of {', '.join(sg.roles)}, got nothing",
+            )
+        role = sg.roles.get(str(speaker))
+        if role not in ROLES:
+            raise _Bad(
+                "unknown_role",
+                f"field `{at}.{sg.role_key}`: expected one of {', '.join(sg.roles)}, got "
+                f"{_repr.repr(speaker)} (map it in pool.sharegpt.roles)",
+            )
+        content = m.get(sg.content_key)
+        if content is None:
+            raise _Bad(
+                "missing_field",
+                f"field `{at}.{sg.content_key}`: expected a string, got nothing",
+            )
+        out.append(Message(role, _content(content, f"{at}.{sg.content_key}")))
     return out
 
 

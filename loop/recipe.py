@@ -12,6 +12,7 @@ import difflib
 import hashlib
 import json
 import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -48,6 +49,34 @@ class FieldMap:
     prompt: str = _f("prompt", doc="completion-format prompt field")
     completion: str = _f("completion", doc="completion-format answer field")
     system: str = _f("system", doc="optional system prompt field (instruction/completion formats)")
+    answer: str | None = _f(
+        None,
+        doc="answer field beside a prompt given as messages, e.g. {messages: input, answer: ideal}",
+    )
+    conversations: str = _f("conversations", doc="ShareGPT-format list of {from, value} turns")
+
+
+SHAREGPT_ROLES = {
+    "system": "system",
+    "human": "user",
+    "user": "user",
+    "gpt": "assistant",
+    "assistant": "assistant",
+    "chatgpt": "assistant",
+    "bing": "assistant",
+    "bard": "assistant",
+}
+
+
+@dataclass(frozen=True)
+class ShareGPTConfig:
+    """How ShareGPT turns are read (LLaMA-Factory's role_tag / content_tag / *_tag settings)."""
+
+    role_key: str = _f("from", doc="key of a turn's speaker")
+    content_key: str = _f("value", doc="key of a turn's text")
+    roles: dict[str, str] = _f(
+        SHAREGPT_ROLES, doc="speaker -> system|user|assistant; other speakers are errors"
+    )
 
 
 @dataclass(frozen=True)
@@ -58,10 +87,11 @@ class PoolConfig:
     hf_dataset: str | None = _f(None, doc="Hugging Face dataset name or local save_to_disk folder")
     hf_split: str = _f("train", doc="split of hf_dataset")
     hf_config: str | None = _f(None, doc="config name of hf_dataset")
-    format: Literal["auto", "instruction", "chat", "completion"] = _f(
+    format: Literal["auto", "instruction", "chat", "completion", "sharegpt"] = _f(
         "auto", doc="record format; auto detects it per record"
     )
     fields: FieldMap = _f(FieldMap(), doc="custom field names")
+    sharegpt: ShareGPTConfig = _f(ShareGPTConfig(), doc="ShareGPT speaker and text keys")
     task_field: str | None = _f(
         None, doc="field holding a task/category label (kept in meta['task'])"
     )
@@ -94,6 +124,16 @@ class NearDedupConfig:
     on: Literal["prompt", "full"] = _f(
         "full", doc="text hashed: the prompt only, or prompt + answer"
     )
+    shared_text: Literal["drop", "keep"] = _f(
+        "drop",
+        doc="drop: compare without what most records share (system prompt, template lines)",
+    )
+    minimal_pairs: Literal["keep", "drop"] = _f(
+        "keep", doc="near-identical prompts whose answers differ: kept (and counted) or dropped"
+    )
+    answer_similarity: float = _f(
+        0.9, doc="answers below this similarity differ (a minimal pair, kept)", gt=0, le=1
+    )
 
 
 @dataclass(frozen=True)
@@ -108,11 +148,29 @@ class SemanticDedupConfig:
     exact_search_max: int = _f(
         20000, doc="pools up to this size use exact search; larger use an IVF index", ge=1
     )
+    shared_text: Literal["drop", "keep"] = _f(
+        "drop", doc="drop: embed without what most records share (template lines)"
+    )
+    minimal_pairs: Literal["keep", "drop"] = _f(
+        "keep", doc="similar prompts whose answers differ: kept (and counted) or dropped"
+    )
+    answer_similarity: float = _f(
+        0.9, doc="answers below this similarity differ (a minimal pair, kept)", gt=0, le=1
+    )
 
 
 @dataclass(frozen=True)
 class LengthConfig:
-    min_answer_tokens: int = _f(10, doc="drop answers shorter than this many tokens", ge=0)
+    min_answer_tokens: int | None = _f(
+        None,
+        doc="drop answers shorter than this many tokens (unset: derived from the pool's answer lengths)",
+        ge=0,
+    )
+    max_answer_tokens: int | None = _f(
+        None,
+        doc="drop answers longer than this many tokens (unset: derived from the pool; 0: no bound)",
+        ge=0,
+    )
     max_tokens: int | None = _f(
         None, doc="drop examples longer than this (default: train.max_length)", gt=0
     )
@@ -120,7 +178,9 @@ class LengthConfig:
 
 @dataclass(frozen=True)
 class FormatConfig:
-    answer_format: Literal["json", "none"] = _f("json", doc="declared answer format")
+    answer_format: Literal["auto", "json", "none"] = _f(
+        "auto", doc="declared answer format; auto: json when most answers are JSON, else none"
+    )
     schema: Literal["flag", "drop", "ignore"] = _f(
         "flag", doc="key sets that differ from the task's dominant schema"
     )
@@ -221,6 +281,12 @@ class CleanConfig:
     split: SplitConfig = _f(SplitConfig())
     review: str | None = _f(
         None, doc="file of review decisions (from `loop review import`) to honour"
+    )
+    max_drop: float = _f(
+        0.5,
+        doc="a step that would remove more than this share of its input stops the cleaning",
+        gt=0,
+        le=1,
     )
 
 
@@ -622,6 +688,30 @@ def _build(cls: Any, data: dict, path: str, errors: list[str]) -> Any:
 # --------------------------------------------------------------------------------------------
 
 
+class RecipeLoader(yaml.SafeLoader):
+    """PyPI's SafeLoader with YAML 1.2 booleans: only true/false are booleans.
+
+    YAML 1.1 also reads on/off/yes/no/y/n as booleans, keys included, so the documented
+    `near_dedup: {on: prompt}` would arrive as `{True: 'prompt'}`.
+    """
+
+
+RecipeLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+RecipeLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool",
+    re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+    list("tTfF"),
+)
+
+
+def load_yaml(text: str) -> Any:
+    """Parse recipe YAML (YAML 1.2 booleans; see RecipeLoader)."""
+    return yaml.load(text, Loader=RecipeLoader)  # noqa: S506 (a SafeLoader subclass)
+
+
 def ladder_sizes(sizes: tuple[int, ...] | Ladder) -> tuple[int, ...]:
     """The sorted, de-duplicated list of sizes a recipe asks for."""
     if isinstance(sizes, Ladder):
@@ -655,7 +745,7 @@ def load_recipe(path: str | Path, *, pool_size: int | None = None) -> Recipe:
         what = "is a folder, expected a YAML file" if path.is_dir() else "file not found"
         raise RecipeError(str(path), [what])
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=RecipeLoader)  # noqa: S506
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""

@@ -188,3 +188,34 @@ def test_server_rejects_a_backend_without_driver(capsys):
     assert main(["server", "--backend", "postgresql://u:secret@db/loop"]) == 2
     err = capsys.readouterr().err
     assert "postgresql+psycopg2://" in err and "secret" not in err
+
+
+def test_pool_inspect_finds_the_field_map_of_an_eval_suite_file(tmp_path: Path, capsys):
+    pool = tmp_path / "mc.jsonl"
+    rec = {
+        "input": [
+            {"role": "system", "content": "Letter only."},
+            {"role": "user", "content": "Q\n A: x\n B: y"},
+        ],
+        "ideal": "A",
+    }
+    pool.write_text((json.dumps(rec) + "\n") * 9 + json.dumps({"input": rec["input"]}) + "\n")
+    assert main(["pool", "inspect", str(pool)]) == 1
+    out = capsys.readouterr().out
+    assert "detected prompt as messages in `input`, answer in `ideal`" in out
+    assert f"{pool}:10: field `ideal`: expected the answer to the messages in `input`" in out
+
+
+def test_clean_that_keeps_nothing_is_a_message_not_a_traceback(tmp_path: Path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    rows = [{"prompt": f"Question number {i} about letters?", "completion": "B"} for i in range(30)]
+    (tmp_path / "p.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (tmp_path / "r.yaml").write_text(
+        "name: r\npool: {paths: [p.jsonl]}\nmodel: {name: tiny-random}\n"
+        "clean: {steps: [length], length: {min_answer_tokens: 10}}\n"
+    )
+    assert main(["clean", "r.yaml"]) == 2
+    err = capsys.readouterr().err
+    assert "clean step `length` would remove 30 of 30 records (100%)" in err
+    assert "clean.length.min_answer_tokens" in err and "Traceback" not in err

@@ -194,7 +194,7 @@ CATALOGUE = [
     Case(
         "pool-cleaned-away",
         ["plan", "{r}"],
-        "cleaning kept 0 of 60 examples",
+        "clean step `length` would remove 60 of 60 records (100%)",
         _set("clean.length", {"min_answer_tokens": 100000}),
     ),
     # ---- the model

@@ -232,6 +232,23 @@ def test_readme_recipe_reference_lists_every_field():
     assert not missing, f"README's recipe reference lacks {missing}"
 
 
+def test_yaml_on_key_unquoted_means_on(tmp_path: Path):
+    path = tmp_path / "r.yaml"
+    path.write_text(
+        "name: r\npool: {paths: [p.jsonl]}\nclean:\n  near_dedup: {on: prompt}\n"
+        "  exact_dedup:\n    on: prompt\n"
+    )
+    r = load_recipe(path)
+    assert r.clean.near_dedup.on == "prompt" and r.clean.exact_dedup.on == "prompt"
+    # YAML 1.2: yes/no are strings, so a boolean written as `yes` is an error naming the field
+    path.write_text("name: r\npool: {paths: [p.jsonl]}\nclean: {quality: {model_loss: yes}}\n")
+    with pytest.raises(RecipeError) as err:
+        load_recipe(path)
+    assert err.value.errors == ["clean.quality.model_loss: expected true/false, got 'yes'"]
+    path.write_text("name: r\npool: {paths: [p.jsonl]}\nclean: {quality: {model_loss: true}}\n")
+    assert load_recipe(path).clean.quality.model_loss is True
+
+
 # ---------------------------------------------------------------------------------------------
 # Cross-field checks: each is found by `loop validate`, before any stage runs, with one line
 # that names the field, what is allowed and what was given.

@@ -24,9 +24,11 @@ the pool are unchanged. Flagged records stay, with the flag in meta['flags'].
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,6 +62,7 @@ from loop.example import Example, read_jsonl, write_jsonl
 from loop.recipe import RAW_TIER, CleanConfig, Recipe, to_dict
 
 __all__ = [
+    "CleanError",
     "CleanProgress",
     "CleanResult",
     "DroppedRecord",
@@ -73,7 +76,7 @@ __all__ = [
     "run_steps",
 ]
 
-CLEAN_VERSION = 2  # bump when a step's behaviour changes, so cached results are not reused
+CLEAN_VERSION = 3  # bump when a step's behaviour changes, so cached results are not reused
 
 STEP_MODULES: dict[str, ModuleType] = {
     "exact_dedup": exact,
@@ -95,6 +98,45 @@ FILES = {
     "funnel_md": "funnel.md",
     "key": "clean_key.json",
 }
+
+
+class CleanError(DataError):
+    """Cleaning stopped: a step would remove too much, or too little is left. A user error."""
+
+
+# The recipe settings that decide each drop reason: named when a step removes too much.
+REASON_SETTINGS: dict[str, str] = {
+    "exact_duplicate": "clean.exact_dedup.on",
+    "near_duplicate": "clean.near_dedup.threshold (or clean.near_dedup.on: prompt)",
+    "semantic_duplicate": "clean.semantic_dedup.threshold",
+    "answer_too_short": "clean.length.min_answer_tokens (unset: derived from the pool)",
+    "answer_too_long": "clean.length.max_answer_tokens (unset: derived from the pool; 0: no bound)",
+    "too_long": "clean.length.max_tokens or train.max_length",
+    "json_invalid": "clean.format.answer_format",
+    "schema_mismatch": "clean.format.schema",
+    "pii": "clean.pii.policy",
+    "harmful": "clean.harmful.policy",
+    "contradiction": "clean.contradictions.policy or clean.contradictions.similarity",
+}
+MIN_GUARDED = 20  # the max_drop guard starts at this many records in (shares of tiny pools mislead)
+
+
+def _too_much(step: str, n_in: int, dropped: list[DroppedRecord], max_drop: float) -> str:
+    reasons = Counter(d.reason for d in dropped)
+    lines = [
+        f"clean step `{step}` would remove {len(dropped)} of {n_in} records "
+        f"({len(dropped) / n_in:.0%}), more than clean.max_drop ({max_drop:.0%}):"
+    ]
+    for reason, n in reasons.most_common():
+        first = next(d for d in dropped if d.reason == reason)
+        lines.append(f"  {reason} {n} (e.g. {first.example.source}: {first.detail})")
+    settings = [REASON_SETTINGS[r] for r in reasons if r in REASON_SETTINGS]
+    lines.append(
+        "  change "
+        + (" or ".join(settings) if settings else f"the clean.{step} settings")
+        + f", or remove `{step}` from clean.steps; to accept it, set clean.max_drop: 1"
+    )
+    return "\n".join(lines)
 
 
 @dataclass(frozen=True)
@@ -142,6 +184,8 @@ def run_steps(
             gone.add(d.index)
             dropped.append(DroppedRecord(ex, step, d.reason, d.detail, d.duplicate_of))
         kept = [ex for i, ex in enumerate(out.examples) if i not in gone]
+        if len(current) >= MIN_GUARDED and len(dropped) > cfg.max_drop * len(current):
+            raise CleanError(_too_much(step, len(current), dropped, cfg.max_drop))
         funnel.append(
             step_funnel(
                 step,
@@ -151,6 +195,7 @@ def run_steps(
                 flagged=out.flagged,
                 modified=out.modified,
                 kept_by_review=overruled,
+                counts=out.counts,
                 seconds=seconds,
             )
         )
@@ -213,11 +258,15 @@ def _write(result_parts: dict[str, Any], out_dir: Path, key: str) -> dict[str, P
         "steps": [f.to_dict() for f in result_parts["funnel"]],
         "validation": result_parts["validation"],
         "tiers": result_parts["tier_sizes"],
+        "derived": list(result_parts["derived"]),
     }
     files["funnel_json"].write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
     files["funnel_md"].write_text(
         render_markdown(
-            list(result_parts["funnel"]), result_parts["tier_sizes"], result_parts["validation"]
+            list(result_parts["funnel"]),
+            result_parts["tier_sizes"],
+            result_parts["validation"],
+            derived=list(result_parts["derived"]),
         )
         + "\n"
     )
@@ -253,7 +302,38 @@ def load_result(out_dir: Path, recipe: Recipe, key: str) -> CleanResult | None:
         tiers=tuple(recipe.tiers),
         key=key,
         reused=True,
+        derived=tuple(summary.get("derived", ())),
     )
+
+
+def resolve_defaults(
+    cfg: CleanConfig, raw: Sequence[Example], count_tokens: CountTokens | None
+) -> tuple[CleanConfig, list[str]]:
+    """`cfg` with the settings left unset derived from the pool, and those settings in words."""
+    from loop import profile
+
+    length_open = "length" in cfg.steps and (
+        cfg.length.min_answer_tokens is None or cfg.length.max_answer_tokens is None
+    )
+    if not raw or not (length_open or cfg.format.answer_format == "auto"):
+        return cfg, []
+    prof = profile.profile_pool(raw, count_tokens if length_open else None)
+    derived = profile.derived_defaults(
+        prof,
+        min_answer_tokens=cfg.length.min_answer_tokens if length_open else 0,
+        max_answer_tokens=cfg.length.max_answer_tokens if length_open else 0,
+        answer_format_set=cfg.format.answer_format,
+    )
+    values = {d.setting: d.value for d in derived}
+    length_cfg = cfg.length
+    for name in ("min_answer_tokens", "max_answer_tokens"):
+        if f"clean.length.{name}" in values:
+            length_cfg = dataclasses.replace(length_cfg, **{name: values[f"clean.length.{name}"]})
+    fmt = values.get("clean.format.answer_format", cfg.format.answer_format)
+    cfg = dataclasses.replace(
+        cfg, length=length_cfg, format=dataclasses.replace(cfg.format, answer_format=fmt)
+    )
+    return cfg, [f"pool: {prof.describe()}", *(str(d) for d in derived)]
 
 
 def _too_few(n_raw: int, n_kept: int, funnel: list[StepFunnel]) -> str:
@@ -299,6 +379,8 @@ def run_clean(
     if stored is not None:
         if progress is not None:
             progress(CleanProgress("clean", 0, 0, f"reusing the result in {out_dir} (key {key})"))
+            for line in stored.derived:
+                progress(CleanProgress("defaults", 0, 0, line))
         return stored
 
     accepted: frozenset[str] = frozenset()
@@ -308,7 +390,10 @@ def run_clean(
         accepted = frozenset(i for i, d in decisions.items() if d == "accept")
         rejected = frozenset(i for i, d in decisions.items() if d == "reject")
 
-    cfg = recipe.clean
+    cfg, derived = resolve_defaults(recipe.clean, raw, count_tokens)
+    if progress is not None:
+        for line in derived:
+            progress(CleanProgress("defaults", 0, 0, line))
     ctx = StepContext(
         count_tokens=count_tokens,
         template_tokens=template_tokens,
@@ -341,7 +426,7 @@ def run_clean(
         dropped += removed
 
     if len(kept) < 2:
-        raise DataError(_too_few(len(raw), len(kept), funnel))
+        raise CleanError(_too_few(len(raw), len(kept), funnel))
     start = time.perf_counter()
     ctx.tick("split", 0, len(kept), note=f"holding out {cfg.split.validation:.0%}", force=True)
     split = split_validation(kept, cfg.split, cfg.near_dedup)
@@ -396,6 +481,7 @@ def run_clean(
             "funnel": funnel,
             "validation": len(split.validation),
             "tier_sizes": tier_sizes,
+            "derived": derived,
         },
         out_dir,
         key,
@@ -408,6 +494,7 @@ def run_clean(
         files=tuple(files.values()),
         tiers=tuple(recipe.tiers),
         key=key,
+        derived=tuple(derived),
     )
 
 

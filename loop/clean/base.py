@@ -66,6 +66,7 @@ class StepOutput:
     drops: tuple[Drop, ...] = ()
     flagged: dict[str, int] = field(default_factory=dict)  # flag -> records flagged
     modified: dict[str, int] = field(default_factory=dict)  # e.g. anonymized kind -> records
+    counts: dict[str, int] = field(default_factory=dict)  # step totals, e.g. minimal_pairs
 
 
 @dataclass(frozen=True)
@@ -158,3 +159,96 @@ def groups_from_labels(labels: np.ndarray) -> list[np.ndarray]:
     groups = [g for g in np.split(order, cuts) if len(g) > 1]
     groups.sort(key=lambda g: int(g[0]))
     return groups
+
+
+# --------------------------------------------------------------------------------------------
+# What dedup compares: the text without what most records share
+# --------------------------------------------------------------------------------------------
+
+SHARED_SHARE = 0.5  # a prompt line in at least this share of records is template text
+SHARED_MIN_RECORDS = 4  # below this many records nothing counts as shared
+
+
+def _prompt_lines(ex: Example) -> set[str]:
+    return {line.strip() for m in ex.prompt for line in m.content.splitlines() if line.strip()}
+
+
+def shared_lines(examples: Sequence[Example]) -> frozenset[str]:
+    """Prompt lines (stripped) found in at least half of the records: a shared system prompt,
+    a template's fixed instructions and labels. One pass with a counter, ~1 µs a line."""
+    n = len(examples)
+    if n < SHARED_MIN_RECORDS:
+        return frozenset()
+    counts: dict[str, int] = {}
+    for ex in examples:
+        for line in _prompt_lines(ex):
+            counts[line] = counts.get(line, 0) + 1
+    need = max(2, SHARED_SHARE * n)
+    return frozenset(line for line, c in counts.items() if c >= need)
+
+
+def compare_text(ex: Example, on: str, shared: frozenset[str] = frozenset()) -> str:
+    """The prompt's contents (and the answer when `on` is full) without the `shared` lines."""
+    parts = []
+    for m in ex.prompt:
+        if shared:
+            kept = [line for line in m.content.splitlines() if line.strip() not in shared]
+            text = "\n".join(kept)
+        else:
+            text = m.content
+        if text.strip():
+            parts.append(text)
+    if on != "prompt":
+        parts.append(ex.answer)
+    return "\n".join(parts)
+
+
+@dataclass(frozen=True)
+class PairFilter:
+    """Near-duplicate edges left after minimal pairs are taken out, and what was taken."""
+
+    left: np.ndarray
+    right: np.ndarray
+    minimal_pairs: int  # pairs kept apart: similar prompts, materially different answers
+    same_prompt: int  # of those, pairs with the same prompt: the contradictions step's job
+
+
+def answers_differ(a: Example, b: Example, similarity: float) -> bool:
+    """Materially different answers. Two option letters differ unless they name the same option
+    text ("B" to "A: more / B: less" equals "A" to "A: less / B: more"): options of one question
+    are distinct choices even when only a word tells them apart ("higher" / "lower")."""
+    from loop.clean.contradictions import answer_similarity
+    from loop.profile import answer_letter, answer_meaning
+
+    if answer_letter(a.answer) and answer_letter(b.answer):
+        ma, mb = answer_meaning(a), answer_meaning(b)
+        if ma != a.answer and mb != b.answer:  # both letters point at listed options
+            return normalize(ma) != normalize(mb)
+    return answer_similarity(answer_meaning(a), answer_meaning(b)) < similarity
+
+
+def split_minimal_pairs(
+    examples: Sequence[Example],
+    left: np.ndarray,
+    right: np.ndarray,
+    *,
+    keep: bool,
+    similarity: float,
+) -> PairFilter:
+    """Remove the edges whose two answers differ materially (when `keep`)."""
+    if not keep or len(left) == 0:
+        return PairFilter(left, right, 0, 0)
+    from loop.clean.contradictions import prompt_key
+
+    differ = np.array(
+        [
+            answers_differ(examples[int(i)], examples[int(j)], similarity)
+            for i, j in zip(left, right, strict=True)
+        ],
+        dtype=bool,
+    )
+    same = sum(
+        prompt_key(examples[int(i)]) == prompt_key(examples[int(j)])
+        for i, j in zip(left[differ], right[differ], strict=True)
+    )
+    return PairFilter(left[~differ], right[~differ], int(differ.sum()) - same, same)

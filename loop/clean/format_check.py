@@ -8,7 +8,9 @@ the whole pool is one task when no record has one). Such answers that do not par
 parse to an object, the task's dominant key set is the most common one when it covers at least
 half of them; an object with other top-level keys is flagged, dropped or ignored per
 `clean.format.schema` (`schema_mismatch`). Arrays take no part in the schema check.
-With `answer_format: none` the step passes everything through.
+With `answer_format: none` the step passes everything through; `auto` (the default) is resolved
+from the pool before cleaning (json when at least 10% of answers look like JSON, see
+loop.profile), and here, for a direct call, the same way.
 """
 
 from __future__ import annotations
@@ -60,7 +62,13 @@ def _task(ex: Example) -> str:
 
 
 def run(examples: list[Example], cfg: FormatConfig, ctx: StepContext) -> StepOutput:
-    if cfg.answer_format == "none":
+    fmt = cfg.answer_format
+    if fmt == "auto":
+        share = sum(looks_like_json(ex.answer) for ex in examples) / max(len(examples), 1)
+        from loop.profile import JSON_CHECK_SHARE
+
+        fmt = "json" if share >= JSON_CHECK_SHARE else "none"
+    if fmt == "none":
         return StepOutput(list(examples))
     looks = [looks_like_json(ex.answer) for ex in examples]
     per_task: dict[str, list[int]] = defaultdict(list)

@@ -115,11 +115,20 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def render_markdown(funnel: list[StepFunnel], tiers: dict[str, int], validation: int) -> str:
-    """funnel.md: the table of steps, tier sizes, then sample removed records per reason."""
-    lines = [
-        "# Cleaning funnel",
-        "",
+def render_markdown(
+    funnel: list[StepFunnel],
+    tiers: dict[str, int],
+    validation: int,
+    *,
+    derived: list[str] | None = None,
+) -> str:
+    """funnel.md: derived settings, the table of steps, tier sizes, sample removed records."""
+    lines = ["# Cleaning funnel", ""]
+    if derived:
+        lines += ["Settings derived from the pool (set them in the recipe to override):", ""]
+        lines += [f"- {_cell(d)}" for d in derived]
+        lines.append("")
+    lines += [
         "| step | in | out | dropped | flagged / modified | seconds |",
         "|---|---:|---:|---|---|---:|",
     ]

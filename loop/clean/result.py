@@ -30,3 +30,4 @@ class CleanResult:
     tiers: tuple[TierSpec, ...]
     key: str
     reused: bool = False
+    derived: tuple[str, ...] = ()  # settings the recipe left unset, derived from the pool, with why

@@ -10,8 +10,12 @@
 - Search: exact inner product (faiss `IndexFlatIP.range_search`) up to `exact_search_max` rows;
   above it faiss `IndexIVFFlat` (up to 1024 lists, nprobe 8; 200k queries ~29 s at 99.4%
   recall@10 on 2 cores), which can miss a few pairs.
-- Clusters: connected components of pairs with cosine >= `threshold`; each keeps the highest
-  quality score, then the first seen; the rest are dropped as `semantic_duplicate`.
+- Shared text: prompt lines that at least half of the records share (template text) are left
+  out before embedding (`shared_text: drop`).
+- Minimal pairs: a pair whose answers differ materially (below `answer_similarity`) is kept and
+  counted (`minimal_pairs`), as in near_dedup.
+- Clusters: connected components of the remaining pairs with cosine >= `threshold`; each keeps
+  the highest quality score, then the first seen; the rest are dropped as `semantic_duplicate`.
   With MiniLM, real paraphrases scored 0.67-0.97 and near-topic non-duplicates up to 0.66, so
   ~0.9 suits automatic removal and 0.8-0.9 is better sent to review.
 
@@ -35,8 +39,11 @@ from loop.clean.base import (
     Drop,
     StepContext,
     StepOutput,
+    answers_differ,
     components,
     groups_from_labels,
+    shared_lines,
+    split_minimal_pairs,
 )
 from loop.clean.quality import best_index
 from loop.example import Example
@@ -67,8 +74,12 @@ def load_encoder(device: str | None = None):
     return load_model(device=device or default_device())
 
 
-def embedding_text(ex: Example, max_chars: int) -> str:
-    text = ex.user_text or "\n".join(m.content for m in ex.prompt)
+def embedding_text(ex: Example, max_chars: int, shared: frozenset[str] = frozenset()) -> str:
+    """The user turns (else the whole prompt) without the `shared` lines, cut to max_chars."""
+    turns = [m.content for m in ex.prompt if m.role == "user"] or [m.content for m in ex.prompt]
+    text = "\n".join(turns)
+    if shared:
+        text = "\n".join(line for line in text.splitlines() if line.strip() not in shared)
     return text[:max_chars]
 
 
@@ -173,7 +184,8 @@ def similar_pairs(
 
 
 def run(examples: list[Example], cfg: SemanticDedupConfig, ctx: StepContext) -> StepOutput:
-    texts = [embedding_text(ex, cfg.max_chars) for ex in examples]
+    shared = shared_lines(examples) if cfg.shared_text == "drop" else frozenset()
+    texts = [embedding_text(ex, cfg.max_chars, shared) for ex in examples]
     cache_path = ctx.cache_dir / CACHE_FILE if ctx.cache_dir is not None else None
     emb = embed(
         texts,
@@ -183,18 +195,29 @@ def run(examples: list[Example], cfg: SemanticDedupConfig, ctx: StepContext) -> 
         on_batch=lambda done, total: ctx.tick("semantic_dedup", done, total),
     )
     i, j, _ = similar_pairs(emb, cfg.threshold, cfg.exact_search_max)
+    keep_pairs = cfg.minimal_pairs == "keep"
+    pairs = split_minimal_pairs(examples, i, j, keep=keep_pairs, similarity=cfg.answer_similarity)
+    minimal = pairs.minimal_pairs
     drops = []
-    for group in groups_from_labels(components(len(examples), i, j)):
+    for group in groups_from_labels(components(len(examples), pairs.left, pairs.right)):
         keep = best_index(group, examples, ctx)
         kept = examples[keep]
         for m in group:
             if m == keep:
                 continue
+            if keep_pairs and answers_differ(examples[m], kept, cfg.answer_similarity):
+                minimal += 1
+                continue
             cos = float(emb[m] @ emb[keep])
             detail = f"of {kept.id} ({kept.source}), prompt cosine {cos:.2f}"
             drops.append(Drop(int(m), "semantic_duplicate", detail, duplicate_of=kept.id))
     drops.sort(key=lambda d: d.index)
-    return StepOutput(list(examples), tuple(drops))
+    counts = {"minimal_pairs": minimal}
+    if pairs.same_prompt:
+        counts["same_prompt_pairs"] = pairs.same_prompt
+    if shared:
+        counts["shared_lines_ignored"] = len(shared)
+    return StepOutput(list(examples), tuple(drops), counts=counts)
 
 
 def estimate_seconds(

@@ -8,7 +8,9 @@ pool keeps most of its validation set.
 Then every training example that leaks a validation example is removed and counted
 (`near_validation`): the same id (or original id before anonymization), the same normalized
 prompt, or a MinHash near-duplicate under the recipe's `clean.near_dedup` settings (estimated
-Jaccard >= threshold). The same test builds the `raw` tier (`raw_pool`).
+Jaccard >= threshold, compared without the prompt lines most records share; a near-duplicate
+whose answer differs materially is a minimal pair, not a leak, unless `minimal_pairs: drop`).
+The same test builds the `raw` tier (`raw_pool`).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from loop.clean import near_dup
-from loop.clean.base import Drop, normalize, prompt_text
+from loop.clean.base import Drop, answers_differ, normalize, prompt_text, shared_lines
 from loop.errors import DataError
 from loop.example import Example
 from loop.recipe import RAW_TIER, NearDedupConfig, SplitConfig
@@ -93,11 +95,16 @@ def leaks(
         if vid is not None:
             found[i] = f"same prompt as validation {vid}"
     if validation and others:
-        vsig = near_dup.signatures(near_dup.texts_of(validation, near.on), near)
-        osig = near_dup.signatures(near_dup.texts_of(others, near.on), near)
+        shared = shared_lines([*validation, *others]) if near.shared_text == "drop" else frozenset()
+        vsig = near_dup.signatures(near_dup.texts_of(validation, near.on, shared), near)
+        osig = near_dup.signatures(near_dup.texts_of(others, near.on, shared), near)
         q, c, jac = near_dup.cross_pairs(vsig, osig, near.threshold)
         order = np.lexsort((-jac, c))  # best match per corpus row first
         for qi, ci, s in zip(q[order], c[order], jac[order], strict=True):
+            if near.minimal_pairs == "keep" and answers_differ(
+                validation[int(qi)], others[int(ci)], near.answer_similarity
+            ):
+                continue
             if int(ci) not in found:
                 vid = validation[int(qi)].id
                 found[int(ci)] = f"near-duplicate of validation {vid} (estimated Jaccard {s:.2f})"

@@ -3,7 +3,7 @@ import zlib
 
 import pytest
 
-from loop.clean import estimate_seconds, run_clean
+from loop.clean import CleanError, estimate_seconds, run_clean
 from loop.example import Message, make_example
 from loop.recipe import parse_recipe
 from loop.tiers import tier_pool, tier_sizes, validation_set
@@ -33,7 +33,12 @@ def recipe(tiers=None, **clean):
     data = {
         "name": "t",
         "pool": {"paths": ["pool.jsonl"]},
-        "clean": {"length": {"min_answer_tokens": 3}, "split": {"validation": 0.1}, **clean},
+        "clean": {
+            "length": {"min_answer_tokens": 3, "max_answer_tokens": 0},
+            "format": {"answer_format": "json"},
+            "split": {"validation": 0.1},
+            **clean,
+        },
         "tiers": tiers or [{"name": "top", "top": 0.5}, {"name": "all"}, {"name": "raw"}],
     }
     return parse_recipe(data)
@@ -229,14 +234,28 @@ def test_problems_are_reported_before_any_work(tmp_path):
             recipe(review=str(tmp_path / "nope.json")), POOL, count_tokens=words, out_dir=tmp_path
         )
     assert not (tmp_path / "cleaned.jsonl").exists()
-    with pytest.raises(ValueError) as err:
-        short = recipe(length={"min_answer_tokens": 3, "max_tokens": 10})
+    with pytest.raises(CleanError) as err:
+        short = recipe(length={"min_answer_tokens": 3, "max_tokens": 10}, max_drop=1.0)
         five_per_message = lambda roles: 5 * len(roles)  # noqa: E731
         run_clean(
             short, POOL, count_tokens=words, template_tokens=five_per_message, out_dir=tmp_path
         )
     assert "cleaning kept 0 of 30 examples" in str(err.value)
     assert "length: too_long 27 (e.g. example has 23 tokens > 10)" in str(err.value)
+
+
+def test_a_step_that_removes_most_of_the_pool_stops_with_the_setting_to_change(tmp_path):
+    short = recipe(length={"min_answer_tokens": 3, "max_tokens": 10})
+    with pytest.raises(CleanError) as err:
+        run_clean(short, POOL, count_tokens=words, out_dir=tmp_path)
+    text = str(err.value)
+    assert text.startswith(
+        "clean step `length` would remove 25 of 28 records (89%), more than clean.max_drop (50%)"
+    )
+    assert "too_long 24 (e.g. pool.jsonl:" in text
+    assert "change clean.length.max_tokens or train.max_length" in text
+    assert "set clean.max_drop: 1" in text
+    assert not (tmp_path / "cleaned.jsonl").exists()
 
 
 def test_progress_and_estimate(tmp_path):
@@ -256,3 +275,29 @@ def test_progress_and_estimate(tmp_path):
         recipe(steps=["semantic_dedup"], tiers=[{"name": "all"}]).clean, 100_000
     )
     assert with_semantic["semantic_dedup"] > est["near_dedup"]
+
+
+def test_settings_left_unset_are_derived_printed_and_written(tmp_path):
+    unset = parse_recipe(
+        {
+            "name": "t",
+            "pool": {"paths": ["pool.jsonl"]},
+            "clean": {"steps": ["length", "format"], "split": {"validation": 0.1}},
+        }
+    )
+    seen = []
+    result = run_clean(unset, POOL, count_tokens=words, out_dir=tmp_path, progress=seen.append)
+    derived = [str(p) for p in seen if p.step == "defaults"]
+    assert derived == [f"defaults: {d}" for d in result.derived]
+    assert derived[0].startswith("defaults: pool: 30 records, free text;")
+    assert [d.split(" = ")[0] for d in derived[1:]] == [
+        "defaults: clean.length.min_answer_tokens",
+        "defaults: clean.length.max_answer_tokens",
+        "defaults: clean.format.answer_format",
+    ]
+    summary = json.loads((tmp_path / "funnel.json").read_text())
+    assert summary["derived"] == [d.removeprefix("defaults: ") for d in derived]
+    assert "Settings derived from the pool" in (tmp_path / "funnel.md").read_text()
+    again = []
+    run_clean(unset, POOL, count_tokens=words, out_dir=tmp_path, progress=again.append)
+    assert [str(p) for p in again if p.step == "defaults"] == derived  # said again when reused

@@ -33,15 +33,36 @@ def test_short_answers_and_long_examples():
     # total = prompt + answer + 5 per message (2 messages) = prompt + answer + 10
     pool = [ex(5, 9), ex(5, 10), ex(80, 10), ex(81, 10), ex(1, 0)]
     ctx = StepContext(count_tokens=words, template_tokens=five_per_message, max_tokens=100)
-    out = length.run(pool, LengthConfig(), ctx)
+    out = length.run(pool, LengthConfig(min_answer_tokens=10, max_answer_tokens=0), ctx)
     assert drops(out) == [(0, "answer_too_short"), (3, "too_long"), (4, "answer_too_short")]
     assert out.drops[1].detail == "example has 101 tokens > 100"
+
+
+def test_unset_answer_bounds_follow_the_pool():
+    # one-word answers everywhere: a fixed 10-token floor would drop them all; the derived one
+    # (a quarter of the 5th percentile, at least 1) keeps them and drops only the empty answer
+    letters = [ex(5, 1) for _ in range(40)] + [ex(5, 0)]
+    out = length.run(letters, LengthConfig(), StepContext(count_tokens=words, max_tokens=1000))
+    assert drops(out) == [(40, "answer_too_short")]
+    assert out.drops[0].detail == "answer has 0 tokens < 1"
+    # free text of 40-60 words: floor 40 // 4 = 10, ceiling max(4 * 59, 59 + 16) = 236
+    texts = [ex(5, 40 + i % 20) for i in range(60)] + [ex(5, 3), ex(5, 300)]
+    out = length.run(texts, LengthConfig(), StepContext(count_tokens=words, max_tokens=1000))
+    assert drops(out) == [(60, "answer_too_short"), (61, "answer_too_long")]
+    assert [d.detail for d in out.drops] == [
+        "answer has 3 tokens < 10",
+        "answer has 300 tokens > 236",
+    ]
 
 
 def test_recipe_max_tokens_overrides_the_training_context():
     pool = [ex(40, 20), ex(10, 20)]
     ctx = StepContext(count_tokens=words, template_tokens=five_per_message, max_tokens=1000)
     assert drops(length.run(pool, LengthConfig(max_tokens=50), ctx)) == [(0, "too_long")]
+    assert drops(length.run(pool, LengthConfig(max_answer_tokens=19), ctx)) == [
+        (0, "answer_too_long"),
+        (1, "answer_too_long"),
+    ]
     assert drops(length.run(pool, LengthConfig(min_answer_tokens=0), ctx)) == []
 
 

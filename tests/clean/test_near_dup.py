@@ -123,3 +123,97 @@ def test_cross_pairs_find_a_corpus_row_near_a_query():
 def test_empty_pool():
     out = near_dup.run([], NearDedupConfig(), StepContext())
     assert out.drops == ()
+
+
+SYSTEM = (
+    "You are a careful assistant for a physics course. Read the statement, think about how the "
+    "quantities relate, and answer the multiple choice question by typing only the letter of the "
+    "correct option, with no explanation and nothing else before or after it."
+)
+QUESTIONS = [
+    "Eric adds more resistors to the series circuit. The resistance",
+    "A ball is dropped from a taller building. Its speed at the ground is",
+    "Mia moves the magnets further apart. The force between them",
+    "The river water gets colder. The amount of oxygen it can hold",
+    "Sam stretches the guitar string tighter. The pitch of the note",
+    "The planet is further from its star. Its orbital period",
+]
+
+
+def mcq(question, answer, options=("increases", "decreases")):
+    body = f"{question}\n\n A: {options[0]}\n B: {options[1]}"
+    return make_example(
+        [Message("system", SYSTEM), Message("user", body), Message("assistant", answer)],
+        source=question[:12],
+        format="chat",
+    )
+
+
+def test_a_shared_system_prompt_does_not_make_records_near_duplicates():
+    pool = [mcq(q, "A") for q in QUESTIONS]
+    with_system = near_dup.texts_of(pool, "prompt")
+    assert jaccard(with_system[0], with_system[1]) > 0.6  # the shared prompt dominates
+    cfg = NearDedupConfig(on="prompt", threshold=0.6)
+    kept_all = near_dup.run(pool, cfg, StepContext())
+    assert kept_all.drops == ()
+    assert kept_all.counts["shared_lines_ignored"] >= 1
+    # the old behaviour, for contrast: hashing the system prompt makes them duplicates
+    keep = near_dup.run(
+        pool, NearDedupConfig(on="prompt", threshold=0.6, shared_text="keep"), StepContext()
+    )
+    assert len(keep.drops) >= 3
+
+
+def test_minimal_pairs_survive_and_are_counted():
+    stem = "resistors to the long series circuit on the bench in the physics lab. The resistance"
+    up = mcq(f"Eric adds more {stem}", "A")
+    down = mcq(f"Eric adds fewer {stem}", "B")  # one word apart, the other answer
+    twin = mcq(f"Eric adds more {stem}!", "A")
+    others = [mcq(q, "A") for q in QUESTIONS[1:]]
+    pool = [up, down, twin, *others]
+    cfg = NearDedupConfig(on="prompt", threshold=0.5)
+    out = near_dup.run(pool, cfg, StepContext())
+    # the twin (same answer) goes; the pair with the other answer stays
+    assert [(d.index, d.reason) for d in out.drops] == [(2, "near_duplicate")]
+    assert out.counts["minimal_pairs"] == 1  # up~down (twin~down shares a bucket head with up)
+    dropped = near_dup.run(
+        pool, NearDedupConfig(on="prompt", threshold=0.5, minimal_pairs="drop"), StepContext()
+    )
+    assert sorted(d.index for d in dropped.drops) == [1, 2]
+
+
+def test_same_prompt_different_answer_is_left_to_contradictions():
+    a, b = mcq(QUESTIONS[0], "A"), mcq(QUESTIONS[0], "B")
+    out = near_dup.run(
+        [a, b, *(mcq(q, "A") for q in QUESTIONS[1:])],
+        NearDedupConfig(on="prompt"),
+        StepContext(),
+    )
+    assert out.drops == ()
+    assert out.counts["same_prompt_pairs"] == 1
+    assert out.counts["minimal_pairs"] == 0
+
+
+def test_the_same_letter_for_differently_ordered_options_is_a_different_answer():
+    stem = "A small object rolling down the long ramp in the physics lab will have _____ momentum"
+    small = mcq(stem, "B", options=("more", "less"))  # B = less
+    swapped = mcq(stem + ".", "B", options=("less", "more"))  # B = more: the other meaning
+    same = mcq(stem + "!", "A", options=("less", "more"))  # A = less: the same meaning as `small`
+    pool = [small, swapped, same, *(mcq(q, "A") for q in QUESTIONS[1:])]
+    out = near_dup.run(pool, NearDedupConfig(on="prompt", threshold=0.5), StepContext())
+    assert [d.index for d in out.drops] == [2]
+    assert out.counts["minimal_pairs"] >= 1
+
+
+def test_options_a_word_apart_are_different_answers():
+    stem = "Ian compares an object with many colliding particles to one with few of them. Which is true"
+    high = "the object with many colliding particles has a higher concentration of particles"
+    low = "the object with many colliding particles has a lower concentration of particles"
+    a = mcq(stem, "B", options=(low, high))
+    b = mcq(stem.replace("many", "few", 1), "A", options=(low, high))
+    out = near_dup.run(
+        [a, b, *(mcq(q, "A") for q in QUESTIONS[1:])],
+        NearDedupConfig(on="prompt", threshold=0.5),
+        StepContext(),
+    )
+    assert out.drops == () and out.counts["minimal_pairs"] == 1

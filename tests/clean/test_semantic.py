@@ -88,3 +88,24 @@ def test_estimate_counts_cached_rows(tmp_path):
     )
     after = semantic.estimate(pool, cfg, cache_dir=tmp_path)
     assert (after.rows, after.cached) == (2, 1) and after.seconds < before.seconds
+
+
+def test_template_text_is_not_embedded_and_minimal_pairs_stay(tmp_path):
+    template = "Classify the event log line below as Information, Warning or Error."
+
+    def item(line, answer):
+        return ex(f"{template}\n{line}", answer)
+
+    pool = [
+        item("Disk C: is nearly full.", "Warning"),
+        item("Disk C: is full.", "Error"),  # close in meaning, another label: a minimal pair
+        item("Disk C: is nearly full!", "Warning"),  # a real duplicate
+        item("The print spooler started.", "Information"),
+        item("Windows Update installed 3 updates.", "Information"),
+    ]
+    texts = [semantic.embedding_text(e, 512, frozenset({template})) for e in pool]
+    assert texts[0] == "Disk C: is nearly full."
+    out = semantic.run(pool, SemanticDedupConfig(threshold=0.8), StepContext(cache_dir=tmp_path))
+    assert [(d.index, d.reason) for d in out.drops] == [(2, "semantic_duplicate")]
+    assert out.counts["minimal_pairs"] >= 1
+    assert out.counts["shared_lines_ignored"] == 1
