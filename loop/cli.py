@@ -611,11 +611,7 @@ def _curve_direction(metrics, lower: bool) -> dict[str, str]:
 def cmd_curve(args) -> int:
     from loop import curves, report
 
-    try:
-        got = curves.read_curve_table(Path(args.csv))
-    except curves.CurveInputError as exc:
-        err_console.print(f"[red]{exc}[/]")
-        return 2
+    got = curves.read_curve_table(Path(args.csv))  # a CurveInputError exits 2 in `main`
     metrics = {r.metric for r in got.records} | {i.metric for i in got.items}
     analysis = curves.analyze(
         got.records,

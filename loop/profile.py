@@ -30,7 +30,6 @@ LABEL_MIN_USES = 3  # average uses of each distinct answer for a label set
 LABEL_MAX_WORDS = 4
 CHOICE_SHARE = 0.8
 JSON_SHARE = 0.5
-JSON_CHECK_SHARE = 0.1  # answer_format auto -> json from this share of JSON-looking answers
 LONG_ANSWER_TOKENS = 128  # median answer length above which free text counts as generation
 # Length bounds from the answer-length distribution (tokens): below a quarter of the 5th
 # percentile, above 4x the 95th percentile (and at least 16 tokens above it).
@@ -122,7 +121,6 @@ def profile_pool(
 ) -> PoolProfile:
     """What the pool's answers are and how long; `count_tokens` defaults to ~1.3 tokens a word.
     `overhead(roles)` is what the chat template adds to a record (loop.models.template_overhead)."""
-    from loop.clean.format_check import looks_like_json
 
     n = len(examples)
     count = count_tokens or _approx_tokens
@@ -137,6 +135,8 @@ def profile_pool(
         (p + a + e for p, a, e in zip(prompt_counts, answer_counts, extra, strict=True)), default=0
     )
     prompt_lengths = sorted(prompt_counts)
+
+    from loop.clean.format_check import looks_like_json  # lazy: loop.clean imports this module
 
     json_share = sum(looks_like_json(a) for a in answers) / n if n else 0.0
     with_options = 0
@@ -210,6 +210,8 @@ def _bounds(q05: float, q95: float) -> tuple[int, int]:
 
 
 def answer_format(p: PoolProfile) -> str:
+    from loop.clean.format_check import JSON_CHECK_SHARE
+
     return "json" if p.json_share >= JSON_CHECK_SHARE else "none"
 
 

@@ -439,7 +439,8 @@ def test_a_cell_leased_elsewhere_waits_then_runs_here_once_the_lease_is_stale(in
     assert (out.ran, out.failed) == (2, 0)  # high here at once, raw here after the lease ended
     assert client.get_run(held).info.status == "KILLED"
     done = _done_runs()
-    assert sorted(done) == ["high-n4-s0", "raw-n4-s0"] and all(len(v) == 1 for v in done.values())
+    assert sorted(done) == ["high-n4-s0", "raw-n4-s0", "zero-shot-n0-s0"]
+    assert all(len(v) == 1 for v in done.values())
 
 
 def test_export_items_and_loop_curve_give_the_report_decision(in_tmp: Path, capsys):

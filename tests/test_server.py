@@ -424,7 +424,9 @@ def test_loop_ui_ends_every_process_it_started(tmp_path: Path, sig):
             alive = [p for p in alive if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
             time.sleep(0.2)
         assert not alive, [(p.pid, p.cmdline()) for p in alive]
-        with socket.socket() as s:  # and the port is free again
+        with socket.socket() as s:  # and the port is free again: nothing listens on it
+            # (SO_REUSEADDR: the server's closed connections may sit in TIME_WAIT)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             s.bind(("127.0.0.1", port))
     finally:
         if proc.poll() is None:

@@ -29,6 +29,10 @@ _ARRAY_OF_OBJECTS_OR_STRINGS = re.compile(r'^\[\s*[{"\[]')
 _ARRAY_START = re.compile(r"^\[\s*(?:[\[{\"\-\d\]]|true|false|null)")
 
 
+# answer_format auto -> json from this share of JSON-looking answers (loop.profile reads it too)
+JSON_CHECK_SHARE = 0.1
+
+
 def unwrap(answer: str) -> str:
     """The answer without surrounding whitespace and a Markdown code fence, if any."""
     text = answer.strip()
@@ -65,8 +69,6 @@ def run(examples: list[Example], cfg: FormatConfig, ctx: StepContext) -> StepOut
     fmt = cfg.answer_format
     if fmt == "auto":
         share = sum(looks_like_json(ex.answer) for ex in examples) / max(len(examples), 1)
-        from loop.profile import JSON_CHECK_SHARE
-
         fmt = "json" if share >= JSON_CHECK_SHARE else "none"
     if fmt == "none":
         return StepOutput(list(examples))

@@ -43,13 +43,12 @@ from loop.clean.base import (
     Drop,
     StepContext,
     StepOutput,
-    answers_differ,
     compare_text,
     components,
     groups_from_labels,
     shared_lines,
-    split_minimal_pairs,
 )
+from loop.clean.pairs import answers_differ, split_minimal_pairs
 from loop.clean.quality import best_index
 from loop.example import Example
 from loop.recipe import NearDedupConfig

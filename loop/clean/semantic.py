@@ -39,12 +39,11 @@ from loop.clean.base import (
     Drop,
     StepContext,
     StepOutput,
-    answers_differ,
     components,
     groups_from_labels,
     shared_lines,
-    split_minimal_pairs,
 )
+from loop.clean.pairs import answers_differ, split_minimal_pairs
 from loop.clean.quality import best_index
 from loop.example import Example
 from loop.recipe import SemanticDedupConfig

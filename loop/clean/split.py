@@ -24,7 +24,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from loop.clean import near_dup
-from loop.clean.base import Drop, answers_differ, normalize, prompt_text, shared_lines
+from loop.clean.base import Drop, normalize, prompt_text, shared_lines
+from loop.clean.pairs import answers_differ
 from loop.errors import DataError
 from loop.example import Example
 from loop.recipe import RAW_TIER, NearDedupConfig, SplitConfig

@@ -1,0 +1,64 @@
+"""Minimal pairs: near-duplicate prompts whose answers differ materially are kept, not deduped.
+
+Near dedup, semantic dedup and the validation-leak check share this; it sits beside the steps
+(it compares answers the way the contradictions step does), not in `base`, which every step
+imports.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from loop.clean.base import normalize
+from loop.clean.contradictions import answer_similarity, prompt_key
+from loop.example import Example
+from loop.profile import answer_letter, answer_meaning
+
+
+@dataclass(frozen=True)
+class PairFilter:
+    """Near-duplicate edges left after minimal pairs are taken out, and what was taken."""
+
+    left: np.ndarray
+    right: np.ndarray
+    minimal_pairs: int  # pairs kept apart: similar prompts, materially different answers
+    same_prompt: int  # of those, pairs with the same prompt: the contradictions step's job
+
+
+def answers_differ(a: Example, b: Example, similarity: float) -> bool:
+    """Materially different answers. Two option letters differ unless they name the same option
+    text ("B" to "A: more / B: less" equals "A" to "A: less / B: more"): options of one question
+    are distinct choices even when only a word tells them apart ("higher" / "lower")."""
+    if answer_letter(a.answer) and answer_letter(b.answer):
+        ma, mb = answer_meaning(a), answer_meaning(b)
+        if ma != a.answer and mb != b.answer:  # both letters point at listed options
+            return normalize(ma) != normalize(mb)
+    return answer_similarity(answer_meaning(a), answer_meaning(b)) < similarity
+
+
+def split_minimal_pairs(
+    examples: Sequence[Example],
+    left: np.ndarray,
+    right: np.ndarray,
+    *,
+    keep: bool,
+    similarity: float,
+) -> PairFilter:
+    """Remove the edges whose two answers differ materially (when `keep`)."""
+    if not keep or len(left) == 0:
+        return PairFilter(left, right, 0, 0)
+    differ = np.array(
+        [
+            answers_differ(examples[int(i)], examples[int(j)], similarity)
+            for i, j in zip(left, right, strict=True)
+        ],
+        dtype=bool,
+    )
+    same = sum(
+        prompt_key(examples[int(i)]) == prompt_key(examples[int(j)])
+        for i, j in zip(left[differ], right[differ], strict=True)
+    )
+    return PairFilter(left[~differ], right[~differ], int(differ.sum()) - same, same)
