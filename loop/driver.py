@@ -322,7 +322,12 @@ def run_zero_shot(s: _Sweep) -> None:
     from loop import evaluate, models
 
     cell = zero_shot_cell()
-    if cell.id in track.done_cells(track.runs_of(s.tr)):
+    runs = track.runs_of(s.tr)
+    if cell.id in track.done_cells(runs):
+        return
+    if any(r.cell == cell.id and track.lease_live(r, s.tr.heartbeat_s) for r in runs):
+        # another driver evaluates the base model now; its run is read with the rest at report time
+        say(s.progress, f"{cell.id}: running elsewhere (another driver holds it)")
         return
     if s.recipe.executor.kind == "ray":
         say(s.progress, "zero-shot cell runs only on the local executor")
@@ -338,6 +343,9 @@ def run_zero_shot(s: _Sweep) -> None:
         "loop.recipe_digest": s.tr.recipe_digest,
         "loop.pool_digest": s.tr.pool_digest,
         "loop.capped": "false",
+        # leased like every cell: a second driver on the same store does not evaluate it again
+        track.HEARTBEAT_TAG: f"{time.time():.3f}",
+        track.OWNER_TAG: track.lease_owner(),
     }
     run_id = track.start_cell(
         s.tr.client,
@@ -347,15 +355,29 @@ def run_zero_shot(s: _Sweep) -> None:
         tags=tags,
         params={**cell_params(s.recipe), "subset.n_examples": 0},
     )
+    # Opened at the same moment elsewhere: the claim with the smaller run id keeps it (both
+    # drivers see the same two claims, so exactly one backs off) and a finished one always wins.
+    rivals = [
+        r
+        for r in track.runs_of(s.tr)
+        if r.cell == cell.id
+        and r.run_id != run_id
+        and (r.status == "DONE" or (track.lease_live(r, s.tr.heartbeat_s) and r.run_id < run_id))
+    ]
+    if rivals:
+        track.withdraw(s.tr.client, run_id)
+        say(s.progress, f"{cell.id}: claimed by another driver at the same moment")
+        return
     try:
-        ev = evaluate.evaluate(
-            s.base,
-            s.base.tokenizer,
-            s.prep.val,
-            s.recipe.eval,
-            max_length=s.recipe.train.max_length,
-            as_text=s.recipe.train.completion_as_text,
-        )
+        with track.heartbeat(s.tr.client, run_id, s.tr.heartbeat_s):
+            ev = evaluate.evaluate(
+                s.base,
+                s.base.tokenizer,
+                s.prep.val,
+                s.recipe.eval,
+                max_length=s.recipe.train.max_length,
+                as_text=s.recipe.train.completion_as_text,
+            )
         res = CellResult(
             metrics=dict(ev.metrics),
             history=(),

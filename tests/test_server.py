@@ -275,11 +275,16 @@ def test_sweep_through_a_postgresql_backed_server(fresh_pg_uri: str, tmp_path: P
             kids = client.search_runs(
                 [exp.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent}'"
             )
-            assert sorted(k.data.tags["loop.cell"] for k in kids) == ["high-n4-s0", "raw-n4-s0"]
+            assert sorted(k.data.tags["loop.cell"] for k in kids) == [
+                "high-n4-s0",
+                "raw-n4-s0",
+                "zero-shot-n0-s0",  # the untrained model, every tier's anchor
+            ]
             for k in kids:
                 assert k.info.status == "FINISHED"
                 assert {"val_loss", "eval.json_match"} <= set(k.data.metrics)
-                assert client.get_metric_history(k.info.run_id, "train_loss")
+                if k.data.tags["loop.tier"] != "zero-shot":  # the base model is not trained
+                    assert client.get_metric_history(k.info.run_id, "train_loss")
 
             # the artifact went through the server's proxy into its destination folder
             kid = kids[0].info.run_id
@@ -287,7 +292,7 @@ def test_sweep_through_a_postgresql_backed_server(fresh_pg_uri: str, tmp_path: P
             table = json.loads(Path(local).read_text())
             assert table["columns"] and len(table["data"]) == 4  # eval.samples
             stored = list((tmp_path / "artifacts").rglob("predictions.json"))
-            assert len(stored) == 2, stored
+            assert len(stored) == 3, stored  # 2 cells and the zero-shot run
 
             again = driver.sweep(recipe)  # resume is read from the server too
             assert (again.ran, again.skipped) == (0, 2)
@@ -513,8 +518,9 @@ def test_two_drivers_share_one_sweep_and_take_over_a_dead_ones_cell(
             assert a.wait(timeout=300) == 0, a_log.read_text()[-3000:]
             assert b.wait(timeout=300) == 0, b_log.read_text()[-3000:]
         cells = {"high-n4-s0", "raw-n4-s0", "high-n8-s0", "raw-n8-s0"}
+        zero = {"zero-shot-n0-s0"}  # the base model's run: evaluated once, by one of the two
         runs = _cell_runs(client, "pair")
-        assert sorted(r.data.tags["loop.cell"] for r in runs) == sorted(cells)  # once each
+        assert sorted(r.data.tags["loop.cell"] for r in runs) == sorted(cells | zero)  # once each
         assert all(r.info.status == "FINISHED" and r.data.tags["loop.done"] == "1" for r in runs)
         trained = _started(a_log) + _started(b_log)
         assert sorted(trained) == sorted(cells), trained  # no cell trained twice
@@ -532,7 +538,11 @@ def test_two_drivers_share_one_sweep_and_take_over_a_dead_ones_cell(
             held: list = []
             busy: set[str] = set()
             while time.monotonic() < deadline and not (held and str(b.pid) in busy):
-                running = [r for r in _cell_runs(client, "pair-kill") if r.info.status == "RUNNING"]
+                running = [
+                    r
+                    for r in _cell_runs(client, "pair-kill")
+                    if r.info.status == "RUNNING" and r.data.tags["loop.cell"] not in zero
+                ]
                 owners = {
                     r.info.run_id: r.data.tags.get("loop.owner", "").split("/")[1] for r in running
                 }
@@ -546,6 +556,6 @@ def test_two_drivers_share_one_sweep_and_take_over_a_dead_ones_cell(
         runs = _cell_runs(client, "pair-kill")
         done = [r.data.tags["loop.cell"] for r in runs if r.info.status == "FINISHED"]
         killed = [r for r in runs if r.info.status == "KILLED"]
-        assert sorted(done) == sorted(cells), done  # each cell finished exactly once
+        assert sorted(done) == sorted(cells | zero), done  # each cell finished exactly once
         assert [r.info.run_id for r in killed] == [held[0].info.run_id]  # A's cell, marked dead
         assert held[0].data.tags["loop.cell"] in _started(b_log)  # and B ran it
