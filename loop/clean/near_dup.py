@@ -48,7 +48,7 @@ from loop.clean.base import (
     groups_from_labels,
     shared_lines,
 )
-from loop.clean.pairs import answers_differ, split_minimal_pairs
+from loop.clean.pairs import answers_differ, pair_counts, split_minimal_pairs
 from loop.clean.quality import best_index
 from loop.example import Example
 from loop.recipe import NearDedupConfig
@@ -305,9 +305,4 @@ def run(examples: list[Example], cfg: NearDedupConfig, ctx: StepContext) -> Step
             detail = f"of {kept.id} ({kept.source}), estimated Jaccard {s:.2f}"
             drops.append(Drop(int(m), "near_duplicate", detail, duplicate_of=kept.id))
     drops.sort(key=lambda d: d.index)
-    counts = {"minimal_pairs": minimal}
-    if pairs.same_prompt:
-        counts["same_prompt_pairs"] = pairs.same_prompt
-    if shared:
-        counts["shared_lines_ignored"] = len(shared)
-    return StepOutput(list(examples), tuple(drops), counts=counts)
+    return StepOutput(list(examples), tuple(drops), counts=pair_counts(minimal, pairs, shared))

@@ -62,3 +62,13 @@ def split_minimal_pairs(
         for i, j in zip(left[differ], right[differ], strict=True)
     )
     return PairFilter(left[~differ], right[~differ], int(differ.sum()) - same, same)
+
+
+def pair_counts(minimal: int, pairs: PairFilter, shared: Sequence[str]) -> dict[str, int]:
+    """The funnel counts a dedup step reports beside its drops."""
+    counts = {"minimal_pairs": minimal}
+    if pairs.same_prompt:
+        counts["same_prompt_pairs"] = pairs.same_prompt
+    if shared:
+        counts["shared_lines_ignored"] = len(shared)
+    return counts
