@@ -50,9 +50,14 @@ def _recipe(path: str, *, preflight: bool = False):
     r = load_recipe(path)
     if preflight:
         from loop import preflight as preflight_mod
+        from loop.prepare import resolve_evaluators
 
         for note in preflight_mod.check(r):
             err_console.print(f"[yellow]note[/]: {escape(note)}", soft_wrap=True)
+        if r.eval.evaluators == "auto":  # the pool is there (checked above): choose them now
+            r = resolve_evaluators(
+                r, progress=lambda ev: err_console.print(escape(ev.message), soft_wrap=True)
+            )
     return r
 
 

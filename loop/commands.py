@@ -14,7 +14,7 @@ from typing import Any
 from loop.cell import CellOutcome, cell_params
 from loop.driver import SweepOutcome, run_cell, sweep
 from loop.events import Event, Progress, say, silent
-from loop.prepare import check_sizes, prepare, work_dir
+from loop.prepare import check_sizes, prepare, resolve_evaluators, work_dir
 from loop.recipe import Cell, Recipe, RecipeError, expand_cells, is_curve_metric
 
 # ----------------------------------------------------------------------------------------------
@@ -85,6 +85,7 @@ def run_single(
     from loop import track as track_mod
 
     prep = prepare(recipe, progress=progress)
+    recipe = resolve_evaluators(recipe, prep.raw.examples, progress=progress)  # `auto` only
     if cell.tier not in prep.tiers:
         raise RecipeError(
             recipe.path, [f"--tier: must be one of {', '.join(prep.tiers)}, got {cell.tier!r}"]

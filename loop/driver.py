@@ -32,7 +32,15 @@ from loop.cell import (
     take_subset,
 )
 from loop.events import Event, Progress, say, silent
-from loop.prepare import Prepared, check_sizes, log_clean, prepare, warn_raw_records, work_dir
+from loop.prepare import (
+    Prepared,
+    check_sizes,
+    log_clean,
+    prepare,
+    resolve_evaluators,
+    warn_raw_records,
+    work_dir,
+)
 from loop.recipe import Cell, Recipe, expand_cells, is_curve_metric, validate
 
 
@@ -407,7 +415,9 @@ def sweep(
     curves ask (adaptive); then write the report. A recipe built in code is checked as
     `loop validate` checks a file, before anything runs."""
     validate(recipe)
-    prep = check_sizes(recipe, prep or prepare(recipe, progress=progress))
+    prep = prep or prepare(recipe, progress=progress)
+    recipe = resolve_evaluators(recipe, prep.raw.examples, progress=progress)  # `auto` only
+    prep = check_sizes(recipe, prep)
     tr = track.tracker(recipe, prep.pool_digest)
     warn_raw_records(recipe, tr, progress)
     log_clean(recipe, prep, tr)
@@ -585,6 +595,7 @@ def item_rows(recipe: Recipe, prep: Prepared | None = None) -> list[dict[str, An
     """The long item table of every finished cell (tier, metric, size, seed, item, score), the
     zero-shot run repeated per tier: what `loop export --items` writes and `loop curve` reads."""
     prep = prep or prepare(recipe)
+    recipe = resolve_evaluators(recipe, prep.raw.examples)  # `auto` only
     tr = track.tracker(recipe, prep.pool_digest)
     runs = track.runs_of(tr)
     latest = track.done_cells(runs)
@@ -623,6 +634,7 @@ def rescore(
     from loop import evaluate, models, train
 
     prep = prepare(recipe, progress=progress)
+    recipe = resolve_evaluators(recipe, prep.raw.examples, progress=progress)
     tr = track.tracker(recipe, prep.pool_digest)
     runs = track.done_cells(track.runs_of(tr))
     cfg = dataclasses.replace(recipe.eval, samples=samples) if samples else recipe.eval
@@ -691,6 +703,7 @@ def report(
     from loop import report as report_mod
 
     prep = prep or prepare(recipe)
+    recipe = resolve_evaluators(recipe, prep.raw.examples)  # `auto` only
     if tr is None:
         tr = track.tracker(recipe, prep.pool_digest)
     runs = track.runs_of(tr)

@@ -15,7 +15,7 @@ from typing import Any
 from loop.cell import take_subset
 from loop.events import Progress, silent
 from loop.example import Example
-from loop.prepare import Prepared, check_sizes, prepare
+from loop.prepare import Prepared, check_sizes, prepare, resolve_evaluators
 from loop.recipe import Cell, Recipe, expand_cells
 
 # Measured on 2 CPU cores with SmolLM2-135M + LoRA r16 (all linear layers), fp32: 110-150
@@ -97,7 +97,9 @@ def plan(recipe: Recipe, *, progress: Progress = silent) -> Plan:
 
     from loop import models
 
-    prep = check_sizes(recipe, prepare(recipe, progress=progress))
+    prep = prepare(recipe, progress=progress)
+    recipe = resolve_evaluators(recipe, prep.raw.examples, progress=progress)  # `auto` only
+    prep = check_sizes(recipe, prep)
     tokenizer = models.load_tokenizer(recipe.model)
     gpu = torch.cuda.is_available()
     rate = _CPU_TOKENS_PER_S_135M * (_GPU_SPEEDUP if gpu else 1.0)

@@ -18,7 +18,7 @@ from loop.clean.result import CleanResult
 from loop.events import Progress, say, silent
 from loop.example import Example
 from loop.pool import PoolLoad
-from loop.recipe import Recipe, RecipeError, to_dict
+from loop.recipe import EvaluatorSpec, Recipe, RecipeError, to_dict, validate
 
 if TYPE_CHECKING:
     from loop.track import Tracker
@@ -27,6 +27,38 @@ if TYPE_CHECKING:
 def work_dir(recipe: Recipe) -> Path:
     """Working files of a recipe (cleaned pool, manifests, report) — next to the default store."""
     return Path.cwd() / "mlruns" / "work" / recipe.name
+
+
+def resolve_evaluators(
+    recipe: Recipe, examples: list[Example] | None = None, *, progress: Progress = silent
+) -> Recipe:
+    """`eval.evaluators: auto` replaced by the evaluators that fit the pool's answers, as
+    `loop init` chooses them (loop.profile.default_evaluators), and said in words. A recipe
+    with evaluators (or none: validation loss only) comes back as it is. `examples`: the pool
+    already read (else it is read here)."""
+    import dataclasses
+
+    from loop import profile
+
+    asked = recipe.eval.evaluators
+    if asked != "auto" and (asked or progress is silent):
+        return recipe
+    if examples is None:
+        examples = pool_mod.load_pool(recipe.pool).examples
+    prof = profile.profile_pool(examples)
+    specs = tuple(EvaluatorSpec(**spec) for spec in profile.default_evaluators(prof))
+    names = ", ".join(e.name + (f" {e.params}" if e.params else "") for e in specs)
+    if asked != "auto":
+        say(
+            progress,
+            "eval.evaluators: none set, so only validation loss is measured; "
+            f"`evaluators: auto` would score {names} ({prof.describe()})",
+        )
+        return recipe
+    say(progress, f"eval.evaluators (auto): {names}, for {prof.describe()}")
+    out = dataclasses.replace(recipe, eval=dataclasses.replace(recipe.eval, evaluators=specs))
+    validate(out)  # the chosen evaluators pass the checks a written list would
+    return out
 
 
 @dataclass(frozen=True)

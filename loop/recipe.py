@@ -418,7 +418,11 @@ class EvaluatorSpec:
 
 @dataclass(frozen=True)
 class EvalConfig:
-    evaluators: tuple[EvaluatorSpec, ...] = _f((), doc="task-accuracy evaluators")
+    evaluators: tuple[EvaluatorSpec, ...] | Literal["auto"] = _f(
+        (),
+        doc="task-accuracy evaluators; `auto`: chosen from the pool's answers as `loop init` "
+        "chooses them (printed when the recipe is read); none: validation loss only",
+    )
     samples: int | None = _f(
         None, doc="generation metrics on a fixed seeded sample of this many validation items", gt=0
     )
@@ -898,7 +902,9 @@ def _check_subsets(r: Recipe, pool_size: int | None) -> list[str]:
 def _check_evaluators(r: Recipe) -> list[str]:
     import evals  # light import: the registry, no model code
 
-    errors = []
+    errors: list[str] = []
+    if r.eval.evaluators == "auto":
+        return errors  # chosen from the pool (loop.prepare.resolve_evaluators), then checked
     known = evals.registered_names()
     for i, ev in enumerate(r.eval.evaluators):
         where = f"eval.evaluators[{i}].name"
@@ -998,7 +1004,7 @@ def is_curve_metric(name: str) -> bool:
 
 def analysed_metrics(r: Recipe) -> list[str]:
     """The metrics a sweep of `r` analyses, in recipe order (`saturation.metrics` narrows them)."""
-    known = [VAL_LOSS] + [e.metric for e in r.eval.evaluators]
+    known = [VAL_LOSS] + [e.metric for e in r.eval.evaluators if isinstance(e, EvaluatorSpec)]
     wanted = set(r.saturation.metrics)
     return [m for m in known if not wanted or m in wanted]
 
@@ -1027,11 +1033,23 @@ def reference_rows(cls: Any = Recipe, prefix: str = "") -> list[tuple[str, str, 
         if dataclasses.is_dataclass(tp):
             rows.extend(reference_rows(tp, path + "."))
             continue
-        if typing.get_origin(tp) is tuple and dataclasses.is_dataclass(typing.get_args(tp)[0]):
-            rows.append(
-                (path, "list", json.dumps(to_dict(default), default=str), f.metadata.get("doc", ""))
+        members = (
+            typing.get_args(tp) if typing.get_origin(tp) in (Union, types.UnionType) else (tp,)
+        )
+        listed = [
+            m
+            for m in members
+            if typing.get_origin(m) is tuple and dataclasses.is_dataclass(typing.get_args(m)[0])
+        ]
+        if listed:  # a list of sections (maybe also a word such as `auto`)
+            kind = " or ".join(
+                "list" if m in listed else " or ".join(map(repr, typing.get_args(m)))
+                for m in members
             )
-            rows.extend(reference_rows(typing.get_args(tp)[0], path + "[]."))
+            rows.append(
+                (path, kind, json.dumps(to_dict(default), default=str), f.metadata.get("doc", ""))
+            )
+            rows.extend(reference_rows(typing.get_args(listed[0])[0], path + "[]."))
             continue
         shown = json.dumps(to_dict(default), default=str) if default != "(required)" else default
         rows.append((path, _type_name(tp), shown, f.metadata.get("doc", "")))
