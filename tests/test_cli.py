@@ -67,20 +67,37 @@ def test_pool_inspect_counts_formats_and_exits_nonzero_on_bad_records(tmp_path: 
     assert main(["pool", "inspect", str(pool)]) == 0
 
 
-def test_curve_json_and_plot(tmp_path: Path, capsys):
-    csv = tmp_path / "c.csv"
+def _curve_csv(path: Path, means: list[tuple[int, float]]) -> Path:
     rows = ["size,seed,value"]
-    for n, v in [(100, 0.30), (200, 0.45), (400, 0.55), (800, 0.60), (1600, 0.62)]:
-        for seed, d in enumerate((-0.01, 0.0, 0.01)):
+    for n, v in means:
+        for seed, d in enumerate((-0.003, 0.0, 0.003)):
             rows.append(f"{n},{seed},{v + d}")
-    csv.write_text("\n".join(rows) + "\n")
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+def test_curve_decides_a_flattened_and_a_rising_curve(tmp_path: Path, capsys):
+    # rises 20, 10, 2 points a doubling, then flat: saturated between 400 and 1600
+    flat = [(100, 0.30), (200, 0.50), (400, 0.60), (800, 0.62), (1600, 0.62), (3200, 0.62)]
     png = tmp_path / "c.png"
-    assert main(["curve", str(csv), "--json", "--plot", str(png), "--eval-size", "500"]) == 0
-    summary = json.loads(capsys.readouterr().out)
-    flat = json.dumps(summary)
-    for key in ("decision", "n_star", "plateau", "next_size", "warnings"):
-        assert f'"{key}"' in flat
+    args = ["--json", "--eval-size", "5000"]
+    assert (
+        main(["curve", str(_curve_csv(tmp_path / "f.csv", flat)), *args, "--plot", str(png)]) == 0
+    )
+    doc = json.loads(capsys.readouterr().out)["curves"]["all"]["value"]
+    assert doc["decision"] == "saturated"
+    assert (
+        400 <= doc["n_star"] <= 1600 and doc["n_star_ci"][0] <= doc["n_star"] <= doc["n_star_ci"][1]
+    )
+    assert doc["plateau"] == pytest.approx(0.62, abs=0.01)
+    assert doc["certified_epsilon"] < 0.01 and doc["next_size"] is None
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # 10 points every doubling up to the last size: more data pays, and the next size is named
+    rising = [(100 * 2**i, 0.30 + 0.10 * i) for i in range(5)]
+    assert main(["curve", str(_curve_csv(tmp_path / "r.csv", rising)), *args]) == 0
+    doc = json.loads(capsys.readouterr().out)["curves"]["all"]["value"]
+    assert doc["decision"] == "more_data_pays" and doc["n_star"] is None
+    assert doc["next_size"] == 3200 and doc["certified_epsilon"] > 0.05
 
 
 def test_curve_bad_csv_exits_two(tmp_path: Path, capsys):
