@@ -37,6 +37,8 @@ from loop.prepare import (
     check_sizes,
     log_clean,
     prepare,
+    repeated_tiers,
+    repeated_tiers_text,
     resolve_evaluators,
     warn_raw_records,
     work_dir,
@@ -453,7 +455,12 @@ def sweep(
         if adaptive:
             decisions = _adaptive(s)
         else:
-            _run_cells(s, cells if cells is not None else expand_cells(recipe))
+            grid = cells if cells is not None else expand_cells(recipe)
+            repeats = repeated_tiers(prep)
+            if repeats and cells is None:
+                say(progress, repeated_tiers_text(repeats, prep))
+                grid = [c for c in grid if c.tier not in repeats]
+            _run_cells(s, grid)
     except BaseException:  # Ctrl-C or an error outside any cell: the parent must not stay RUNNING
         track.finish_parent(
             tr.client, parent_id, failed=sum(1 for o in s.outcomes if o.error), interrupted=True
@@ -738,6 +745,9 @@ def report(
     ]
     if capped:
         notes.append(f"capped cells (tier smaller than the size asked): {', '.join(capped)}")
+    repeats = repeated_tiers(prep)
+    if repeats:
+        notes.append(repeated_tiers_text(repeats, prep))
     paths = report_mod.write_report(
         analysis,
         work_dir(recipe) / "report",

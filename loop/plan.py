@@ -15,7 +15,14 @@ from typing import Any
 from loop.cell import take_subset
 from loop.events import Progress, silent
 from loop.example import Example
-from loop.prepare import Prepared, check_sizes, prepare, resolve_evaluators
+from loop.prepare import (
+    Prepared,
+    check_sizes,
+    prepare,
+    repeated_tiers,
+    repeated_tiers_text,
+    resolve_evaluators,
+)
 from loop.recipe import Cell, Recipe, expand_cells
 
 # Measured on 2 CPU cores with SmolLM2-135M + LoRA r16 (all linear layers), fp32: 110-150
@@ -104,7 +111,10 @@ def plan(recipe: Recipe, *, progress: Progress = silent) -> Plan:
     gpu = torch.cuda.is_available()
     rate = _CPU_TOKENS_PER_S_135M * (_GPU_SPEEDUP if gpu else 1.0)
     rows = []
+    repeats = repeated_tiers(prep) if recipe.subsets.strategy != "adaptive" else {}
     for cell in expand_cells(recipe):
+        if cell.tier in repeats:
+            continue
         sub = take_subset(recipe, prep.tiers[cell.tier], cell)
         steps, tokens = cell_estimate(tokenizer, recipe, sub.examples)
         eval_s = _eval_seconds(recipe, len(prep.val))
@@ -124,6 +134,8 @@ def plan(recipe: Recipe, *, progress: Progress = silent) -> Plan:
         f"validation set: {len(prep.val)} examples (shared by every cell); "
         f"training pools: {prep.tier_sizes}"
     ]
+    if repeats:
+        notes.append(repeated_tiers_text(repeats, prep))
     if recipe.subsets.strategy == "adaptive":
         a = recipe.subsets.adaptive
         limits = [f"at most {a.max_rounds} rounds"]

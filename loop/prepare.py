@@ -109,6 +109,29 @@ def prepare(recipe: Recipe, *, progress: Progress = silent, force_clean: bool = 
     return Prepared(raw, result, pools, val, digest)
 
 
+def repeated_tiers(prep: Prepared) -> dict[str, str]:
+    """Tiers whose training pool holds exactly the examples of an earlier tier: {tier: earlier}.
+    Their cells would train on what the earlier tier's cells train on (e.g. `raw` when cleaning
+    removed nothing but the validation split), so a grid sweep does not run them."""
+    first: dict[frozenset[str], str] = {}
+    out: dict[str, str] = {}
+    for name, examples in prep.tiers.items():
+        ids = frozenset(ex.id for ex in examples)
+        if ids in first:
+            out[name] = first[ids]
+        else:
+            first[ids] = name
+    return out
+
+
+def repeated_tiers_text(repeats: dict[str, str], prep: Prepared) -> str:
+    return "; ".join(
+        f"tier {t} holds the same {prep.tier_sizes[t]:,} examples as tier {same}: its cells would "
+        f"repeat {same}'s, so they are not run (cleaning changed nothing that {t} keeps)"
+        for t, same in repeats.items()
+    )
+
+
 def check_sizes(recipe: Recipe, prep: Prepared | None = None) -> Prepared:
     """Sizes against each tier's training pool: an error now, not mid-sweep."""
     prep = prep or prepare(recipe)

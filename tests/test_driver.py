@@ -508,3 +508,27 @@ def test_loop_evaluate_adds_items_to_finished_cells_without_retraining(in_tmp: P
     for c in rep.analysis.curves:
         if c.metric == "eval.json_match":
             assert c.noise.items == 5
+
+
+def test_a_tier_that_repeats_another_is_not_trained(in_tmp: Path):
+    # nothing to clean: `raw` holds exactly the examples of `all`, so its cells would repeat them
+    path = tiny_recipe(in_tmp, sizes=(4, 8), seeds=(0,))
+    data = yaml.safe_load(path.read_text())
+    data["clean"]["steps"] = ["exact_dedup", "length"]
+    data["tiers"] = [{"name": "all", "top": 1.0}, {"name": "raw"}]
+    path.write_text("# loop sweep tiny.yaml\n" + yaml.safe_dump(data, sort_keys=False))
+    recipe = load_recipe(path)
+    events = []
+    out = driver.sweep(recipe, progress=events.append)
+    assert (out.ran, out.failed) == (2, 0)
+    said = " ".join(str(getattr(e, "message", "")) for e in events)
+    assert "tier raw holds the same 54 examples as tier all" in said
+    _, kids = children("tiny")
+    assert sorted(kids["tags.loop.cell"]) == ["all-n4-s0", "all-n8-s0", "zero-shot-n0-s0"]
+    report_md = (in_tmp / "mlruns" / "work" / "tiny" / "report" / "report.md").read_text()
+    assert "tier raw holds the same 54 examples as tier all" in report_md
+    from loop.plan import plan
+
+    p = plan(recipe)
+    assert [r.cell for r in p.rows] == ["all-n4-s0", "all-n8-s0"]
+    assert any("its cells would repeat all's" in n for n in p.notes)
