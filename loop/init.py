@@ -40,6 +40,9 @@ MIN_SIZE = 8
 # Eval items: 400 give a standard error of 2.5 points on an accuracy near 50% (sqrt(.25/400));
 # paired comparisons between cells on the same items are tighter than that.
 EVAL_SAMPLES = 400
+# Held out for validation: 10% of what cleaning keeps, raised (up to 30%, the recipe's limit) so a
+# small cleaned pool still gets ~200 items (a standard error of 3.5 points at 50%).
+VALIDATION_TARGET, VALIDATION_MAX = 200, 0.3
 SEMANTIC_MAX_ROWS = 20_000  # MiniLM embeds ~60-140 prompts/s on 2 CPU cores
 
 ANSWER_NAMES = (
@@ -344,11 +347,14 @@ def render_recipe(
     n = profile.records
     lo, hi = length_bounds(profile)
     q = profile.answer_tokens
-    validation = max(1, round(n * VALIDATION))
     keep = KEEP_GUESS
     if dedup:  # measured: what survives the dedup steps, and a little for the rest
         keep = math.prod(1 - v for v in dedup.values()) * 0.95
-    train_pool = max(MIN_SIZE, math.floor((n - validation) * keep))
+    kept = n * keep
+    split = min(VALIDATION_MAX, max(VALIDATION, VALIDATION_TARGET / max(kept, 1)))
+    split = math.ceil(split * 100) / 100
+    validation = max(1, round(kept * split))
+    train_pool = max(MIN_SIZE, math.floor(kept - validation))
     sizes, ladder_why = _ladder(profile, train_pool, max_size)
     samples = (
         min(EVAL_SAMPLES, validation) if eval_samples is None else min(eval_samples, validation)
@@ -448,6 +454,16 @@ def render_recipe(
             "  # a step that would remove more than half of its input stops and says which setting to change",
             "  max_drop: 0.5",
         ]
+    kept_words = (
+        f"cleaning keeps about {kept:,.0f} of {n:,} records (measured)"
+        if dedup
+        else f"about {kept:,.0f} of {n:,} records expected after cleaning ({KEEP_GUESS:.0%}, a guess)"
+    )
+    lines.append(
+        f"  split: {{validation: {split:g}}}  # {kept_words}: {split:.0%} held out gives "
+        f"~{validation:,} validation items"
+        + (f" (10% would give {round(kept * VALIDATION):,})" if split > VALIDATION else "")
+    )
     lines += [
         "tiers:",
         "  - {name: clean, top: 1.0}  # every record that passed cleaning",
@@ -466,7 +482,7 @@ def render_recipe(
         f"  # {kind_words}",
         "  evaluators:",
         *ev_lines,
-        f"  samples: {samples}  # of {validation} validation items; "
+        f"  samples: {samples}  # of ~{validation} validation items; "
         + (
             "400 give +-2.5 points standard error at 50% accuracy"
             if eval_samples is None

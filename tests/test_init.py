@@ -121,10 +121,13 @@ def test_init_writes_a_recipe_chosen_from_the_data(tmp_path, monkeypatch):
     # the tiny tokenizer counts bytes: both labels are 8 tokens -> 8 // 4 and max(4 * 8, 8 + 16)
     assert (r.clean.length.min_answer_tokens, r.clean.length.max_answer_tokens) == (2, 32)
     assert "format" not in r.clean.steps  # no JSON answers
-    # classification: up to 256, capped by the expected training pool floor((80 - 8) * 0.85)
-    assert r.sizes == (15, 30, 61)  # a quarter and a half, rounded
+    # 80 records, 68 expected after cleaning: 30% held out (the most allowed), 20 items, since
+    # 10% would give 7; the ladder is capped by the 48 left to train on
+    assert r.clean.split.validation == 0.3
+    assert "30% held out gives ~20 validation items (10% would give 7)" in text
+    assert r.sizes == (12, 24, 48)  # a quarter and a half, rounded
     assert r.subsets.on_too_small == "cap"
-    assert r.eval.samples == 8  # all of the 8 validation items
+    assert r.eval.samples == 20  # all of the validation items
     assert "# classification tasks usually need ~256 examples" not in text  # said in words:
     assert "classification tasks usually need ~256 examples; capped at the expected" in text
     with pytest.raises(init.InitError, match="exists; pass --force"):
