@@ -465,7 +465,7 @@ def test_export_items_and_loop_curve_give_the_report_decision(in_tmp: Path, caps
     parent, _ = children("tiny")
     on_parent = mlflow.MlflowClient().get_run(parent).data.metrics
     for c in out.report.analysis.curves:
-        assert on_parent[f"curve.{c.tier}.{c.metric}.zero_shot"] == pytest.approx(c.zero_shot)
+        assert on_parent[f"zero_shot.{c.tier}.{c.metric}"] == pytest.approx(c.zero_shot)
         assert c.bootstrap.startswith("items"), (c.tier, c.metric)
         again = doc[c.tier][c.metric]
         assert (again["decision"], again["why"]) == (c.decision, c.why), (c.tier, c.metric)
