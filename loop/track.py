@@ -919,3 +919,107 @@ def log_view(
     return ViewWrite(
         tuple(sorted(changed)), tuple(gone + sorted(old_tags - set(tags))), tuple(stale)
     )
+
+
+@dataclass(frozen=True)
+class SweepRecord:
+    """A sweep's parent as `loop compare` reads it back: the view that `log_view` wrote."""
+
+    run_id: str
+    name: str
+    experiment_id: str
+    experiment: str
+    recipe: str  # the recipe name (tag loop.recipe)
+    series: dict[str, tuple[tuple[int, float], ...]]  # every metric under the prefixes asked
+    tags: dict[str, str]
+    table: list[dict[str, Any]]  # the decision table artifact; [] when there is none
+
+
+def newest_sweep(client: MlflowClient, experiment: str, recipe_digest: str) -> str | None:
+    """The newest parent run of this recipe in its experiment (any pool), if any."""
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        return None
+    found = client.search_runs(
+        [exp.experiment_id],
+        filter_string=f"tags.`loop.kind` = 'sweep' and tags.`loop.recipe_digest` = "
+        f"'{_q(recipe_digest)}'",
+        max_results=1,
+        order_by=["start_time DESC"],
+    )
+    return found[0].info.run_id if found else None
+
+
+def read_sweep(
+    client: MlflowClient, run_id: str, *, prefixes: Sequence[str], table_file: str
+) -> SweepRecord | None:
+    """The parent run `run_id` with the histories of its metrics under `prefixes`; None when
+    the store has no such run or the run is not a sweep's parent."""
+    try:
+        run = client.get_run(run_id)
+    except mlflow.exceptions.MlflowException:
+        return None
+    if run.data.tags.get("loop.kind") != "sweep" or run.info.lifecycle_stage != "active":
+        return None
+    exp = client.get_experiment(run.info.experiment_id)
+    series = {
+        k: _history(client, run_id, k)
+        for k in sorted(run.data.metrics)
+        if k.startswith(tuple(prefixes))
+    }
+    folder, _, name = table_file.rpartition("/")
+    table: list[dict[str, Any]] = []
+    if name in {Path(a.path).name for a in client.list_artifacts(run_id, folder or None)}:
+        import json
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp, _no_progress_bar():
+            path = client.download_artifacts(run_id, table_file, tmp)
+            # read as stored (pandas "split" JSON): no type guessing turns "1,200" into a number
+            blob = json.loads(Path(path).read_text(encoding="utf-8"))
+        table = [dict(zip(blob["columns"], row, strict=True)) for row in blob["data"]]
+    return SweepRecord(
+        run_id=run_id,
+        name=run.info.run_name,
+        experiment_id=run.info.experiment_id,
+        experiment=exp.name,
+        recipe=run.data.tags.get("loop.recipe", ""),
+        series=series,
+        tags=dict(run.data.tags),
+        table=table,
+    )
+
+
+def compare_url(
+    run_ids: Sequence[str], experiment_ids: Sequence[str], host: str = "127.0.0.1", port: int = 5000
+) -> str:
+    """The MLflow UI page comparing these runs (parameters, metrics, charts side by side)."""
+    import json
+    from urllib.parse import quote
+
+    runs = quote(json.dumps(list(run_ids), separators=(",", ":")))
+    exps = quote(json.dumps(sorted(set(experiment_ids)), separators=(",", ":")))
+    return f"http://{host}:{port}/#/compare-runs?runs={runs}&experiments={exps}"
+
+
+def metric_url(
+    key: str,
+    run_ids: Sequence[str],
+    experiment_ids: Sequence[str],
+    *,
+    also: Sequence[str] = (),
+    host: str = "127.0.0.1",
+    port: int = 5000,
+) -> str:
+    """The MLflow UI chart of metric `key` (and `also`) for these runs, against step."""
+    import json
+    from urllib.parse import quote
+
+    def j(v) -> str:
+        return quote(json.dumps(list(v), separators=(",", ":")))
+
+    return (
+        f"http://{host}:{port}/#/metric/{quote(key)}?runs={j(run_ids)}"
+        f"&experiments={j(sorted(set(experiment_ids)))}&plot_metric_keys={j([key, *also])}"
+        "&x_axis=step&show_point=true"
+    )
