@@ -1018,8 +1018,10 @@ def metric_url(
     def j(v) -> str:
         return quote(json.dumps(list(v), separators=(",", ":")))
 
+    # the parameters the UI's own links carry (Routes.getMetricPageRoute, MLflow 3.17)
     return (
-        f"http://{host}:{port}/#/metric/{quote(key)}?runs={j(run_ids)}"
+        f"http://{host}:{port}/#/metric?runs={j(run_ids)}&metric={quote(json.dumps(key))}"
         f"&experiments={j(sorted(set(experiment_ids)))}&plot_metric_keys={j([key, *also])}"
-        "&x_axis=step&show_point=true"
+        "&plot_layout=%7B%7D&x_axis=step&y_axis_scale=linear&line_smoothness=1&show_point=true"
+        "&deselected_curves=%5B%5D&last_linear_y_axis_range=%5B%5D"
     )
