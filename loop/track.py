@@ -797,8 +797,8 @@ def latest_sweep(tr: Tracker) -> str | None:
 # series is compared with what the run holds first: equal, nothing is written (re-running the
 # report); different (a resumed sweep finished more cells, a rescore), the old values are
 # removed in the SQL store (SQLite, PostgreSQL) and the new ones written. A store behind an
-# HTTP server cannot remove them: its changed series are kept as they were and named in the
-# `loop.view_stale` tag rather than doubled.
+# HTTP server cannot remove them: a series that only gained steps gets the new ones; one whose
+# values changed is kept as it was and named in the `loop.view_stale` tag rather than doubled.
 
 STALE_TAG = "loop.view_stale"
 
@@ -887,19 +887,28 @@ def log_view(
     wanted.update({k: ((0, float(v)),) for k, v in scalars.items()})
     run = client.get_run(run_id)
     ours = {k for k in run.data.metrics if k.startswith(tuple(managed))}
-    changed, replace = {}, []
+    changed, held = {}, {}
     for key, points in wanted.items():
         if key in ours:
-            if _same(_history(client, run_id, key), points):
+            have = _history(client, run_id, key)
+            if _same(have, points):
                 continue
-            replace.append(key)
+            held[key] = have
         changed[key] = points
     gone = sorted(ours - set(wanted))
     stale: list[str] = []
-    if not _drop_metrics(client, run_id, [*replace, *gone]):
-        stale = sorted(replace)
-        for key in stale:
-            del changed[key]
+    if not _drop_metrics(client, run_id, [*held, *gone]):
+        # values cannot be removed: a series that only gained steps (a resumed grid sweep's
+        # means) gets the new steps; one whose values moved is kept as it was, and named
+        for key, have in held.items():
+            new = dict(changed[key])
+            if all(s in new and _same([(s, v)], [(s, new[s])]) for s, v in have):
+                steps = {s for s, _ in have}
+                changed[key] = tuple(p for p in changed[key] if p[0] not in steps)
+            else:
+                stale.append(key)
+                del changed[key]
+        stale.sort()
         gone = []
     now = int(time.time() * 1000)
     metrics = [Metric(k, v, now, s) for k, pts in changed.items() for s, v in pts]

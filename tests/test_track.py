@@ -230,3 +230,10 @@ def test_log_view_on_a_store_without_deletes_keeps_the_old_series_and_says_so(
     assert out.stale == ("curve.a.m",) and out.written == ("curve.b.m",)
     assert _points(client, run, "curve.a.m") == [(8, 0.5)]  # not doubled
     assert client.get_run(run).data.tags[track.STALE_TAG] == "curve.a.m"
+    # a series that only gained a step (a resumed sweep's means) gets just the new step
+    out = track.log_view(
+        client, run, series={"curve.a.m": ((8, 0.5), (16, 0.7)), "curve.b.m": ((8, 1.0),)}, **kw
+    )
+    assert out.stale == () and out.written == ("curve.a.m",)
+    assert _points(client, run, "curve.a.m") == [(8, 0.5), (16, 0.7)]
+    assert track.STALE_TAG not in client.get_run(run).data.tags
