@@ -144,3 +144,30 @@ def test_parent_chart_view_draws_the_curves_and_the_decision_filter_finds_it(
         )
         assert re.search(r"\b1\s+matching run\b", text), text[:2000]
         assert parent.info.run_name in text
+
+        # through the server (a store whose values cannot be removed): the same view again
+        # writes nothing, a moved value is kept and named, never doubled
+        from loop import report, track
+
+        rest = mlflow.MlflowClient(base)
+        rid = parent.info.run_id
+        got = track.read_sweep(
+            rest, rid, prefixes=report.VIEW_NAMES, table_file=report.DECISIONS_TABLE
+        )
+        series = {k: v for k, v in got.series.items() if k.startswith(("curve.", "fit."))}
+        kw = dict(
+            scalars={k: v[0][1] for k, v in got.series.items() if k not in series},
+            tags={k: v for k, v in got.tags.items() if k.startswith(report.VIEW_NAMES)},
+            table=got.table,
+            table_file=report.DECISIONS_TABLE,
+            managed=report.VIEW_NAMES,
+        )
+        assert track.log_view(rest, rid, series=series, **kw) == track.ViewWrite((), (), ())
+        moved = {**series, curves[0]: tuple((n, v + 1) for n, v in series[curves[0]])}
+        assert track.log_view(rest, rid, series=moved, **kw).stale == (curves[0],)
+        assert (
+            track.read_sweep(
+                rest, rid, prefixes=report.VIEW_NAMES, table_file=report.DECISIONS_TABLE
+            ).series
+            == got.series
+        )
