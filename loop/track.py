@@ -910,8 +910,10 @@ def log_view(
                 del changed[key]
         stale.sort()
         gone = []
-    now = int(time.time() * 1000)
-    metrics = [Metric(k, v, now, s) for k, pts in changed.items() for s, v in pts]
+    # one timestamp per parent, so two drivers writing the same view at once write identical
+    # rows, which the store keeps once
+    stamp = int(run.info.start_time or 0)
+    metrics = [Metric(k, v, stamp, s) for k, pts in changed.items() for s, v in pts]
     for i in range(0, len(metrics), 1000):
         client.log_batch(run_id, metrics=metrics[i : i + 1000])
     old_tags = {k for k in run.data.tags if k.startswith(tuple(managed))}
