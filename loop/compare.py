@@ -44,9 +44,11 @@ def _store_of(targets: list[str], tracking_uri: str | None) -> track.Store:
         if Path(t).is_file():
             uris.add(track.resolve_store(load_recipe(t).tracking.uri or tracking_uri).tracking_uri)
     if len(uris) > 1:
+        from loop.server import redact  # no password in a message
+
         raise ArgumentError(
             "RECIPE_OR_RUN: the recipes given track to different stores "
-            f"({', '.join(sorted(uris))}); loop compare reads sweeps of one store"
+            f"({', '.join(sorted(map(redact, uris)))}); loop compare reads sweeps of one store"
         )
     return track.resolve_store(uris.pop() if uris else tracking_uri)
 
@@ -64,6 +66,8 @@ def _run_id(client, target: str) -> str:
         return found
     if _RUN_ID.fullmatch(target):
         return target
+    if path.suffix in (".yaml", ".yml"):
+        raise ArgumentError(f"RECIPE_OR_RUN {target!r}: no such recipe file")
     raise ArgumentError(
         f"RECIPE_OR_RUN {target!r}: expected a recipe file or a parent run id (32 hex digits)"
     )

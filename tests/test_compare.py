@@ -9,6 +9,7 @@ from urllib.parse import unquote
 
 import mlflow
 import pytest
+import yaml
 from test_driver import tiny_recipe
 
 from loop import compare, driver
@@ -89,6 +90,8 @@ def test_loop_compare_takes_a_parent_run_id_and_refuses_what_is_no_sweep(
     capsys.readouterr()
     assert main(["compare", str(a), "not-a-run"]) == 2
     assert "expected a recipe file or a parent run id" in capsys.readouterr().err
+    assert main(["compare", str(a), "recipes/typo.yaml"]) == 2
+    assert "'recipes/typo.yaml': no such recipe file" in capsys.readouterr().err
     assert main(["compare", str(a), "0" * 32]) == 2
     assert f"no sweep parent run {'0' * 32}" in capsys.readouterr().err
     assert main(["compare", str(a), str(a)]) == 2
@@ -97,3 +100,8 @@ def test_loop_compare_takes_a_parent_run_id_and_refuses_what_is_no_sweep(
     fresh = tiny_recipe(root / "none", name="never-swept")
     assert main(["compare", str(fresh)]) == 2
     assert "no sweep of this recipe" in capsys.readouterr().err
+    doc = yaml.safe_load(fresh.read_text())
+    doc["tracking"] = {"uri": f"sqlite:///{root / 'elsewhere' / 'mlflow.db'}"}
+    fresh.write_text(yaml.safe_dump(doc))
+    assert main(["compare", str(a), str(fresh)]) == 2
+    assert "track to different stores" in capsys.readouterr().err
