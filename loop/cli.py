@@ -31,6 +31,7 @@ typical session:
   loop status recipes/demo.yaml         done / failed / pending cells with their metrics
   loop report recipes/demo.yaml         re-analyse finished cells; plots + HTML + JSON
   loop ui                               open the MLflow UI on the project's store
+  loop compare recipes/a.yaml recipes/b.yaml   two sweeps' decisions and curves side by side
   loop evaluate recipes/demo.yaml --samples 1000   re-score finished cells on more items, no retraining
   loop export recipes/demo.yaml --items items.csv   per-item scores of every finished cell
   loop curve results.csv --plot c.png   the saturation analysis on results from elsewhere
@@ -637,6 +638,23 @@ def cmd_curve(args) -> int:
     return 0
 
 
+def cmd_compare(args) -> int:
+    from loop import compare
+
+    out = compare.compare(args.targets, Path(args.out), port=args.port)
+    table = Table(title="sweeps side by side")
+    for c in ("sweep", *compare.COLUMNS):
+        table.add_column({"n_star": "n*", "n_star_ci": "n* CI", "next_size": "next"}.get(c, c))
+    for row in out.rows:
+        table.add_row(*[_fmt(row[c]) for c in ("sweep", *compare.COLUMNS)])
+    console.print(table)
+    console.print(f"plot: {out.plot}")
+    console.print(f"MLflow UI (loop ui, then): {out.url}", soft_wrap=True)
+    for metric, url in out.curve_urls.items():
+        console.print(f"curves of {metric}: {url}", soft_wrap=True)
+    return 0
+
+
 def cmd_ui(args) -> int:
     from loop import commands, server
 
@@ -932,6 +950,24 @@ def build_parser() -> argparse.ArgumentParser:
         "(localhost and private IPs are always allowed)",
     )
     s.set_defaults(fn=cmd_server)
+
+    s = sub.add_parser(
+        "compare",
+        help="decision tables and learning curves of several sweeps side by side",
+        description="Read the curves and decisions that `loop report` logged on each sweep's "
+        "parent run (one store) and show them together: one table, one plot, and the MLflow UI "
+        "page comparing the parent runs. Name a sweep by its recipe file (its newest sweep) or "
+        "by its parent run id.",
+    )
+    s.add_argument("targets", nargs="+", metavar="RECIPE_OR_RUN")
+    s.add_argument(
+        "--out",
+        default="mlruns/work/compare",
+        metavar="DIR",
+        help="folder for compare.png (default mlruns/work/compare)",
+    )
+    s.add_argument("--port", type=_port, default=5000, help="the UI's port in the printed URLs")
+    s.set_defaults(fn=cmd_compare)
 
     s = sub.add_parser("ui", help="start the MLflow UI on 127.0.0.1 for the project's store")
     s.add_argument("recipe", nargs="?", help="recipe whose tracking settings to use")

@@ -759,25 +759,25 @@ def report(
         parent_id = track.latest_sweep(tr)
     if parent_id:
         track.parent_artifacts(tr.client, parent_id, work_dir(recipe) / "report")
-        track.log_metrics(tr.client, parent_id, _graded_metrics(analysis))
+        _log_view(tr, parent_id, analysis)
     return ReportOutcome(report_mod.decision_table(analysis), paths, analysis)
 
 
-def _graded_metrics(analysis: Any) -> dict[str, float]:
-    """The graded answer on the parent run, per tier and metric: certified epsilon, the size it
-    holds past, the zero-shot score and n* (those that exist)."""
-    out: dict[str, float] = {}
-    for c in analysis.curves:
-        key = f"curve.{c.tier}.{c.metric}"
-        for name, value in (
-            ("certified_epsilon", c.certified_epsilon),
-            ("certified_at", c.certified_at),
-            ("zero_shot", c.zero_shot),
-            ("n_star", c.n_star),
-        ):
-            if value is not None:
-                out[f"{key}.{name}"] = float(value)
-    return out
+def _log_view(tr: track.Tracker, parent_id: str, analysis: Any) -> None:
+    """The curves, decisions and decision table on the parent run, one value per step."""
+    from loop import report as report_mod
+
+    view = report_mod.parent_view(analysis)
+    track.log_view(
+        tr.client,
+        parent_id,
+        series=view.series,
+        scalars=view.scalars,
+        tags=view.tags,
+        table=view.table,
+        table_file=report_mod.DECISIONS_TABLE,
+        managed=report_mod.VIEW_NAMES,
+    )
 
 
 def _decisions_file(recipe: Recipe) -> Path:

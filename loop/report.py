@@ -670,3 +670,61 @@ def write_report(
         encoding="utf-8",
     )
     return ReportPaths(out_dir, md, page, summary, tuple(plots.values()))
+
+
+# ----------------------------------------------------------------------------- the MLflow view
+
+# Metric names on a sweep's parent run, per tier and metric (`<name>.<tier>.<metric>`): the
+# curve itself (step = size), the fitted curve on a denser grid, and one value per decision.
+CURVE, FIT = "curve", "fit"
+SCALARS = ("n_star", "certified_epsilon", "certified_at", "plateau", "zero_shot")
+DECISION_TAG, WHY_TAG = "loop.decision", "loop.why"
+# every name the view owns: what it no longer has is removed from the parent
+VIEW_NAMES = tuple(f"{n}." for n in (CURVE, FIT, *SCALARS, DECISION_TAG, WHY_TAG))
+DECISIONS_TABLE = "report/decisions.json"  # the table artifact, beside report.html
+
+
+@dataclass(frozen=True)
+class ParentView:
+    """What a sweep's parent run shows in the MLflow UI, as plain data.
+
+    series: `curve.<tier>.<metric>` (the per-size mean at step = size) and `fit.<tier>.<metric>`
+    (the fitted curve at integer sizes from the smallest to the largest size run), each a tuple
+    of (step, value); scalars: `n_star.…`, `certified_epsilon.…` and the rest of SCALARS, those
+    that exist; tags: `loop.decision.…` (saturated | more_data_pays | inconclusive) and
+    `loop.why.…`; table: `decision_table` for the table artifact."""
+
+    series: dict[str, tuple[tuple[int, float], ...]]
+    scalars: dict[str, float]
+    tags: dict[str, str]
+    table: list[dict[str, str]]
+
+
+def _fit_points(c: CurveResult, points: int) -> tuple[tuple[int, float], ...]:
+    # the band runs to 2x the largest size; the UI gets only the range run (no extrapolation)
+    if c.band is None:
+        return ()
+    grid, fitted = np.array(c.band.n), np.array(c.band.fitted)
+    steps = np.unique(np.round(np.geomspace(c.sizes[0].size, c.max_size, points)).astype(int))
+    values = np.interp(np.log(steps), np.log(grid), fitted)
+    return tuple((int(s), float(v)) for s, v in zip(steps, values, strict=True))
+
+
+def parent_view(analysis: Analysis, *, fit_points: int = 25) -> ParentView:
+    """The curves, decisions and table of an analysis under the parent run's names."""
+    series: dict[str, tuple[tuple[int, float], ...]] = {}
+    scalars: dict[str, float] = {}
+    tags: dict[str, str] = {}
+    for c in analysis.curves:
+        key = f"{c.tier}.{c.metric}"
+        series[f"{CURVE}.{key}"] = tuple((s.size, float(s.mean)) for s in c.sizes)
+        fit = _fit_points(c, fit_points)
+        if fit:
+            series[f"{FIT}.{key}"] = fit
+        for name in SCALARS:
+            value = getattr(c, name)
+            if not _missing(value):
+                scalars[f"{name}.{key}"] = float(value)
+        tags[f"{DECISION_TAG}.{key}"] = c.decision
+        tags[f"{WHY_TAG}.{key}"] = c.why
+    return ParentView(series, scalars, tags, decision_table(analysis))

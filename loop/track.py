@@ -785,3 +785,254 @@ def latest_sweep(tr: Tracker) -> str | None:
         order_by=["start_time DESC"],
     )
     return found[0].info.run_id if found else None
+
+
+# ---------------------------------------------------------------------------------------------
+# A sweep's view on its parent run: curves as metrics (step = size), decisions as tags, a table
+# ---------------------------------------------------------------------------------------------
+#
+# MLflow keeps every value of a metric: logging a key again at a step it already has appends a
+# second value there (the chart then draws both), and only a value identical in key, step,
+# value and timestamp is dropped as a duplicate; its API has no way to remove values. So a
+# series is compared with what the run holds first: equal, nothing is written (re-running the
+# report); different (a resumed sweep finished more cells, a rescore), the old values are
+# removed in the SQL store (SQLite, PostgreSQL) and the new ones written. A store behind an
+# HTTP server cannot remove them: a series that only gained steps gets the new ones; one whose
+# values changed is kept as it was and named in the `loop.view_stale` tag rather than doubled.
+
+STALE_TAG = "loop.view_stale"
+
+
+@dataclass(frozen=True)
+class ViewWrite:
+    written: tuple[str, ...]  # metric keys written (new or changed)
+    removed: tuple[str, ...]  # metric keys and tags of the managed names no longer in the view
+    stale: tuple[str, ...]  # changed keys this store could not rewrite (kept as they were)
+
+
+def _history(client: MlflowClient, run_id: str, key: str) -> tuple[tuple[int, float], ...]:
+    return tuple(
+        sorted((int(m.step), float(m.value)) for m in client.get_metric_history(run_id, key))
+    )
+
+
+def _same(a: Sequence[tuple[int, float]], b: Sequence[tuple[int, float]]) -> bool:
+    import math
+
+    return len(a) == len(b) and all(
+        sa == sb and math.isclose(va, vb, rel_tol=1e-12, abs_tol=1e-15)
+        for (sa, va), (sb, vb) in zip(a, b, strict=True)
+    )
+
+
+def _drop_metrics(client: MlflowClient, run_id: str, keys: Sequence[str]) -> bool:
+    """Remove every value of `keys` from the run, in a SQL store; False for other stores.
+
+    MLflow has no public call for this (metrics are append-only), so it goes through the SQL
+    store's own session and tables: `metrics` (the history) and `latest_metrics` (the runs
+    table's column)."""
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    store = client._tracking_client.store
+    if not isinstance(store, SqlAlchemyStore):
+        return False
+    if not keys:
+        return True
+    from mlflow.store.tracking.dbmodels.models import SqlLatestMetric, SqlMetric
+
+    with store.ManagedSessionMaker(read_only=False) as session:
+        for table in (SqlMetric, SqlLatestMetric):
+            session.query(table).filter(table.run_uuid == run_id, table.key.in_(list(keys))).delete(
+                synchronize_session=False
+            )
+    return True
+
+
+def replace_table(
+    client: MlflowClient, run_id: str, rows: list[dict[str, Any]], artifact_file: str
+) -> None:
+    """`rows` as an MLflow table artifact that replaces an earlier one: `log_table` appends to
+    an existing file, so a second write goes over the file in the same format (pandas
+    "split" JSON), which the UI already shows as a table."""
+    import tempfile
+
+    frame = pd.DataFrame(rows)
+    folder, _, name = artifact_file.rpartition("/")
+    if name not in {Path(a.path).name for a in client.list_artifacts(run_id, folder or None)}:
+        client.log_table(run_id, data=frame, artifact_file=artifact_file)
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / name
+        frame.to_json(path, orient="split", index=False, date_format="iso")
+        client.log_artifact(run_id, str(path), artifact_path=folder or None)
+
+
+def log_view(
+    client: MlflowClient,
+    run_id: str,
+    *,
+    series: dict[str, Sequence[tuple[int, float]]],
+    scalars: dict[str, float],
+    tags: dict[str, str],
+    table: list[dict[str, Any]],
+    table_file: str,
+    managed: Sequence[str],
+) -> ViewWrite:
+    """Write a sweep's view on its parent so that it holds exactly one value per step.
+
+    `series`: metric -> (step, value) points; `scalars`: one value each, at step 0; `managed`:
+    name prefixes (`curve.`, `loop.decision.`, ...) this view owns: metrics and tags under them
+    that the view no longer has (a decision that no longer has an n*) are removed."""
+    wanted = {k: tuple(sorted((int(s), float(v)) for s, v in pts)) for k, pts in series.items()}
+    wanted.update({k: ((0, float(v)),) for k, v in scalars.items()})
+    run = client.get_run(run_id)
+    ours = {k for k in run.data.metrics if k.startswith(tuple(managed))}
+    changed, held = {}, {}
+    for key, points in wanted.items():
+        if key in ours:
+            have = _history(client, run_id, key)
+            if _same(have, points):
+                continue
+            held[key] = have
+        changed[key] = points
+    gone = sorted(ours - set(wanted))
+    stale: list[str] = []
+    if not _drop_metrics(client, run_id, [*held, *gone]):
+        # values cannot be removed: a series that only gained steps (a resumed grid sweep's
+        # means) gets the new steps; one whose values moved is kept as it was, and named
+        for key, have in held.items():
+            new = dict(changed[key])
+            if all(s in new and _same([(s, v)], [(s, new[s])]) for s, v in have):
+                steps = {s for s, _ in have}
+                changed[key] = tuple(p for p in changed[key] if p[0] not in steps)
+            else:
+                stale.append(key)
+                del changed[key]
+        stale.sort()
+        gone = []
+    # one timestamp per parent, so two drivers writing the same view at once write identical
+    # rows, which the store keeps once
+    stamp = int(run.info.start_time or 0)
+    metrics = [Metric(k, v, stamp, s) for k, pts in changed.items() for s, v in pts]
+    for i in range(0, len(metrics), 1000):
+        client.log_batch(run_id, metrics=metrics[i : i + 1000])
+    old_tags = {k for k in run.data.tags if k.startswith(tuple(managed))}
+    for key in sorted(old_tags - set(tags)):
+        client.delete_tag(run_id, key)
+    items = [RunTag(k, v) for k, v in tags.items() if run.data.tags.get(k) != v]
+    if stale:
+        items.append(RunTag(STALE_TAG, ",".join(stale)))
+    elif STALE_TAG in run.data.tags:
+        client.delete_tag(run_id, STALE_TAG)
+    for i in range(0, len(items), 100):
+        client.log_batch(run_id, tags=items[i : i + 100])
+    replace_table(client, run_id, table, table_file)
+    return ViewWrite(
+        tuple(sorted(changed)), tuple(gone + sorted(old_tags - set(tags))), tuple(stale)
+    )
+
+
+@dataclass(frozen=True)
+class SweepRecord:
+    """A sweep's parent as `loop compare` reads it back: the view that `log_view` wrote."""
+
+    run_id: str
+    name: str
+    experiment_id: str
+    experiment: str
+    recipe: str  # the recipe name (tag loop.recipe)
+    series: dict[str, tuple[tuple[int, float], ...]]  # every metric under the prefixes asked
+    tags: dict[str, str]
+    table: list[dict[str, Any]]  # the decision table artifact; [] when there is none
+
+
+def newest_sweep(client: MlflowClient, experiment: str, recipe_digest: str) -> str | None:
+    """The newest parent run of this recipe in its experiment (any pool), if any."""
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        return None
+    found = client.search_runs(
+        [exp.experiment_id],
+        filter_string=f"tags.`loop.kind` = 'sweep' and tags.`loop.recipe_digest` = "
+        f"'{_q(recipe_digest)}'",
+        max_results=1,
+        order_by=["start_time DESC"],
+    )
+    return found[0].info.run_id if found else None
+
+
+def read_sweep(
+    client: MlflowClient, run_id: str, *, prefixes: Sequence[str], table_file: str
+) -> SweepRecord | None:
+    """The parent run `run_id` with the histories of its metrics under `prefixes`; None when
+    the store has no such run or the run is not a sweep's parent."""
+    try:
+        run = client.get_run(run_id)
+    except mlflow.exceptions.MlflowException:
+        return None
+    if run.data.tags.get("loop.kind") != "sweep" or run.info.lifecycle_stage != "active":
+        return None
+    exp = client.get_experiment(run.info.experiment_id)
+    series = {
+        k: _history(client, run_id, k)
+        for k in sorted(run.data.metrics)
+        if k.startswith(tuple(prefixes))
+    }
+    folder, _, name = table_file.rpartition("/")
+    table: list[dict[str, Any]] = []
+    if name in {Path(a.path).name for a in client.list_artifacts(run_id, folder or None)}:
+        import json
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp, _no_progress_bar():
+            path = client.download_artifacts(run_id, table_file, tmp)
+            # read as stored (pandas "split" JSON): no type guessing turns "1,200" into a number
+            blob = json.loads(Path(path).read_text(encoding="utf-8"))
+        table = [dict(zip(blob["columns"], row, strict=True)) for row in blob["data"]]
+    return SweepRecord(
+        run_id=run_id,
+        name=run.info.run_name,
+        experiment_id=run.info.experiment_id,
+        experiment=exp.name,
+        recipe=run.data.tags.get("loop.recipe", ""),
+        series=series,
+        tags=dict(run.data.tags),
+        table=table,
+    )
+
+
+def compare_url(
+    run_ids: Sequence[str], experiment_ids: Sequence[str], host: str = "127.0.0.1", port: int = 5000
+) -> str:
+    """The MLflow UI page comparing these runs (parameters, metrics, charts side by side)."""
+    import json
+    from urllib.parse import quote
+
+    runs = quote(json.dumps(list(run_ids), separators=(",", ":")))
+    exps = quote(json.dumps(sorted(set(experiment_ids)), separators=(",", ":")))
+    return f"http://{host}:{port}/#/compare-runs?runs={runs}&experiments={exps}"
+
+
+def metric_url(
+    key: str,
+    run_ids: Sequence[str],
+    experiment_ids: Sequence[str],
+    *,
+    also: Sequence[str] = (),
+    host: str = "127.0.0.1",
+    port: int = 5000,
+) -> str:
+    """The MLflow UI chart of metric `key` (and `also`) for these runs, against step."""
+    import json
+    from urllib.parse import quote
+
+    def j(v) -> str:
+        return quote(json.dumps(list(v), separators=(",", ":")))
+
+    # the parameters the UI's own links carry (Routes.getMetricPageRoute, MLflow 3.17)
+    return (
+        f"http://{host}:{port}/#/metric?runs={j(run_ids)}&metric={quote(json.dumps(key))}"
+        f"&experiments={j(sorted(set(experiment_ids)))}&plot_metric_keys={j([key, *also])}"
+        "&plot_layout=%7B%7D&x_axis=step&y_axis_scale=linear&line_smoothness=1&show_point=true"
+        "&deselected_curves=%5B%5D&last_linear_y_axis_range=%5B%5D"
+    )

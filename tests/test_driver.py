@@ -465,7 +465,7 @@ def test_export_items_and_loop_curve_give_the_report_decision(in_tmp: Path, caps
     parent, _ = children("tiny")
     on_parent = mlflow.MlflowClient().get_run(parent).data.metrics
     for c in out.report.analysis.curves:
-        assert on_parent[f"curve.{c.tier}.{c.metric}.zero_shot"] == pytest.approx(c.zero_shot)
+        assert on_parent[f"zero_shot.{c.tier}.{c.metric}"] == pytest.approx(c.zero_shot)
         assert c.bootstrap.startswith("items"), (c.tier, c.metric)
         again = doc[c.tier][c.metric]
         assert (again["decision"], again["why"]) == (c.decision, c.why), (c.tier, c.metric)
@@ -532,3 +532,57 @@ def test_a_tier_that_repeats_another_is_not_trained(in_tmp: Path):
     p = plan(recipe)
     assert [r.cell for r in p.rows] == ["all-n4-s0", "all-n8-s0"]
     assert any("its cells would repeat all's" in n for n in p.notes)
+
+
+def test_parent_carries_one_curve_value_per_size_through_resume_and_rerun(in_tmp: Path):
+    from loop.recipe import expand_cells
+
+    recipe = load_recipe(tiny_recipe(in_tmp, sizes=(4, 8, 16), seeds=(0,)))
+    # a sweep stopped before its largest size, then resumed: a new step and, with 3 sizes, a fit
+    driver.sweep(recipe, cells=[c for c in expand_cells(recipe) if c.size < 16])
+    parent, _ = children("tiny")
+    client = mlflow.MlflowClient()
+    early = client.get_metric_history(parent, "curve.raw.val_loss")
+    assert sorted(m.step for m in early) == [4, 8]
+    out = driver.sweep(recipe)
+    driver.report(recipe)  # and the report once more
+    assert children("tiny")[0] == parent
+    run = client.get_run(parent)
+    curves = out.report.analysis.curves
+    assert any(c.band is not None for c in curves)
+    assert {(c.tier, c.metric) for c in curves} >= {("raw", "val_loss"), ("high", "val_loss")}
+    for c in curves:
+        key = f"{c.tier}.{c.metric}"
+        hist = client.get_metric_history(parent, f"curve.{key}")
+        assert sorted(m.step for m in hist) == [4, 8, 16], key  # one value per size
+        by_step = {m.step: m.value for m in hist}
+        for s in c.sizes:
+            assert by_step[s.size] == pytest.approx(s.mean), (key, s.size)
+        fit = sorted(m.step for m in client.get_metric_history(parent, f"fit.{key}"))
+        if c.band is not None:
+            assert len(fit) == len(set(fit)) >= 8 and (fit[0], fit[-1]) == (4, 16), key
+        assert run.data.tags[f"loop.decision.{key}"] == c.decision
+        assert run.data.tags[f"loop.decision.{key}"] in {
+            "saturated",
+            "more_data_pays",
+            "inconclusive",
+        }
+        for name in ("n_star", "certified_epsilon", "plateau", "zero_shot"):
+            value = getattr(c, name)
+            if value is None:
+                assert f"{name}.{key}" not in run.data.metrics
+            else:
+                assert len(client.get_metric_history(parent, f"{name}.{key}")) == 1
+                assert run.data.metrics[f"{name}.{key}"] == pytest.approx(value)
+    table = client.load_table(run.info.experiment_id, "report/decisions.json", run_ids=[parent])
+    assert len(table) == len(curves)  # rewritten by every report, not appended to
+    assert set(zip(table["tier"], table["metric"], strict=True)) == {
+        (c.tier, c.metric) for c in curves
+    }
+    # the runs table filters on the decision (the README's expression)
+    c = curves[0]
+    hits = client.search_runs(
+        [run.info.experiment_id],
+        filter_string=f"tags.`loop.decision.{c.tier}.{c.metric}` = '{c.decision}'",
+    )
+    assert [r.info.run_id for r in hits] == [parent]

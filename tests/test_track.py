@@ -154,3 +154,86 @@ def test_heartbeat_rewrites_the_tag_while_the_block_runs(store: track.Store):
     assert time.time() - beat < 1.0
     time.sleep(0.5)  # stopped: no more beats
     assert float(client.get_run(rid).data.tags[track.HEARTBEAT_TAG]) == beat
+
+
+def _points(client, run_id: str, key: str) -> list[tuple[int, float]]:
+    return sorted((m.step, m.value) for m in client.get_metric_history(run_id, key))
+
+
+def test_log_view_keeps_one_value_per_step_when_rewritten(store: track.Store):
+    client = track.client_for(store)
+    exp = track.ensure_experiment(store, "exp")
+    run = client.create_run(exp).info.run_id
+    managed = ("curve.", "n_star.", "loop.decision.")
+
+    def write(curve, scalars, tags, table):
+        return track.log_view(
+            client,
+            run,
+            series={"curve.a.val_loss": curve},
+            scalars=scalars,
+            tags=tags,
+            table=table,
+            table_file="report/decisions.json",
+            managed=managed,
+        )
+
+    first = write(
+        ((8, 2.0), (16, 1.5)),
+        {"n_star.a.val_loss": 16.0},
+        {"loop.decision.a.val_loss": "inconclusive"},
+        [{"tier": "a", "n": "one"}],
+    )
+    assert set(first.written) == {"curve.a.val_loss", "n_star.a.val_loss"}
+    # the same view again (re-running the report): nothing is written
+    again = write(
+        ((8, 2.0), (16, 1.5)),
+        {"n_star.a.val_loss": 16.0},
+        {"loop.decision.a.val_loss": "inconclusive"},
+        [{"tier": "a", "n": "one"}],
+    )
+    assert again.written == () and again.stale == ()
+    # a resumed sweep: a new size, a changed mean, no n* any more, a new decision
+    third = write(
+        ((8, 2.0), (16, 1.4), (32, 1.3)),
+        {},
+        {"loop.decision.a.val_loss": "saturated"},
+        [{"tier": "a", "n": "two"}],
+    )
+    assert third.written == ("curve.a.val_loss",) and "n_star.a.val_loss" in third.removed
+    assert _points(client, run, "curve.a.val_loss") == [(8, 2.0), (16, 1.4), (32, 1.3)]
+    data = client.get_run(run).data
+    assert data.metrics["curve.a.val_loss"] == 1.3  # the runs table's column: the largest size
+    assert "n_star.a.val_loss" not in data.metrics
+    assert client.get_metric_history(run, "n_star.a.val_loss") == []
+    assert data.tags["loop.decision.a.val_loss"] == "saturated"
+    assert track.STALE_TAG not in data.tags
+    # the table artifact is replaced, not appended to (log_table alone appends)
+    table = client.load_table(exp, "report/decisions.json", run_ids=[run])
+    assert table.to_dict("records") == [{"tier": "a", "n": "two"}]
+    # MLflow's own behaviour, the reason for all this: a second value at a step is appended
+    client.log_batch(run, metrics=[mlflow.entities.Metric("curve.a.val_loss", 9.0, 1, 8)])
+    assert [v for s, v in _points(client, run, "curve.a.val_loss") if s == 8] == [2.0, 9.0]
+
+
+def test_log_view_on_a_store_without_deletes_keeps_the_old_series_and_says_so(
+    store: track.Store, monkeypatch
+):
+    client = track.client_for(store)
+    run = client.create_run(track.ensure_experiment(store, "exp")).info.run_id
+    kw = dict(scalars={}, tags={}, table=[{"x": 1}], table_file="t.json", managed=("curve.",))
+    track.log_view(client, run, series={"curve.a.m": ((8, 0.5),)}, **kw)
+    monkeypatch.setattr(track, "_drop_metrics", lambda *a: False)  # an HTTP server's store
+    out = track.log_view(
+        client, run, series={"curve.a.m": ((8, 0.6),), "curve.b.m": ((8, 1.0),)}, **kw
+    )
+    assert out.stale == ("curve.a.m",) and out.written == ("curve.b.m",)
+    assert _points(client, run, "curve.a.m") == [(8, 0.5)]  # not doubled
+    assert client.get_run(run).data.tags[track.STALE_TAG] == "curve.a.m"
+    # a series that only gained a step (a resumed sweep's means) gets just the new step
+    out = track.log_view(
+        client, run, series={"curve.a.m": ((8, 0.5), (16, 0.7)), "curve.b.m": ((8, 1.0),)}, **kw
+    )
+    assert out.stale == () and out.written == ("curve.a.m",)
+    assert _points(client, run, "curve.a.m") == [(8, 0.5), (16, 0.7)]
+    assert track.STALE_TAG not in client.get_run(run).data.tags
