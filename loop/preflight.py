@@ -30,6 +30,19 @@ def check(recipe: Recipe, *, probe_store: bool = True) -> list[str]:
         errors += found_errors
         notes += found_notes
     errors += server.check_store(recipe.tracking.uri, probe=probe_store)
+    protected = recipe.clean.copyright.protected
+    if "copyright" in recipe.clean.steps and protected is not None:
+        from pathlib import Path
+
+        if not Path(protected).is_dir():
+            errors.append(
+                f"clean.copyright.protected: {protected} is not a folder (expected the folder "
+                "of protected reference texts)"
+            )
+    if recipe.licenses.policy == "warn":
+        from loop import provenance
+
+        notes += [f"{p} (licenses.policy: warn)" for p in provenance.license_problems(recipe)]
     if errors:
         raise RecipeError(recipe.path or recipe.name, errors)
     return notes
