@@ -360,3 +360,54 @@ def test_dataset_input_carries_sources_and_licenses():
             ]
         ).columns
     )
+
+
+# ----------------------------------------------------------------------------- the whole clean
+
+
+def test_clean_with_two_sources_freshness_and_copyright(tmp_path: Path):
+    from loop.clean import run_clean
+    from loop.tiers import tier_pool
+
+    def rec(i: int, source: str, date: str, answer: str | None = None):
+        return make_example(
+            [
+                Message("user", f"{source} question number {i}?"),
+                Message("assistant", answer or f"{source} answer number {i}."),
+            ],
+            source=f"{source}:{i}",
+            format="chat",
+            meta={"source": source, "date": date, "license": "MIT"},
+        )
+
+    pool = [rec(i, "expert", "2025-02-01") for i in range(20)]
+    pool += [rec(i, "synthetic", "2025-03-01") for i in range(40)]
+    pool[3] = rec(3, "expert", "2019-05-05")  # outdated
+    pool[25] = rec(25, "synthetic", "2025-03-01", "Copyright 2021 Example Inc.")  # a notice
+    r = parse_recipe(
+        {
+            "name": "t",
+            "pool": {"paths": ["x.jsonl"]},
+            "clean": {
+                "steps": ["exact_dedup", "freshness", "copyright"],
+                "freshness": {"not_before": "2024-01-01"},
+                "split": {"validation": 0.1},
+            },
+            "tiers": [
+                {"name": "expert", "where": {"source": "expert"}},
+                {"name": "synthetic", "where": {"source": "synthetic"}},
+            ],
+        }
+    )
+    result = run_clean(r, pool, count_tokens=None, out_dir=tmp_path)
+    funnel = {f.name: f for f in result.funnel}
+    assert funnel["freshness"].dropped_by_source == {"expert": {"outdated": 1}}
+    assert funnel["copyright"].dropped_by_source == {"synthetic": {"copyright_notice": 1}}
+    expert, synthetic = tier_pool(result, "expert"), tier_pool(result, "synthetic")
+    assert {e.meta["source"] for e in expert} == {"expert"}
+    assert {e.meta["source"] for e in synthetic} == {"synthetic"}
+    val = sum(e.split == "validation" for e in result.examples)
+    assert len(expert) + len(synthetic) + val == 58
+    md = (tmp_path / "funnel.md").read_text()
+    assert "| expert | 1 | freshness:outdated 1 |" in md
+    assert "| synthetic | 1 | copyright:copyright_notice 1 |" in md
