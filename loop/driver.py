@@ -725,19 +725,39 @@ def report(
     ]
     if capped:
         notes.append(f"capped cells (tier smaller than the size asked): {', '.join(capped)}")
+    table = _cost_table(recipe, prep, analysis)
     paths = report_mod.write_report(
         analysis,
         work_dir(recipe) / "report",
         title=f"loop report — {recipe.name}",
         notes=notes,
         rounds=decisions,
+        costs=table,
     )
     if parent_id is None:
         parent_id = track.latest_sweep(tr)
     if parent_id:
         track.parent_artifacts(tr.client, parent_id, work_dir(recipe) / "report")
         track.log_metrics(tr.client, parent_id, _graded_metrics(analysis))
+        if table is not None:
+            from loop import costs
+
+            track.log_metrics(tr.client, parent_id, costs.metrics(table))
     return ReportOutcome(report_mod.decision_table(analysis), paths, analysis)
+
+
+def _cost_table(recipe: Recipe, prep: Prepared, analysis: Any) -> Any:
+    """Sources, licenses, exchange rates and target costs: when the pool names its sources."""
+    from loop import costs, provenance
+
+    named = any(ex.meta.get("source") for pool in prep.tiers.values() for ex in pool[:50])
+    if not named and not recipe.pool.sources:
+        return None
+    prices = provenance.source_costs(recipe.pool)
+    sources = {
+        name: provenance.tier_sources(name, pool, prices) for name, pool in prep.tiers.items()
+    }
+    return costs.cost_table(analysis, sources, recipe.saturation.targets or None)
 
 
 def _graded_metrics(analysis: Any) -> dict[str, float]:
