@@ -84,7 +84,9 @@ def check_provenance(recipe: Recipe, examples: tuple[Example, ...], progress: Pr
     a RecipeError before anything is cleaned (a warning instead with licenses.policy: warn)."""
     from loop import provenance
 
-    errors = provenance.where_errors(recipe.tiers, examples)
+    errors = provenance.where_errors(
+        recipe.tiers, examples, extra={"clean.split.where": recipe.clean.split.where}
+    )
     licenses = provenance.record_license_problems(recipe, examples)
     if recipe.licenses.policy == "refuse":
         errors += licenses

@@ -165,14 +165,19 @@ def record_fields(examples: Iterable[Example]) -> dict[str, set[str]]:
 
 
 def where_errors(
-    tiers: Sequence[Any], examples: Sequence[Example], *, source: str = "tiers"
+    tiers: Sequence[Any], examples: Sequence[Example], *, extra: Mapping[str, Any] | None = None
 ) -> list[str]:
-    """A `where` on a field no record has, or whose value no record holds: errors naming them."""
+    """A `where` on a field no record has, or whose value no record holds: errors naming them.
+
+    `tiers`: the recipe's tiers (`tiers[i].where`); `extra`: more field path -> where mappings,
+    e.g. {"clean.split.where": {...}}."""
+    filters = [(f"tiers[{i}].where", getattr(t, "where", None) or {}) for i, t in enumerate(tiers)]
+    filters += [(path, where) for path, where in (extra or {}).items() if where]
     fields = record_fields(examples)
     errors = []
-    for i, t in enumerate(tiers):
-        for key, cond in (getattr(t, "where", None) or {}).items():
-            at = f"{source}[{i}].where.{key}"
+    for path, where in filters:
+        for key, cond in where.items():
+            at = f"{path}.{key}"
             if key not in fields:
                 hint = difflib.get_close_matches(key, list(fields), n=1, cutoff=0.6)
                 errors.append(

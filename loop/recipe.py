@@ -286,6 +286,11 @@ class SplitConfig:
     max_validation: int | None = _f(None, doc="cap on validation examples", gt=0)
     stratify_by: str | None = _f(None, doc="meta field to stratify on (e.g. task)")
     seed: int = _f(0, doc="split seed", ge=0)
+    where: dict[str, Any] = _f(
+        {},
+        doc="hold out validation only from records matching this, e.g. {source: expert} "
+        "(fraction of those records)",
+    )
 
 
 # The names the clean steps know, here so that a recipe is checked without loading the steps.
@@ -909,6 +914,7 @@ def _check_provenance(r: Recipe) -> list[str]:
         if t.where and t.name == RAW_TIER:
             errors.append(f"tiers[{i}]: the `raw` tier is the uncleaned pool; it takes no where")
         errors += provenance.check_where(t.where, f"tiers[{i}].where")
+    errors += provenance.check_where(r.clean.split.where, "clean.split.where")
     for i, pattern in enumerate(r.clean.copyright.extra_notices):
         try:
             re.compile(pattern)

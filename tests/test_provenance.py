@@ -411,3 +411,16 @@ def test_clean_with_two_sources_freshness_and_copyright(tmp_path: Path):
     md = (tmp_path / "funnel.md").read_text()
     assert "| expert | 1 | freshness:outdated 1 |" in md
     assert "| synthetic | 1 | copyright:copyright_notice 1 |" in md
+
+
+def test_validation_can_be_drawn_from_one_source_only():
+    from loop.clean.split import choose_validation
+    from loop.recipe import SplitConfig
+
+    chosen = choose_validation(POOL, SplitConfig(validation=0.2, where={"source": "expert"}))
+    assert len(chosen) == 2  # 20% of the 10 expert records
+    assert {POOL[i].meta["source"] for i in chosen} == {"expert"}
+    with pytest.raises(Exception, match="clean.split.where: 0 cleaned record"):
+        choose_validation(POOL, SplitConfig(where={"source": "nobody"}))
+    errors = provenance.where_errors([], POOL, extra={"clean.split.where": {"src": "x"}})
+    assert errors[0].startswith("clean.split.where.src: no record has a field 'src'")
