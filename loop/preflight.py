@@ -3,9 +3,10 @@
 `loop validate`, `loop plan` and `loop sweep` call `check` first. The recipe's own fields and their
 cross-field rules are `loop/recipe.py`'s; here each stage judges its own input without reading
 data or loading a model: the pool's files (`pool.check_sources`), the model name
-(`models.check_name`) and the tracking store (`server.check_store`). Every error is collected
-into one RecipeError naming the field; notes (a model or dataset that needs the Hub) are
-returned for the caller to print.
+(`models.check_name`) and the tracking store (`server.check_store`); a tier filtered by `where`
+is checked against the fields the records have, which reads the pool's records (not cleaned).
+Every error is collected into one RecipeError naming the field; notes (a model or dataset that
+needs the Hub) are returned for the caller to print.
 """
 
 from __future__ import annotations
@@ -43,6 +44,23 @@ def check(recipe: Recipe, *, probe_store: bool = True) -> list[str]:
         from loop import provenance
 
         notes += [f"{p} (licenses.policy: warn)" for p in provenance.license_problems(recipe)]
+    if not errors and (any(t.where for t in recipe.tiers) or recipe.clean.split.where):
+        errors += _where_fields(recipe)
     if errors:
         raise RecipeError(recipe.path or recipe.name, errors)
     return notes
+
+
+def _where_fields(recipe: Recipe) -> list[str]:
+    """A `where` needs the records' fields: the one check here that reads the pool (records
+    only, no cleaning), and only when a tier or the split filters on metadata."""
+    from loop import pool, provenance
+    from loop.errors import PoolError
+
+    try:
+        examples = pool.load_pool(recipe.pool).examples
+    except PoolError:
+        return []  # the pool's own problems are reported when it is read
+    return provenance.where_errors(
+        recipe.tiers, examples, extra={"clean.split.where": recipe.clean.split.where}
+    )

@@ -228,10 +228,11 @@ def test_loop_validate_pool_rejects_a_where_on_a_missing_field(tmp_path: Path, m
         "model: {name: tiny-random}\nclean: {steps: [exact_dedup]}\n"
         "tiers: [{name: new, where: {date: {after: 2025-01-01}}}]\nsubsets: {sizes: [2]}\n"
     )
-    assert main(["validate", "--pool", "r.yaml"]) == 2
-    err = capsys.readouterr().err
-    assert "tiers[0].where.date: no record has a field 'date'; fields the records have: " in err
-    assert "format, source" in err
+    for args in (["validate", "r.yaml"], ["validate", "--pool", "r.yaml"]):
+        assert main(args) == 2
+        err = capsys.readouterr().err
+        assert "tiers[0].where.date: no record has a field 'date'; fields the records have: " in err
+        assert "format, source" in err
 
 
 # ----------------------------------------------------------------------------- licenses
