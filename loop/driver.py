@@ -41,6 +41,7 @@ class ReportOutcome:
     table: list[dict]
     paths: Any  # report.ReportPaths
     analysis: Any
+    costs: Any = None  # costs.CostTable, when the pool names its sources
 
 
 @dataclass(frozen=True)
@@ -743,7 +744,7 @@ def report(
             from loop import costs
 
             track.log_metrics(tr.client, parent_id, costs.metrics(table))
-    return ReportOutcome(report_mod.decision_table(analysis), paths, analysis)
+    return ReportOutcome(report_mod.decision_table(analysis), paths, analysis, table)
 
 
 def _cost_table(recipe: Recipe, prep: Prepared, analysis: Any) -> Any:

@@ -425,3 +425,73 @@ def test_validation_can_be_drawn_from_one_source_only():
         choose_validation(POOL, SplitConfig(where={"source": "nobody"}))
     errors = provenance.where_errors([], POOL, extra={"clean.split.where": {"src": "x"}})
     assert errors[0].startswith("clean.split.where.src: no record has a field 'src'")
+
+
+# ----------------------------------------------------------------------------- a sweep
+
+
+def test_a_two_source_sweep_reports_licenses_and_costs(tmp_path: Path, monkeypatch):
+    import mlflow
+    import yaml
+    from test_driver import children, write_pool
+
+    from loop import driver
+    from loop.recipe import load_recipe
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    write_pool(tmp_path / "all.jsonl", n=80)
+    lines = (tmp_path / "all.jsonl").read_text().splitlines(keepends=True)
+    (tmp_path / "expert.jsonl").write_text("".join(lines[:40]))
+    (tmp_path / "synthetic.jsonl").write_text("".join(lines[40:]))
+    recipe = {
+        "name": "two",
+        "pool": {
+            "sources": [
+                {
+                    "path": "expert.jsonl",
+                    "name": "expert",
+                    "license": "CC-BY-4.0",
+                    "cost_per_example": 2.0,
+                },
+                {
+                    "path": "synthetic.jsonl",
+                    "name": "synthetic",
+                    "license": "MIT",
+                    "cost_per_example": 0.02,
+                },
+            ]
+        },
+        "licenses": {"allow": ["CC-BY-4.0", "MIT"]},
+        "clean": {
+            "steps": ["exact_dedup"],
+            "split": {"validation": 0.2, "where": {"source": "expert"}},
+        },
+        "tiers": [
+            {"name": "expert", "where": {"source": "expert"}},
+            {"name": "synthetic", "where": {"source": "synthetic"}},
+        ],
+        "subsets": {"sizes": [4, 8, 16], "seeds": [0]},
+        "model": {"name": "tiny-random"},
+        "lora": {"r": 4, "alpha": 8},
+        "train": {
+            "batch_size": 4,
+            "max_length": 128,
+            "budget": {"policy": "min_steps", "min_steps": 2, "epochs": 1},
+        },
+        "eval": {"evaluators": [{"name": "exact_match"}], "samples": 4, "max_new_tokens": 8},
+    }
+    (tmp_path / "two.yaml").write_text(yaml.safe_dump(recipe, sort_keys=False))
+    out = driver.sweep(load_recipe(tmp_path / "two.yaml"))
+    assert (out.ran, out.failed) == (6, 0)
+    md = out.report.paths.markdown.read_text()
+    assert "## Sources, licenses and cost" in md
+    assert "| expert | 32 | expert 32 | CC-BY-4.0 32 | $2.00 |" in md
+    assert "| synthetic | 40 | synthetic 40 | MIT 40 | $0.02 |" in md
+    parent, kids = children("two")
+    client = mlflow.MlflowClient()
+    metrics = client.get_run(parent).data.metrics
+    assert metrics["tier.expert.cost_per_example"] == 2.0
+    cell = kids[kids["tags.loop.cell"] == "synthetic-n8-s0"].iloc[0]["run_id"]
+    tags = {t.key: t.value for t in client.get_run(cell).inputs.dataset_inputs[0].tags}
+    assert tags["loop.sources"] == "synthetic (8)" and tags["loop.licenses"] == "MIT (8)"
