@@ -726,6 +726,10 @@ def report(
     ]
     if capped:
         notes.append(f"capped cells (tier smaller than the size asked): {', '.join(capped)}")
+    if recipe.licenses.allow and recipe.licenses.policy == "warn":
+        from loop import provenance
+
+        notes += [f"⚠ license: {p}" for p in provenance.license_problems(recipe)]
     table = _cost_table(recipe, prep, analysis)
     paths = report_mod.write_report(
         analysis,
