@@ -418,9 +418,10 @@ def _resolve(cfg: PoolConfig, base: Path) -> tuple[list[_Source], list[Problem]]
                     )
                 )
                 continue
+            own = spec
             if spec is not None and not spec.name and _has_magic(expanded):
-                spec = replace(spec, name=_stem(full))  # each file of a glob names itself
-            sources.append(_Source(shown, kind, full, compression, spec))
+                own = replace(spec, name=_stem(full))  # each file of a glob names itself
+            sources.append(_Source(shown, kind, full, compression, own))
     if cfg.hf_dataset:
         sources.append(_Source(cfg.hf_dataset, "hf"))
     if not cfg.paths and not cfg.sources and not cfg.hf_dataset:

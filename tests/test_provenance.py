@@ -495,3 +495,28 @@ def test_a_two_source_sweep_reports_licenses_and_costs(tmp_path: Path, monkeypat
     cell = kids[kids["tags.loop.cell"] == "synthetic-n8-s0"].iloc[0]["run_id"]
     tags = {t.key: t.value for t in client.get_run(cell).inputs.dataset_inputs[0].tags}
     assert tags["loop.sources"] == "synthetic (8)" and tags["loop.licenses"] == "MIT (8)"
+
+
+def test_a_glob_source_names_each_file_and_shares_its_license(tmp_path: Path):
+    (tmp_path / "gen").mkdir()
+    write(tmp_path / "gen" / "batch1.jsonl", rows("a", 1))
+    write(tmp_path / "gen" / "batch2.jsonl", rows("b", 1))
+    cfg = parse_recipe(
+        {"name": "t", "pool": {"sources": [{"path": "gen/*.jsonl", "license": "MIT"}]}}
+    ).pool
+    metas = [ex.meta for ex in load_pool(cfg, base_dir=tmp_path).examples]
+    assert [(m["source"], m["license"]) for m in metas] == [("batch1", "MIT"), ("batch2", "MIT")]
+    named = parse_recipe(
+        {"name": "t", "pool": {"sources": [{"path": "gen/*.jsonl", "name": "generated"}]}}
+    ).pool
+    assert {ex.meta["source"] for ex in load_pool(named, base_dir=tmp_path).examples} == {
+        "generated"
+    }
+
+
+def test_a_missing_source_file_names_its_field(tmp_path: Path):
+    from loop.pool import check_sources
+
+    cfg = parse_recipe({"name": "t", "pool": {"sources": [{"path": "nope.jsonl"}]}}).pool
+    errors, _ = check_sources(cfg, base_dir=tmp_path)
+    assert errors[0].startswith("pool.sources[0].path: nope.jsonl: file not found")
