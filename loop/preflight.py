@@ -44,23 +44,31 @@ def check(recipe: Recipe, *, probe_store: bool = True) -> list[str]:
         from loop import provenance
 
         notes += [f"{p} (licenses.policy: warn)" for p in provenance.license_problems(recipe)]
-    if not errors and (any(t.where for t in recipe.tiers) or recipe.clean.split.where):
-        errors += _where_fields(recipe)
+    filters = any(t.where for t in recipe.tiers) or recipe.clean.split.where
+    record_licenses = recipe.licenses.allow and recipe.pool.fields.license
+    if not errors and (filters or record_licenses):
+        found, found_notes = _record_checks(recipe)
+        errors += found
+        notes += found_notes
     if errors:
         raise RecipeError(recipe.path or recipe.name, errors)
     return notes
 
 
-def _where_fields(recipe: Recipe) -> list[str]:
-    """A `where` needs the records' fields: the one check here that reads the pool (records
-    only, no cleaning), and only when a tier or the split filters on metadata."""
+def _record_checks(recipe: Recipe) -> tuple[list[str], list[str]]:
+    """A `where` needs the records' fields, a per-record license their licenses: the one check
+    here that reads the pool (records only, no cleaning), and only when one of them is asked."""
     from loop import pool, provenance
     from loop.errors import PoolError
 
     try:
         examples = pool.load_pool(recipe.pool).examples
     except PoolError:
-        return []  # the pool's own problems are reported when it is read
-    return provenance.where_errors(
+        return [], []  # the pool's own problems are reported when it is read
+    errors = provenance.where_errors(
         recipe.tiers, examples, extra={"clean.split.where": recipe.clean.split.where}
     )
+    licenses = provenance.record_license_problems(recipe, examples)
+    if recipe.licenses.policy == "refuse":
+        return errors + licenses, []
+    return errors, [f"{p} (licenses.policy: warn)" for p in licenses]

@@ -520,3 +520,26 @@ def test_a_missing_source_file_names_its_field(tmp_path: Path):
     cfg = parse_recipe({"name": "t", "pool": {"sources": [{"path": "nope.jsonl"}]}}).pool
     errors, _ = check_sources(cfg, base_dir=tmp_path)
     assert errors[0].startswith("pool.sources[0].path: nope.jsonl: file not found")
+
+
+def test_loop_validate_refuses_per_record_licenses(tmp_path: Path, monkeypatch, capsys):
+    from loop.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    write(tmp_path / "p.jsonl", rows("a", 2, lic="MIT") + rows("b", 1, lic="CC-BY-NC-4.0"))
+    (tmp_path / "r.yaml").write_text(
+        "name: t\npool: {paths: [p.jsonl], fields: {license: lic}}\nmodel: {name: tiny-random}\n"
+        "licenses: {allow: [MIT]}\n"
+    )
+    assert main(["validate", "r.yaml"]) == 2
+    assert (
+        "pool.fields.license: 1 record(s) with license CC-BY-NC-4.0 (e.g. p.jsonl:3) are not in "
+        "licenses.allow (MIT)" in capsys.readouterr().err
+    )
+    (tmp_path / "r.yaml").write_text(
+        "name: t\npool: {paths: [p.jsonl], fields: {license: lic}}\nmodel: {name: tiny-random}\n"
+        "licenses: {allow: [MIT], policy: warn}\n"
+    )
+    assert main(["validate", "r.yaml"]) == 0
+    assert "(licenses.policy: warn)" in capsys.readouterr().err
