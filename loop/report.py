@@ -721,7 +721,7 @@ def cost_blocks(table: CostTable) -> list[tuple]:
             ]
             for r in table.rates
         ]
-        head = ["metric", "examples", "buy the score of", f"{conf} CI", "cost ratio (other / better)"]
+        head = ["metric", "examples", "score like", f"{conf} CI", "cost ratio (other / better)"]
         out.append(("table", head, rows))
     if table.targets:
         rows = [
