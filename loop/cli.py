@@ -401,6 +401,7 @@ def cmd_sweep(args) -> int:
     )
     if outcome.report is not None:
         _print_decisions(outcome.report.table)
+        _print_costs(outcome.report)
         console.print(f"report: {outcome.report.paths.html}")
         console.print(f"plots:  {', '.join(str(p) for p in outcome.report.paths.plots)}")
     console.print(f"MLflow: loop ui   (then {outcome.url})")
@@ -566,6 +567,15 @@ def cmd_status(args) -> int:
     return 0
 
 
+def _print_costs(rep) -> None:
+    """The sources' answer in words: exchange rates, the cost of each target, plateaus."""
+    if getattr(rep, "costs", None) is None:
+        return
+    console.print("[bold]sources and cost[/]")
+    for line in rep.costs.summary():
+        console.print(f"  {escape(line)}", soft_wrap=True)
+
+
 def cmd_report(args) -> int:
     from loop import driver
 
@@ -575,6 +585,7 @@ def cmd_report(args) -> int:
         err_console.print("no finished cells yet: run `loop sweep` first")
         return 1
     _print_decisions(rep.table)
+    _print_costs(rep)
     console.print(f"report: {rep.paths.html}")
     return 0
 

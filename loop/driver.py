@@ -51,6 +51,7 @@ class ReportOutcome:
     table: list[dict]
     paths: Any  # report.ReportPaths
     analysis: Any
+    costs: Any = None  # costs.CostTable, when the pool names its sources
 
 
 @dataclass(frozen=True)
@@ -748,19 +749,43 @@ def report(
     repeats = repeated_tiers(prep)
     if repeats:
         notes.append(repeated_tiers_text(repeats, prep))
+    if recipe.licenses.allow and recipe.licenses.policy == "warn":
+        from loop import provenance
+
+        notes += [f"⚠ license: {p}" for p in provenance.license_problems(recipe)]
+    table = _cost_table(recipe, prep, analysis)
     paths = report_mod.write_report(
         analysis,
         work_dir(recipe) / "report",
         title=f"loop report — {recipe.name}",
         notes=notes,
         rounds=decisions,
+        costs=table,
     )
     if parent_id is None:
         parent_id = track.latest_sweep(tr)
     if parent_id:
         track.parent_artifacts(tr.client, parent_id, work_dir(recipe) / "report")
         _log_view(tr, parent_id, analysis)
-    return ReportOutcome(report_mod.decision_table(analysis), paths, analysis)
+        if table is not None:
+            from loop import costs
+
+            track.log_metrics(tr.client, parent_id, costs.metrics(table))
+    return ReportOutcome(report_mod.decision_table(analysis), paths, analysis, table)
+
+
+def _cost_table(recipe: Recipe, prep: Prepared, analysis: Any) -> Any:
+    """Sources, licenses, exchange rates and target costs: when the pool names its sources."""
+    from loop import costs, provenance
+
+    named = any(ex.meta.get("source") for pool in prep.tiers.values() for ex in pool[:50])
+    if not named and not recipe.pool.sources:
+        return None
+    prices = provenance.source_costs(recipe.pool)
+    sources = {
+        name: provenance.tier_sources(name, pool, prices) for name, pool in prep.tiers.items()
+    }
+    return costs.cost_table(analysis, sources, recipe.saturation.targets or None)
 
 
 def _log_view(tr: track.Tracker, parent_id: str, analysis: Any) -> None:

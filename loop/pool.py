@@ -11,7 +11,8 @@ Reason codes:
                   no_examples
   whole file      empty_file, bad_document, bad_file, missing_column
   one record      not_utf8, bad_json, not_object, bad_row, unknown_format, missing_field, bad_type,
-                  empty_prompt, empty_answer, bad_messages, unknown_role, no_final_assistant
+                  empty_prompt, empty_answer, bad_messages, unknown_role, no_final_assistant,
+                  bad_date (a date in the field pool.fields.date names that cannot be read)
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from typing import Any, BinaryIO
 
 from loop.errors import PoolError  # defined with every user error
 from loop.example import ROLES, Example, Message, make_example
-from loop.recipe import FieldMap, PoolConfig
+from loop.recipe import FieldMap, PoolConfig, SourceSpec
 
 Progress = Callable[[str, int], None]
 """progress(file, records read so far), called every PROGRESS_EVERY records and after each file."""
@@ -98,6 +99,7 @@ class _Source:
     kind: str  # jsonl | json | csv | tsv | parquet | hf
     path: Path | None = None
     compression: str | None = None  # gzip | bz2 | zstd
+    spec: SourceSpec | None = None  # pool.sources entry: name, license, date for every record
 
 
 def _open(path: Path, compression: str | None) -> BinaryIO:
@@ -240,12 +242,12 @@ def check_sources(cfg: PoolConfig, *, base_dir: Path | None = None) -> tuple[lis
     """
     base = Path(base_dir) if base_dir is not None else Path.cwd()
     sources, fatal = _resolve(cfg, base)
-    index = {pattern: i for i, pattern in enumerate(cfg.paths)}
+    index = {pattern: f"pool.paths[{i}]" for i, pattern in enumerate(cfg.paths)}
+    index.update({s.path: f"pool.sources[{i}].path" for i, s in enumerate(cfg.sources)})
     errors: list[str] = []
 
     def field(shown: str) -> str:
-        i = index.get(shown)
-        return f"pool.paths[{i}]" if i is not None else "pool.paths"
+        return index.get(shown, "pool.paths")
 
     for p in fatal:
         errors.append(f"{field(p.source) if p.reason != 'no_input' else 'pool'}: {p.message}")
@@ -345,6 +347,12 @@ def count_records(cfg: PoolConfig, *, base_dir: Path | None = None) -> int:
 # --------------------------------------------------------------------------------------------
 
 
+def _stem(path: Path) -> str:
+    from loop.provenance import source_name
+
+    return source_name(SourceSpec(path=path.name))
+
+
 def _has_magic(pattern: str) -> bool:
     return any(c in pattern for c in "*?[")
 
@@ -359,7 +367,8 @@ def _resolve(cfg: PoolConfig, base: Path) -> tuple[list[_Source], list[Problem]]
         + ", ".join(sorted(set(EXTENSIONS)))
         + " files (JSONL, JSON, CSV, TSV also as .gz, .bz2, .zst)"
     )
-    for pattern in cfg.paths:
+    patterns = [(p, None) for p in cfg.paths] + [(s.path, s) for s in cfg.sources]
+    for pattern, spec in patterns:
         expanded = os.path.expanduser(pattern)
         if _has_magic(expanded):
             if os.path.isabs(expanded):
@@ -409,12 +418,17 @@ def _resolve(cfg: PoolConfig, base: Path) -> tuple[list[_Source], list[Problem]]
                     )
                 )
                 continue
-            sources.append(_Source(shown, kind, full, compression))
+            own = spec
+            if spec is not None and not spec.name and _has_magic(expanded):
+                own = replace(spec, name=_stem(full))  # each file of a glob names itself
+            sources.append(_Source(shown, kind, full, compression, own))
     if cfg.hf_dataset:
         sources.append(_Source(cfg.hf_dataset, "hf"))
-    if not cfg.paths and not cfg.hf_dataset:
+    if not cfg.paths and not cfg.sources and not cfg.hf_dataset:
         fatal.append(
-            Problem("pool", "no_input", "pool: give `paths` (files or globs) or `hf_dataset`")
+            Problem(
+                "pool", "no_input", "pool: give `paths` (files or globs), `sources` or `hf_dataset`"
+            )
         )
     return sources, fatal
 
@@ -462,7 +476,7 @@ def _read(
                             f"expected a JSON object (one record), got {_kind(value)} "
                             f"{_repr.repr(value)}",
                         )
-                    ex = _to_example(value, where, cfg, tabular)
+                    ex = _with_provenance(_to_example(value, where, cfg, tabular), value, cfg, src)
                 except _Bad as bad:
                     skipped[bad.reason] += 1
                     problems.append(Problem(where, bad.reason, f"{where}: {bad.detail}"))
@@ -910,6 +924,54 @@ def _to_example(rec: dict, where: str, cfg: PoolConfig, tabular: bool) -> Exampl
     if tabular:
         meta = {k: _plain(v) for k, v in meta.items()}
     return make_example(messages, source=where, format=fmt, meta=meta)
+
+
+def _with_provenance(ex: Example, rec: dict, cfg: PoolConfig, src: _Source) -> Example:
+    """meta['source'/'license'/'date'/'annotator']: a record's mapped field, else its source's.
+
+    A mapped field (pool.fields.date: created_at) moves to the canonical key; a date is
+    normalized to ISO 8601 in UTC, and a mapped date that cannot be read is a bad record.
+    """
+    from loop import provenance
+
+    fm = cfg.fields
+    meta = dict(ex.meta)
+    spec = src.spec
+    if spec is not None:  # the recipe's word beats a record field that happens to share the name
+        given = {"source": provenance.source_name(spec)}
+        given.update({k: getattr(spec, k) for k in ("license", "date", "annotator")})
+        for key, value in given.items():
+            if value is None:
+                continue
+            if key in meta and meta[key] != value and getattr(fm, key) is None:
+                meta[f"record_{key}"] = meta[key]
+            meta[key] = value
+    for key in provenance.PROVENANCE_KEYS:
+        field_name = getattr(fm, key)
+        if field_name is None:
+            continue
+        value = rec.get(field_name)
+        if field_name != key:
+            meta.pop(field_name, None)
+        if value is None or (isinstance(value, str) and not value.strip()):
+            continue
+        if key == "date":
+            when = provenance.parse_date(value)
+            if when is None:
+                raise _Bad(
+                    "bad_date",
+                    f"field `{field_name}`: expected a date (ISO 8601 such as 2025-03-01, epoch "
+                    f"seconds, or text such as 'March 1, 2025'), got {_repr.repr(value)}",
+                )
+            value = provenance.iso_date(when)
+        meta[key] = _plain(value) if not isinstance(value, str) else value
+    if "date" in meta and (spec is not None and spec.date is not None or fm.date is not None):
+        when = provenance.parse_date(meta["date"])
+        if when is not None:
+            meta["date"] = provenance.iso_date(when)
+    if meta == ex.meta:
+        return ex
+    return replace(ex, meta=meta)
 
 
 def _maybe_json(value: Any, tabular: bool) -> Any:

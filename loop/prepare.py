@@ -77,8 +77,10 @@ class Prepared:
 def prepare(recipe: Recipe, *, progress: Progress = silent, force_clean: bool = False) -> Prepared:
     from loop import clean, models, tiers
 
-    say(progress, f"reading pool ({', '.join(recipe.pool.paths) or recipe.pool.hf_dataset})")
+    shown = [*recipe.pool.paths, *(s.path for s in recipe.pool.sources)]
+    say(progress, f"reading pool ({', '.join(shown) or recipe.pool.hf_dataset})")
     raw = pool_mod.load_pool(recipe.pool)
+    check_provenance(recipe, raw.examples, progress)
     skipped = sum(raw.skipped_by_reason.values())
     say(
         progress,
@@ -132,6 +134,25 @@ def repeated_tiers_text(repeats: dict[str, str], prep: Prepared) -> str:
     )
 
 
+def check_provenance(recipe: Recipe, examples: tuple[Example, ...], progress: Progress) -> None:
+    """Tier filters against the fields the records have, and the records' own licenses:
+    a RecipeError before anything is cleaned (a warning instead with licenses.policy: warn)."""
+    from loop import provenance
+
+    errors = provenance.where_errors(
+        recipe.tiers, examples, extra={"clean.split.where": recipe.clean.split.where}
+    )
+    licenses = provenance.record_license_problems(recipe, examples)
+    if recipe.licenses.policy == "refuse":
+        errors += licenses
+    else:
+        licenses += provenance.license_problems(recipe)
+        for line in licenses:
+            say(progress, f"warning: {line} (licenses.policy: warn)")
+    if errors:
+        raise RecipeError(recipe.path or recipe.name, errors)
+
+
 def check_sizes(recipe: Recipe, prep: Prepared | None = None) -> Prepared:
     """Sizes against each tier's training pool: an error now, not mid-sweep."""
     prep = prep or prepare(recipe)
@@ -178,6 +199,9 @@ def log_clean(recipe: Recipe, prep: Prepared, tr: Tracker) -> None:
         metrics[f"funnel.{step.name}.out"] = step.n_out
         for reason, n in step.dropped.items():
             metrics[f"dropped.{step.name}.{reason}"] = n
+        for source, reasons in step.dropped_by_source.items():
+            for reason, n in reasons.items():
+                metrics[f"source.{_metric_name(source)}.dropped.{step.name}.{reason}"] = n
     from loop.clean import publish
 
     profile = publish.pool_profile(
@@ -206,6 +230,13 @@ def log_clean(recipe: Recipe, prep: Prepared, tr: Tracker) -> None:
         pool_source=",".join(str(p) for p in prep.raw.files) or str(recipe.pool.hf_dataset),
         pool=tuple(prep.raw.examples) if raw_records else None,
     )
+
+
+def _metric_name(text: str) -> str:
+    """A source name as an MLflow metric key part (letters, digits, _ - . / and space)."""
+    import re
+
+    return re.sub(r"[^\w\-./ ]", "_", text)
 
 
 def _flat_clean(recipe: Recipe):

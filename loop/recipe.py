@@ -54,6 +54,15 @@ class FieldMap:
         doc="answer field beside a prompt given as messages, e.g. {messages: input, answer: ideal}",
     )
     conversations: str = _f("conversations", doc="ShareGPT-format list of {from, value} turns")
+    # Provenance: per-record fields kept in meta under the canonical names source/license/...
+    source: str | None = _f(
+        None, doc="per-record field naming the record's source (meta['source'])"
+    )
+    license: str | None = _f(None, doc="per-record field holding the record's license")
+    date: str | None = _f(
+        None, doc="per-record date field (ISO 8601, epoch seconds or text; read as UTC)"
+    )
+    annotator: str | None = _f(None, doc="per-record field naming who wrote or labelled it")
 
 
 SHAREGPT_ROLES = {
@@ -80,9 +89,26 @@ class ShareGPTConfig:
 
 
 @dataclass(frozen=True)
+class SourceSpec:
+    """One pool source with its provenance: every record read from it carries these in meta."""
+
+    path: str = _f(doc="file or glob, like an entry of pool.paths")
+    name: str | None = _f(None, doc="source name, kept in meta['source'] (default: the file stem)")
+    license: str | None = _f(None, doc="SPDX license id or expression, e.g. CC-BY-4.0")
+    cost_per_example: float | None = _f(
+        None, doc="what one example of this source costs (any currency), for the cost table", ge=0
+    )
+    date: str | None = _f(None, doc="date of every record of this source unless a record has one")
+    annotator: str | None = _f(None, doc="who wrote or labelled this source's records")
+
+
+@dataclass(frozen=True)
 class PoolConfig:
     paths: tuple[str, ...] = _f(
         (), doc="files or globs (JSONL, JSON, CSV, Parquet), relative to the working directory"
+    )
+    sources: tuple[SourceSpec, ...] = _f(
+        (), doc="files with provenance: {path, name, license, cost_per_example}; beside paths"
     )
     hf_dataset: str | None = _f(None, doc="Hugging Face dataset name or local save_to_disk folder")
     hf_split: str = _f("train", doc="split of hf_dataset")
@@ -204,10 +230,46 @@ class HarmfulConfig:
 
 @dataclass(frozen=True)
 class ContradictionsConfig:
-    policy: Literal["keep_one", "drop_all", "flag"] = _f(
-        "keep_one", doc="same prompt, materially different answers"
+    policy: Literal["keep_one", "drop_all", "flag", "newest"] = _f(
+        "keep_one",
+        doc="same prompt, materially different answers; newest: keep the latest-dated answer",
     )
     similarity: float = _f(0.9, doc="answers below this similarity count as different", gt=0, le=1)
+
+
+@dataclass(frozen=True)
+class CopyrightConfig:
+    policy: Literal["drop", "flag"] = _f("drop", doc="what to do with a record that matches")
+    notices: bool = _f(True, doc="look for copyright notices and license headers")
+    extra_notices: tuple[str, ...] = _f((), doc="extra regexes that count as a notice")
+    protected: str | None = _f(
+        None, doc="folder of protected reference texts (.txt, .md) to find verbatim copies of"
+    )
+    min_span_words: int = _f(
+        13, doc="a shared run of at least this many words is a verbatim copy", ge=4, le=200
+    )
+
+
+@dataclass(frozen=True)
+class DeprecatedTerm:
+    pattern: str = _f(doc="a phrase (whole words, any case), or a regex with regex: true")
+    replacement: str | None = _f(None, doc="what to use instead, shown in review")
+    regex: bool = _f(False, doc="pattern is a regular expression")
+
+
+@dataclass(frozen=True)
+class FreshnessConfig:
+    not_before: str | None = _f(None, doc="records dated before this date (ISO 8601) are old")
+    max_age_days: int | None = _f(None, doc="records older than this many days are old", gt=0)
+    as_of: str | None = _f(None, doc="the date max_age_days counts back from (default: today)")
+    policy: Literal["drop", "flag"] = _f("drop", doc="what to do with an old record")
+    undated: Literal["keep", "drop", "flag"] = _f("keep", doc="records without a date")
+    deprecated: tuple[DeprecatedTerm, ...] = _f(
+        (), doc="terms or patterns that mark outdated content, with a replacement hint"
+    )
+    deprecated_policy: Literal["flag", "drop"] = _f(
+        "flag", doc="what to do with a record that mentions a deprecated term"
+    )
 
 
 @dataclass(frozen=True)
@@ -226,6 +288,11 @@ class SplitConfig:
     max_validation: int | None = _f(None, doc="cap on validation examples", gt=0)
     stratify_by: str | None = _f(None, doc="meta field to stratify on (e.g. task)")
     seed: int = _f(0, doc="split seed", ge=0)
+    where: dict[str, Any] = _f(
+        {},
+        doc="hold out validation only from records matching this, e.g. {source: expert} "
+        "(fraction of those records)",
+    )
 
 
 # The names the clean steps know, here so that a recipe is checked without loading the steps.
@@ -251,6 +318,8 @@ CLEAN_STEPS: tuple[str, ...] = (
     "harmful",
     "contradictions",
     "quality",
+    "copyright",
+    "freshness",
 )
 
 
@@ -278,6 +347,8 @@ class CleanConfig:
     harmful: HarmfulConfig = _f(HarmfulConfig())
     contradictions: ContradictionsConfig = _f(ContradictionsConfig())
     quality: QualityConfig = _f(QualityConfig())
+    copyright: CopyrightConfig = _f(CopyrightConfig())
+    freshness: FreshnessConfig = _f(FreshnessConfig())
     split: SplitConfig = _f(SplitConfig())
     review: str | None = _f(
         None, doc="file of review decisions (from `loop review import`) to honour"
@@ -298,6 +369,11 @@ class TierSpec:
     )
     min_score: float | None = _f(
         None, doc="or: every cleaned example scoring at least this", ge=0, le=1
+    )
+    where: dict[str, Any] = _f(
+        {},
+        doc="metadata filter: {field: value}, {field: [values]} or {date: {after: D, before: D}}; "
+        "top/min_score then rank within it",
     )
 
 
@@ -479,9 +555,22 @@ class SaturationConfig:
         doc="gain from doubling below which data stops paying (default: 1 point / 1% of loss)",
         gt=0,
     )
+    targets: dict[str, tuple[float, ...]] = _f(
+        {},
+        doc="scores to price per metric, e.g. {eval.exact_match: [0.8]} (default: each tier's "
+        "best fitted score)",
+    )
     confidence: float = _f(0.9, doc="confidence that the gain is below epsilon", gt=0.5, lt=1)
     metrics: tuple[str, ...] = _f(
         (), doc="metrics analysed (default: val_loss and every eval.* metric)"
+    )
+
+
+@dataclass(frozen=True)
+class LicensesConfig:
+    allow: tuple[str, ...] = _f((), doc="SPDX license ids the data may carry (empty: no check)")
+    policy: Literal["refuse", "warn"] = _f(
+        "refuse", doc="a source with another or no license: refused at validate, or a warning"
     )
 
 
@@ -490,6 +579,7 @@ class Recipe:
     name: str = _f(doc="experiment name")
     description: str = _f("", doc="free text")
     pool: PoolConfig = _f(PoolConfig())
+    licenses: LicensesConfig = _f(LicensesConfig())
     clean: CleanConfig = _f(CleanConfig())
     tiers: tuple[TierSpec, ...] = _f((TierSpec(name="all", top=1.0),), doc="quality tiers")
     subsets: SubsetsConfig = _f(SubsetsConfig())
@@ -701,7 +791,12 @@ class RecipeLoader(yaml.SafeLoader):
 
 
 RecipeLoader.yaml_implicit_resolvers = {
-    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    # YAML 1.2 has no timestamp type either: `not_before: 2025-01-01` stays the text it reads as
+    first: [
+        (tag, regexp)
+        for tag, regexp in resolvers
+        if tag not in ("tag:yaml.org,2002:bool", "tag:yaml.org,2002:timestamp")
+    ]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
 RecipeLoader.add_implicit_resolver(
@@ -776,6 +871,7 @@ def _cross_checks(r: Recipe, pool_size: int | None) -> list[str]:
     return [
         *_check_steps(r),
         *_check_tiers(r),
+        *_check_provenance(r),
         *_check_quality_weights(r.clean.quality),
         *_check_pii(r.clean.pii),
         *_check_subsets(r, pool_size),
@@ -794,8 +890,78 @@ def _check_steps(r: Recipe) -> list[str]:
             )
     if len(set(r.clean.steps)) != len(r.clean.steps):
         errors.append(f"clean.steps: each step at most once, got {list(r.clean.steps)}")
-    if not r.pool.paths and not r.pool.hf_dataset:
-        errors.append("pool: give `paths` (files or globs) or `hf_dataset`, got neither")
+    if not r.pool.paths and not r.pool.sources and not r.pool.hf_dataset:
+        errors.append(
+            "pool: give `paths` (files or globs), `sources` or `hf_dataset`, got none of them"
+        )
+    return errors
+
+
+def _check_provenance(r: Recipe) -> list[str]:
+    """Sources, licenses, tier filters and the copyright/freshness settings."""
+    from loop import provenance
+
+    errors = []
+    costs: dict[str, set[float | None]] = {}
+    for src in r.pool.sources:
+        costs.setdefault(provenance.source_name(src), set()).add(src.cost_per_example)
+    for name, seen in costs.items():
+        if len(seen) > 1:
+            errors.append(
+                f"pool.sources: source {name!r} is given more than once with different "
+                f"cost_per_example ({', '.join(str(c) for c in seen)})"
+            )
+    for i, src in enumerate(r.pool.sources):
+        if src.date is not None and provenance.parse_date(src.date) is None:
+            errors.append(
+                f"pool.sources[{i}].date: expected a date such as 2025-01-01, got {src.date!r}"
+            )
+    if r.licenses.policy == "refuse":
+        errors += provenance.license_problems(r)
+    for i, t in enumerate(r.tiers):
+        if t.where and t.name == RAW_TIER:
+            errors.append(f"tiers[{i}]: the `raw` tier is the uncleaned pool; it takes no where")
+        errors += provenance.check_where(t.where, f"tiers[{i}].where")
+    errors += provenance.check_where(r.clean.split.where, "clean.split.where")
+    for i, pattern in enumerate(r.clean.copyright.extra_notices):
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            errors.append(
+                f"clean.copyright.extra_notices[{i}]: not a valid regex ({exc}), got {pattern!r}"
+            )
+    fr = r.clean.freshness
+    for name in ("not_before", "as_of"):
+        value = getattr(fr, name)
+        if value is not None and provenance.parse_date(value) is None:
+            errors.append(
+                f"clean.freshness.{name}: expected a date such as 2025-01-01, got {value!r}"
+            )
+    for i, term in enumerate(fr.deprecated):
+        if term.regex:
+            try:
+                re.compile(term.pattern)
+            except re.error as exc:
+                errors.append(
+                    f"clean.freshness.deprecated[{i}].pattern: not a valid regex ({exc}), "
+                    f"got {term.pattern!r}"
+                )
+        elif not term.pattern.strip():
+            errors.append(f"clean.freshness.deprecated[{i}].pattern: expected a phrase, got ''")
+    if (
+        "freshness" in r.clean.steps
+        and fr.not_before is None
+        and fr.max_age_days is None
+        and not fr.deprecated
+        and fr.undated == "keep"
+    ):
+        errors.append(
+            "clean.freshness: the step is in clean.steps but checks nothing; set not_before, "
+            "max_age_days, deprecated or undated"
+        )
+    for metric, values in r.saturation.targets.items():
+        if not values:
+            errors.append(f"saturation.targets.{metric}: at least one score, got []")
     return errors
 
 
@@ -956,7 +1122,7 @@ def to_dict(obj: Any) -> Any:
 # Sections whose change does not change any number a cell produces.
 # Fields that change where or in which order cells run, not what a cell measures: a grid and an
 # adaptive sweep of the same recipe share finished cells, and so do local and Ray runs.
-_COSMETIC = ("name", "description", "tracking", "saturation", "executor")
+_COSMETIC = ("name", "description", "tracking", "saturation", "executor", "licenses")
 
 
 def recipe_digest(r: Recipe) -> str:

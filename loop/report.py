@@ -20,6 +20,8 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 
+from loop import costs as costs_mod
+from loop.costs import CostTable
 from loop.curves import (
     INCONCLUSIVE,
     MORE_DATA_PAYS,
@@ -639,9 +641,11 @@ def write_report(
     metric_labels: dict | None = None,
     notes: list[str] | None = None,
     rounds: list[dict] | None = None,
+    costs: CostTable | None = None,
 ) -> ReportPaths:
     """Write one PNG per metric, report.md, report.html (images inlined) and summary.json;
-    `rounds`: an adaptive sweep's decisions (round, tier, decision, next_sizes, seeds, why)."""
+    `rounds`: an adaptive sweep's decisions (round, tier, decision, next_sizes, seeds, why);
+    `costs`: each tier's sources and licenses, exchange rates and the cost of targets."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     plots: dict[str, Path] = {}
@@ -655,6 +659,9 @@ def write_report(
             analysis, metric, out_dir / f"curve_{name}.png", metric_labels
         )
     blocks = _blocks(analysis, title, metric_labels, notes, plots, rounds)
+    if costs is not None:  # before the warnings: the answer's last part
+        at = next((i for i, b in enumerate(blocks) if b[:3] == ("h", 2, "Warnings")), len(blocks))
+        blocks[at:at] = cost_blocks(costs)
     md = out_dir / "report.md"
     md.write_text(_to_markdown(blocks, out_dir), encoding="utf-8")
     page = out_dir / "report.html"
@@ -662,7 +669,11 @@ def write_report(
     summary = out_dir / "summary.json"
     summary.write_text(
         json.dumps(
-            {**to_json(analysis), **({"adaptive_rounds": rounds} if rounds else {})},
+            {
+                **to_json(analysis),
+                **({"adaptive_rounds": rounds} if rounds else {}),
+                **({"sources": costs_mod.to_json(costs)} if costs is not None else {}),
+            },
             indent=2,
             allow_nan=False,
         )
@@ -728,3 +739,60 @@ def parent_view(analysis: Analysis, *, fit_points: int = 25) -> ParentView:
         tags[f"{DECISION_TAG}.{key}"] = c.decision
         tags[f"{WHY_TAG}.{key}"] = c.why
     return ParentView(series, scalars, tags, decision_table(analysis))
+
+
+# ----------------------------------------------------------------------------- sources and cost
+
+
+def cost_blocks(table: CostTable) -> list[tuple]:
+    """Sources and licenses per tier, the exchange rates and the cost of each target."""
+    conf = f"{100 * table.confidence:.0f}%"
+    out: list[tuple] = [("h", 2, "Sources, licenses and cost")]
+    lines = table.summary()
+    if lines:
+        out.append(("ul", lines))
+    rows = [
+        [
+            s.tier,
+            f"{s.n:,}",
+            ", ".join(f"{k} {v:,}" for k, v in s.sources.items()),
+            ", ".join(f"{k} {v:,}" for k, v in s.licenses.items()),
+            costs_mod.money(s.cost_per_example) if s.cost_per_example is not None else "—",
+        ]
+        for s in table.sources
+    ]
+    out.append(
+        ("table", ["tier", "training examples", "sources", "licenses", "cost / example"], rows)
+    )
+    if table.rates:
+        rows = [
+            [
+                r.metric,
+                f"1 {r.better}",
+                f"{r.ratio:.2g} {r.other}" if r.ratio is not None else "—",
+                (
+                    f"{r.ci[0]:.2g}–{r.ci[1]:.2g}"
+                    if r.ci and r.ci[0] is not None and r.ci[1] is not None
+                    else "—"
+                ),
+                f"{r.cost_ratio:.2g}×" if r.cost_ratio is not None else "—",
+            ]
+            for r in table.rates
+        ]
+        head = ["metric", "examples", "score like", f"{conf} CI", "cost ratio (other / better)"]
+        out.append(("table", head, rows))
+    if table.targets:
+        rows = [
+            [
+                t.metric,
+                _num(t.target, 3),
+                t.tier,
+                costs_mod.count(t.n) if t.n is not None else "—",
+                costs_mod.money(t.cost) if t.cost is not None else "—",
+                t.text,
+            ]
+            for t in table.targets
+        ]
+        head = ["metric", "target", "tier", "examples", "cost", "in words"]
+        out.append(("table", head, rows))
+    return out

@@ -61,6 +61,12 @@ def _rank(seed: int, stratum: str, ex_id: str) -> bytes:
 
 
 def _row(stratum: str, ex: Any, step: str = "", reason: str = "", detail: str = "") -> dict:
+    if not detail and ex.meta.get("deprecated"):  # the freshness step's replacement hints
+        detail = "; ".join(
+            f"mentions {d['found']!r}"
+            + (f", use {d['replacement']!r}" if d.get("replacement") else "")
+            for d in ex.meta["deprecated"]
+        )
     return {
         "stratum": stratum,
         "id": ex.id,

@@ -1,7 +1,8 @@
 """Quality tiers over the cleaned training pool, and the `raw` tier.
 
 A tier is the top fraction of the training pool by `scores['quality']` (`top: 0.3`; ties keep
-pool order), every example scoring at least `min_score`, or, with neither, the whole pool.
+pool order), every example scoring at least `min_score`, or, with neither, the whole pool; a
+`where` on metadata (source, license, date, any field) narrows it first.
 Tiers may overlap (top 30% is inside top 70%), so membership is a list of names in
 meta['tiers'] on each training example; `tier_pool` returns a tier's training pool.
 
@@ -29,20 +30,29 @@ RAW = RAW_TIER
 
 
 def select(train: Sequence[Example], spec: TierSpec) -> list[int]:
-    """Indices of `train` that belong to the tier `spec` (not for `raw`)."""
-    n = len(train)
+    """Indices of `train` that belong to the tier `spec` (not for `raw`).
+
+    `where` filters on metadata first (`loop.provenance.matches`); `top`/`min_score` then rank
+    within what it kept, so `{where: {source: expert}, top: 0.5}` is the better half of expert.
+    """
+    from loop.provenance import matches
+
+    idx = [i for i, ex in enumerate(train) if matches(ex, spec.where)] if spec.where else None
+    n = len(train) if idx is None else len(idx)
+    if idx is None:
+        idx = list(range(n))
     if not needs_quality(spec):
-        return list(range(n))
-    missing = [ex.id for ex in train if "quality" not in ex.scores]
+        return idx
+    missing = [train[i].id for i in idx if "quality" not in train[i].scores]
     if missing:
         raise DataError(
             f"tier {spec.name!r}: {len(missing)} example(s) have no quality score "
             f"(e.g. {missing[0]}); run the `quality` clean step"
         )
     if spec.min_score is not None:
-        return [i for i, ex in enumerate(train) if ex.scores["quality"] >= spec.min_score]
+        return [i for i in idx if train[i].scores["quality"] >= spec.min_score]
     k = max(1, int(n * (spec.top or 1.0) + 0.5)) if n else 0
-    order = sorted(range(n), key=lambda i: (-train[i].scores["quality"], i))
+    order = sorted(idx, key=lambda i: (-train[i].scores["quality"], i))
     return sorted(order[:k])
 
 

@@ -402,8 +402,10 @@ def log_subset_input(
     name: str,
     source: str,
     context: str = "training",
+    tags: Sequence[InputTag] = (),
 ) -> None:
-    """The subset as an MLflow dataset, so the UI shows what trained the run."""
+    """The subset as an MLflow dataset, so the UI shows what trained the run; `tags` are added
+    to the input (its sources and licenses)."""
     with warnings.catch_warnings():
         # A file:// source matches two equivalent source classes; MLflow warns and picks one.
         warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted")
@@ -411,7 +413,10 @@ def log_subset_input(
     client.log_inputs(
         run_id,
         datasets=[
-            DatasetInput(ds._to_mlflow_entity(), tags=[InputTag("mlflow.data.context", context)])
+            DatasetInput(
+                ds._to_mlflow_entity(),
+                tags=[InputTag("mlflow.data.context", context), *tags],
+            )
         ],
     )
 
@@ -654,15 +659,35 @@ def runs_of(tr: Tracker) -> list[CellRun]:
 
 
 def examples_frame(examples: Sequence[Example]) -> pd.DataFrame:
-    """Examples as the table an MLflow dataset input shows: id, source, prompt, answer."""
-    return pd.DataFrame(
-        {
-            "id": [e.id for e in examples],
-            "source": [e.source for e in examples],
-            "prompt": ["\n".join(f"{m.role}: {m.content}" for m in e.prompt) for e in examples],
-            "answer": [e.answer for e in examples],
-        }
-    )
+    """Examples as the table an MLflow dataset input shows: id, source, prompt, answer, and
+    the provenance columns (data_source, license, date) when any example has them."""
+    columns = {
+        "id": [e.id for e in examples],
+        "source": [e.source for e in examples],
+        "prompt": ["\n".join(f"{m.role}: {m.content}" for m in e.prompt) for e in examples],
+        "answer": [e.answer for e in examples],
+    }
+    for column, key in PROVENANCE_COLUMNS.items():
+        values = [e.meta.get(key) for e in examples]
+        if any(v is not None for v in values):
+            columns[column] = ["" if v is None else str(v) for v in values]
+    return pd.DataFrame(columns)
+
+
+# dataset-input column -> meta key ("source" is already the file and line)
+PROVENANCE_COLUMNS = {"data_source": "source", "license": "license", "date": "date"}
+
+
+def provenance_tags(examples: Sequence[Example]) -> list[InputTag]:
+    """Dataset-input tags naming the sources and licenses of `examples` with their counts."""
+    from collections import Counter
+
+    tags = []
+    for tag, key in (("loop.sources", "source"), ("loop.licenses", "license")):
+        counts = Counter(str(e.meta[key]) for e in examples if e.meta.get(key))
+        if counts:
+            tags.append(InputTag(tag, ", ".join(f"{k} ({n})" for k, n in counts.most_common())))
+    return tags
 
 
 def cell_tags(tr: Tracker, cell: Cell, subset: Subset) -> dict[str, str]:
@@ -703,6 +728,7 @@ def open_cell(
         examples_frame(subset.examples),
         name=cell.id,
         source=manifest.resolve().as_uri(),
+        tags=provenance_tags(subset.examples),
     )
     return run_id
 

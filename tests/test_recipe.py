@@ -91,14 +91,15 @@ def test_missing_required_field():
 
 def test_missing_pool_source():
     assert errors_of({"name": "t"}) == [
-        "pool: give `paths` (files or globs) or `hf_dataset`, got neither"
+        "pool: give `paths` (files or globs), `sources` or `hf_dataset`, got none of them"
     ]
 
 
 def test_unknown_clean_step():
     assert errors_of(with_("clean", {"steps": ["exact_dedup", "near_dedupe"]})) == [
         "clean.steps[1]: unknown step 'near_dedupe' (did you mean 'near_dedup'?); allowed: "
-        "exact_dedup, near_dedup, semantic_dedup, length, format, pii, harmful, contradictions, quality"
+        "exact_dedup, near_dedup, semantic_dedup, length, format, pii, harmful, contradictions, quality, "
+        "copyright, freshness"
     ]
 
 

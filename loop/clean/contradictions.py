@@ -10,7 +10,9 @@ canonical form, keys sorted). "Paris" vs "Paris, France" is 0.67: different at t
 In each group of equal prompts, the representative is the highest quality score, then the first
 seen. `keep_one` drops the members whose answer differs from the representative's; `drop_all`
 drops the whole group when any member's answer differs from it; `flag` marks every member of
-such a group with `contradiction` in meta['flags']. Reason code: `contradiction`.
+such a group with `contradiction` in meta['flags']; `newest` keeps the latest-dated member
+(meta['date']; ties and undated groups fall back to `keep_one`'s choice) and drops the members
+whose answer differs from it, each detail naming both dates. Reason code: `contradiction`.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from loop.clean.base import Drop, StepContext, StepOutput, add_flags
 from loop.clean.format_check import looks_like_json, unwrap
 from loop.clean.quality import best_index
 from loop.example import Example
+from loop.provenance import example_date
 from loop.recipe import ContradictionsConfig
 
 _PUNCT = re.compile(r"[^\w\s]")
@@ -56,6 +59,12 @@ def answer_similarity(a: str, b: str) -> float:
     return difflib.SequenceMatcher(None, wa, wb, autojunk=False).ratio()
 
 
+def _day(when) -> str:
+    if when is None:
+        return "undated"
+    return when.date().isoformat() if when.time().isoformat() == "00:00:00" else when.isoformat()
+
+
 def run(examples: list[Example], cfg: ContradictionsConfig, ctx: StepContext) -> StepOutput:
     groups: dict[tuple, list[int]] = defaultdict(list)
     for i, ex in enumerate(examples):
@@ -67,13 +76,30 @@ def run(examples: list[Example], cfg: ContradictionsConfig, ctx: StepContext) ->
         if len(members) < 2:
             continue
         rep = best_index(members, examples, ctx)
+        dates = {}
+        if cfg.policy == "newest":
+            dates = {i: example_date(examples[i]) for i in members}
+            dated = [i for i in members if dates[i] is not None]
+            if dated:
+                latest = max(dates[i] for i in dated)
+                rep = best_index([i for i in dated if dates[i] == latest], examples, ctx)
         rep_answer = examples[rep].answer
         sims = {i: answer_similarity(rep_answer, examples[i].answer) for i in members if i != rep}
         differing = {i: s for i, s in sims.items() if s < cfg.similarity}
         if not differing:
             continue
         rep_id = examples[rep].id
-        if cfg.policy == "keep_one":
+        if cfg.policy == "newest":
+            rep_date = _day(dates.get(rep))
+            for i, s in differing.items():
+                mine = _day(dates.get(i))
+                detail = (
+                    f"older answer ({mine}) than {rep_id}'s ({rep_date}), similarity {s:.2f}"
+                    if rep_date != "undated"
+                    else f"answer differs from {rep_id}'s (no dates; similarity {s:.2f})"
+                )
+                drops.append(Drop(i, "contradiction", detail, duplicate_of=rep_id))
+        elif cfg.policy == "keep_one":
             for i, s in differing.items():
                 detail = f"answer differs from {rep_id}'s (similarity {s:.2f})"
                 drops.append(Drop(i, "contradiction", detail, duplicate_of=rep_id))

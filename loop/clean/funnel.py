@@ -53,6 +53,8 @@ class StepFunnel:
     counts: dict[str, int] = field(default_factory=dict)  # step-specific totals
     examples: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # reason -> samples
     seconds: float = 0.0
+    # source name (meta['source']) -> reason -> records; empty when no record names a source
+    dropped_by_source: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -92,8 +94,13 @@ def step_funnel(
 ) -> StepFunnel:
     reasons: dict[str, int] = {}
     samples: dict[str, list[dict[str, Any]]] = {}
+    by_source: dict[str, dict[str, int]] = {}
+    named = any(rec.example.meta.get("source") for rec in dropped)
     for rec in dropped:
         reasons[rec.reason] = reasons.get(rec.reason, 0) + 1
+        if named:
+            per = by_source.setdefault(str(rec.example.meta.get("source") or "(unnamed)"), {})
+            per[rec.reason] = per.get(rec.reason, 0) + 1
         bucket = samples.setdefault(rec.reason, [])
         if len(bucket) < SAMPLES_PER_REASON:
             bucket.append(sample_of(rec))
@@ -108,11 +115,20 @@ def step_funnel(
         dict(counts or {}),
         samples,
         round(seconds, 3),
+        {k: dict(sorted(v.items())) for k, v in sorted(by_source.items())},
     )
 
 
 def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _drops_per_source(funnel: list[StepFunnel]) -> dict[str, list[tuple[str, int]]]:
+    out: dict[str, list[tuple[str, int]]] = {}
+    for f in funnel:
+        for src, reasons in f.dropped_by_source.items():
+            out.setdefault(src, []).extend((f"{f.name}:{r}", n) for r, n in reasons.items())
+    return dict(sorted(out.items()))
 
 
 def render_markdown(
@@ -141,6 +157,13 @@ def render_markdown(
             f"| {f.name} | {f.n_in} | {f.n_out} | {dropped} | "
             f"{', '.join(notes) or '–'} | {f.seconds:.1f} |"
         )
+    per_source = _drops_per_source(funnel)
+    if per_source:
+        lines += ["", "Drops per source:", "", "| source | dropped | by step and reason |"]
+        lines.append("|---|---:|---|")
+        for src, parts in per_source.items():
+            total = sum(n for _, n in parts)
+            lines.append(f"| {_cell(src)} | {total} | {', '.join(f'{k} {n}' for k, n in parts)} |")
     lines += ["", f"Validation set: {validation} examples, shared by every tier.", ""]
     if tiers:
         lines += ["| tier | training examples |", "|---|---:|"]

@@ -1,7 +1,9 @@
 """Train/validation split of the cleaned pool, before tiers are formed.
 
 The validation set is `clean.split.validation` of the cleaned pool (at least 1 example, at most
-`max_validation`), optionally stratified on a meta field with largest-remainder quotas. Records
+`max_validation`), optionally stratified on a meta field with largest-remainder quotas; with
+`where` (e.g. `{source: expert}`) it is drawn only from the matching records, so every source is
+scored on the answers one trusts. Records
 are ranked by BLAKE2b(seed, example id), so the choice does not depend on pool order and a grown
 pool keeps most of its validation set.
 
@@ -57,10 +59,20 @@ def _rank(ex: Example, seed: int) -> bytes:
 
 
 def choose_validation(examples: Sequence[Example], cfg: SplitConfig) -> list[int]:
-    """Sorted indices of the validation examples."""
-    n = len(examples)
+    """Sorted indices of the validation examples (drawn from those matching `cfg.where`)."""
+    candidates = list(range(len(examples)))
+    if cfg.where:
+        from loop.provenance import matches
+
+        candidates = [i for i in candidates if matches(examples[i], cfg.where)]
+        if len(candidates) < 2:
+            raise DataError(
+                f"clean.split.where: {len(candidates)} cleaned record(s) match {cfg.where}; at "
+                "least 2 are needed to hold out a validation set"
+            )
+    n = len(candidates)
     k = validation_size(n, cfg)
-    ranked = sorted(range(n), key=lambda i: (_rank(examples[i], cfg.seed), i))
+    ranked = sorted(candidates, key=lambda i: (_rank(examples[i], cfg.seed), i))
     if cfg.stratify_by is None:
         return sorted(ranked[:k])
     strata: dict[str, list[int]] = defaultdict(list)

@@ -67,3 +67,25 @@ def test_similarity_threshold_decides():
     pool = [ex("Q", "The answer is 42."), ex("q", "The answer is 43.")]
     assert drops(run(pool, similarity=0.9)) == [(1, "contradiction")]
     assert drops(run(pool, similarity=0.7)) == []
+
+
+def dated(prompt, answer, date):
+    e = ex(prompt, answer)
+    return e.__class__(**{**e.__dict__, "meta": {"date": date} if date else {}})
+
+
+def test_newest_keeps_the_latest_dated_answer():
+    pool = [
+        dated("Latest Python version?", "Python 3.9", "2020-10-05"),
+        dated("latest python version", "Python 3.13", "2024-10-07"),
+        dated("Latest Python version?", "Python 3.11", "2022-10-24"),
+        dated("Latest python version!", "Python 3.13", None),  # agrees with the newest: kept
+        dated("Capital of France?", "Paris", None),
+        dated("capital of france", "Lyon", None),  # no dates: keep_one's choice
+    ]
+    out = run(pool, policy="newest")
+    assert [(d.index, d.detail, d.duplicate_of) for d in out.drops] == [
+        (0, f"older answer (2020-10-05) than {pool[1].id}'s (2024-10-07), similarity 0.67", pool[1].id),
+        (2, f"older answer (2022-10-24) than {pool[1].id}'s (2024-10-07), similarity 0.67", pool[1].id),
+        (5, f"answer differs from {pool[4].id}'s (no dates; similarity 0.00)", pool[4].id),
+    ]
