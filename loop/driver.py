@@ -714,6 +714,7 @@ def report(
     )
     if not write:
         return ReportOutcome(report_mod.decision_table(analysis), None, analysis)
+    diag = _diagnose(recipe, prep, runs, tr.client)
     if decisions is None:
         decisions = _saved_decisions(recipe, tr)
     capped = sorted(
@@ -731,13 +732,38 @@ def report(
         title=f"loop report — {recipe.name}",
         notes=notes,
         rounds=decisions,
+        diagnostics=diag,
     )
+    table = report_mod.decision_table(analysis, diag)
     if parent_id is None:
         parent_id = track.latest_sweep(tr)
     if parent_id:
         track.parent_artifacts(tr.client, parent_id, work_dir(recipe) / "report")
         track.log_metrics(tr.client, parent_id, _graded_metrics(analysis))
-    return ReportOutcome(report_mod.decision_table(analysis), paths, analysis)
+        track.parent_answers(
+            tr.client,
+            parent_id,
+            [(r["tier"], r["metric"], r["answer"], r["summary"]) for r in table],
+        )
+    return ReportOutcome(table, paths, analysis)
+
+
+def _diagnose(recipe: Recipe, prep: Prepared, runs: list[Any], client: Any) -> Any:
+    """Chance levels and each finished cell's answers (loop.diagnose), from the cells' logged
+    predictions; the zero-shot run counts for every tier."""
+    from loop import diagnose
+    from loop.evaluate import sample_for_generation
+
+    cells = []
+    for r in runs:
+        if r.status != "DONE":
+            continue
+        rows = track.load_predictions(client, r.run_id)
+        if rows:
+            tier, size = r.tags["loop.tier"], int(r.tags["loop.size"])
+            cells.append((tier, size, int(r.tags["loop.seed"]), rows))
+    sample = sample_for_generation(prep.val, recipe.eval)
+    return diagnose.diagnose(recipe.eval.evaluators, cells, sample)
 
 
 def _graded_metrics(analysis: Any) -> dict[str, float]:

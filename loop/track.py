@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import sqlite3
 import sys
 import time
@@ -592,6 +593,20 @@ def log_dataset_reference(
 
 def parent_artifacts(client: MlflowClient, run_id: str, folder: Path) -> None:
     client.log_artifacts(run_id, str(folder), artifact_path="report")
+
+
+def parent_answers(
+    client: MlflowClient, run_id: str, answers: Sequence[tuple[str, str, str, str]]
+) -> None:
+    """The report's sentences on the parent run, the same words as the CLI and report.md:
+    (tier, metric, plain sentence, technical line) each as tag `loop.answer.<tier>.<metric>`,
+    and all of them as the run's description (what the MLflow UI shows first)."""
+    lines = ["## What the sweep found", ""]
+    for tier, metric, plain, technical in answers:
+        key = re.sub(r"[^\w.\- /]", "_", f"loop.answer.{tier}.{metric}")  # MLflow's tag names
+        client.set_tag(run_id, key, plain[:5000])
+        lines += [f"- **tier {tier}, {metric}**: {plain}", f"  - {technical}"]
+    client.set_tag(run_id, "mlflow.note.content", "\n".join(lines)[:5000])
 
 
 def ui_command(store: Store, host: str = "127.0.0.1", port: int = 5000) -> list[str]:
