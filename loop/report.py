@@ -214,7 +214,7 @@ def headline(
         ref = "the untrained model's score" if c.anchor == "zero-shot" else "its first size"
         return f"Not learning yet: {m} stays near {ref} ({moved}).{tail} {levers}"
     if fmt and c.direction == "higher" and c.trend != "improving":
-        verb = "falls" if c.trend == "worsening" else "does not rise"
+        verb = "falls" if c.trend == "worsening" else "does not rise clearly"
         head = (
             f"Not learning the task: {m} {verb} ({moved}) while validation loss falls: the model "
             f"is learning the {_FORMAT}."
