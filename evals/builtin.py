@@ -229,7 +229,9 @@ def choice_options(
     if not isinstance(options, list) or not options or not all(isinstance(o, str) for o in options):
         raise ValueError(
             f"choice_loglik: {where}: meta[{choices_field!r}] must be a non-empty list of strings, "
-            f"got {options!r}"
+            f"got {options!r}; give each record a {choices_field!r} field with the option texts, "
+            "or set `letters: true` (options listed as 'A: ...' lines in the prompt) or "
+            "`choices: [...]` (one label set) in the evaluator's params"
         )
     return options
 

@@ -308,3 +308,59 @@ def test_status_fits_80_columns_and_never_cuts_a_path(narrow, monkeypatch):
     assert max(len(ln) for ln in table) <= 80 and "…" not in out
     assert any(f"{path}/adapter_model.safetensors" in ln for ln in out.splitlines())
     assert "eval.json_match.field_acc" in out  # in the key, whole
+
+
+# ----------------------------------------------------------------------------- evaluator dry run
+
+
+def _with_evaluators(path: Path, evaluators: list[dict]) -> Path:
+    import yaml
+
+    recipe = yaml.safe_load(path.read_text())
+    recipe["eval"]["evaluators"] = evaluators
+    path.write_text("# loop sweep tiny.yaml\n" + yaml.safe_dump(recipe, sort_keys=False))
+    return path
+
+
+@pytest.mark.parametrize(
+    "evaluator, words",
+    [
+        (
+            {"name": "choice_loglik"},
+            ["eval.evaluators[0] (choice_loglik)", "meta['choices']", "pool.jsonl:"],
+        ),
+        (
+            {"name": "regex", "params": {"pattern": "^Answer: ({reference}$"}},
+            ["eval.evaluators[0] (regex)", "missing )", "pool.jsonl:"],
+        ),
+    ],
+)
+def test_validate_pool_plan_and_sweep_run_each_evaluator_before_training(
+    tmp_path: Path, monkeypatch, capsys, evaluator, words
+):
+    from test_driver import tiny_recipe
+
+    from loop import driver
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    path = _with_evaluators(tiny_recipe(tmp_path, sizes=(4,), seeds=(0,)), [evaluator])
+    trained = []
+    monkeypatch.setattr(driver, "_run_cells", lambda *a, **k: trained.append("cells"))
+    monkeypatch.setattr(driver, "run_zero_shot", lambda *a, **k: trained.append("zero-shot"))
+    for command in (["validate", "--pool"], ["plan"], ["sweep"]):
+        assert main([*command, str(path)]) == 2, command
+        err = " ".join(capsys.readouterr().err.split())
+        for w in words:
+            assert w in err, (command, w, err)
+        assert "Traceback" not in err
+    assert trained == []  # stopped before the base model or any cell ran
+
+
+def test_validate_pool_passes_a_recipe_whose_evaluators_run(tmp_path: Path, monkeypatch, capsys):
+    from test_driver import tiny_recipe
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    path = tiny_recipe(tmp_path, sizes=(4,), seeds=(0,))  # json_match and exact_match
+    assert main(["validate", "--pool", str(path)]) == 0
