@@ -1640,7 +1640,14 @@ def _disagreements(curves: list[CurveResult]) -> list[tuple[str, str]]:
                             f"answers it gets wrong; trust {ac.metric} for the decision",
                         )
                     )
-                elif lo.trend == "improving" and ac.trend == "flat" and not ac.learning:
+                elif (
+                    lo.trend == "improving"
+                    and ac.trend == "flat"
+                    and not ac.learning
+                    # flat, not merely noisy: the point estimate moved less than 3 epsilon
+                    and ac.rise is not None
+                    and abs(ac.rise) < 3 * ac.epsilon
+                ):
                     done.add(frozenset((lo.metric, ac.metric)))
                     out.append(
                         (

@@ -73,7 +73,8 @@ class CellAnswers:
 
     @property
     def problem(self) -> str | None:
-        """The collapse or the missing labels in words, None when the answers look balanced."""
+        """The collapse, the missing labels or unparseable outputs (a fifth or more) in words;
+        None when the answers look sound."""
         refs = dict(self.references)
         bits = []
         if self.collapsed is not None:
@@ -84,6 +85,8 @@ class CellAnswers:
             )
         if self.never:
             bits.append("never answers " + ", ".join(self.never))
+        if self.unparseable is not None and self.unparseable >= 0.2:
+            bits.append(f"gives an output that cannot be parsed for {_pct(self.unparseable)}")
         if not bits:
             return None
         who = "the untrained model" if self.size == 0 else f"at {self.size:,} examples the model"

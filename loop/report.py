@@ -164,11 +164,13 @@ def headline(
     baseline: Baseline | None = None,
     answers: tuple = (),
     labels: dict | None = None,
+    loss_falls: bool = False,
 ) -> str:
     """The one sentence a reader can act on, before any interval: what happened and what to do.
 
     `baseline`: the metric's chance level; `answers`: the curve's cells' answer distributions
-    (loop.diagnose.CellAnswers), whose collapse at the largest size is named.
+    (loop.diagnose.CellAnswers), whose collapse at the largest size is named; `loss_falls`: the
+    tier's validation loss improves over the sizes run.
     """
     m = _metric_words(c, labels)
     first, last = c.sizes[0], c.sizes[-1]
@@ -196,16 +198,12 @@ def headline(
     for a in top[:1]:
         if a.problem:
             notes.append(a.problem)
-        if a.unparseable is not None and a.unparseable >= 0.2:
-            notes.append(
-                f"{_pct(a.unparseable)} of the answers at {a.size:,} examples cannot be parsed; "
-                "look at predictions.json on the cell's run"
-            )
     tail = "".join(" " + _sentence(n) for n in notes)
     levers = "Try a larger size, a larger model or a higher learning rate."
     if at_chance and not c.learning and c.decision != MORE_DATA_PAYS:
-        while_loss = " while validation loss falls" if fmt else ""
-        why = f": the model is learning the {_FORMAT}" if fmt else ""
+        falls = fmt or loss_falls
+        while_loss = " while validation loss falls" if falls else ""
+        why = f": the model is learning the {_FORMAT}" if falls else ""
         return (
             f"Not learning yet: {m} stays at chance ({_display(baseline.chance, c)}) {span}"
             f"{while_loss}{why}.{tail} {levers}"
@@ -264,7 +262,11 @@ def headlines(
     for c in analysis.curves:
         base = diagnostics.baseline(c.metric) if diagnostics else None
         cells = diagnostics.for_curve(c.tier, c.metric) if diagnostics else ()
-        out.append(headline(c, baseline=base, answers=cells, labels=labels))
+        falls = any(
+            o.tier == c.tier and o.direction == "lower" and o.trend == "improving"
+            for o in analysis.curves
+        )
+        out.append(headline(c, baseline=base, answers=cells, labels=labels, loss_falls=falls))
     return out
 
 
@@ -439,8 +441,10 @@ def draw_metric(
         means = k * np.array([s.mean for s in c.sizes])
         lo = clip([k * s.mean_ci[0] for s in c.sizes])
         hi = clip([k * s.mean_ci[1] for s in c.sizes])
+        # tiers side by side at each size (3% apart in log space), so no interval hides another
+        dodge = 2 ** (0.045 * (row - (len(curves) - 1) / 2))
         ax.errorbar(
-            sizes,
+            sizes * dodge,
             means,
             yerr=[np.maximum(means - lo, 0), np.maximum(hi - means, 0)],
             fmt="o",
@@ -624,7 +628,14 @@ def draw_metric(
     for kind, label in LEGEND.items():
         if kind in drawn:
             handles.append(Line2D([], [], label=label, **style[kind]))
-    ax.legend(handles=handles, loc="best", fontsize=8, frameon=True, framealpha=0.9)
+    # above the panels, not over the data (bands can fill the whole panel)
+    fig.legend(
+        handles=handles,
+        loc="outside upper center",
+        ncols=min(len(handles), 4),
+        fontsize=8,
+        frameon=False,
+    )
 
 
 def metric_figure(

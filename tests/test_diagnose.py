@@ -105,6 +105,7 @@ def test_unparseable_share_for_json_and_regex():
     got = cell_answers(EvaluatorSpec("json_match"), json_rows, {}, tier="t", size=8, seed=0)
     assert got.unparseable == pytest.approx(0.7)
     assert "70% of outputs unparseable" in got.text
+    assert got.problem == "at 8 examples the model gives an output that cannot be parsed for 70%"
     spec = EvaluatorSpec("regex", {"pattern": "^Answer: {reference}$"})
     preds = ["Answer: 4", "Answer: 5", "four", "The answer is 4"]
     rows = [{"id": str(i), "reference": "4", "prediction": p} for i, p in enumerate(preds)]

@@ -181,7 +181,7 @@ def _check_figure(fig, tiers: set[str]) -> set[str]:
     drawn = {
         art.get_gid() for a in (ax, ax2) for art in (*a.lines, *a.collections) if art.get_gid()
     }
-    legend = ax.get_legend()
+    (legend,) = fig.legends
     entries = {t.get_text() for t in legend.get_texts()}
     named = {kind for kind, label in LEGEND.items() if label in entries}
     assert named == drawn & _NAMED
