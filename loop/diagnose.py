@@ -35,6 +35,9 @@ class Baseline:
     metric: str
     chance: float  # the score of a model that has learned nothing about the task
     how: str  # "1/3: 3 options listed per item", "the majority label 'B' (41% of the items)"
+    # always giving the most common right answer scores this (None: options differ per item)
+    majority: float | None = None
+    majority_label: str | None = None
 
 
 @dataclass(frozen=True)
@@ -179,7 +182,16 @@ def baselines(specs: Sequence[EvaluatorSpec], sample: Sequence[Example]) -> dict
                 if len(counts) == 1
                 else f"1/k averaged over the items ({listed} options per item)"
             )
-            out[metric] = Baseline(metric, chance, how)
+            fixed = _fixed_options(spec, sample)
+            right = [
+                _choice_label(o, i, fixed)
+                for ex in sample
+                if (o := _options_of(spec, ex)) and (i := _correct(spec, ex, o)) is not None
+            ]
+            major = Counter(right).most_common(1)[0] if right else None
+            share = major[1] / len(right) if major else None
+            label = major[0] if major else None
+            out[metric] = Baseline(metric, chance, how, share, label)
             out[f"{metric}.prob"] = Baseline(f"{metric}.prob", chance, how)
             continue
         if spec.name in ("json_match", "rouge_l", "contains", "regex"):
@@ -189,7 +201,11 @@ def baselines(specs: Sequence[EvaluatorSpec], sample: Sequence[Example]) -> dict
             label, n = Counter(refs).most_common(1)[0]
             share = n / len(refs)
             out[metric] = Baseline(
-                metric, share, f"the majority label {label!r} ({_pct(share)} of the items)"
+                metric,
+                share,
+                f"the majority label {label!r} ({_pct(share)} of the items)",
+                share,
+                label,
             )
     return out
 

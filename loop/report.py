@@ -46,6 +46,7 @@ LEGEND = {
     "n_star": "n* (Δ₂ < ε)",
     "zero_shot": "untrained model",
     "chance": "chance",
+    "majority": "always the most common answer",
 }
 _DECISION_TEXT = {
     SATURATED: "saturated",
@@ -198,6 +199,11 @@ def headline(
     for a in top[:1]:
         if a.problem:
             notes.append(a.problem)
+            if baseline is not None and baseline.majority is not None:
+                notes.append(
+                    f"always answering {baseline.majority_label} would score "
+                    f"{_display(baseline.majority, c)}"
+                )
     tail = "".join(" " + _sentence(n) for n in notes)
     levers = "Try a larger size, a larger model or a higher learning rate."
     if at_chance and not c.learning and c.decision != MORE_DATA_PAYS:
@@ -530,6 +536,21 @@ def draw_metric(
         )
         drawn.add("chance")
         ys.append(k * baseline.chance)
+    major = baseline.majority if baseline is not None else None
+    if major is not None and abs(major - baseline.chance) > 1e-9 and lo_b <= k * major <= hi_b:
+        ax.axhline(k * major, color="#7A4E00", ls=(0, (1, 2)), lw=1.2, gid="majority")
+        ax.annotate(
+            f"always {baseline.majority_label}: {_display(major, first)}",
+            xy=(0.995, k * major),
+            xycoords=("axes fraction", "data"),
+            xytext=(0, 3),
+            textcoords="offset points",
+            ha="right",
+            fontsize=7.5,
+            color="#7A4E00",
+        )
+        drawn.add("majority")
+        ys.append(k * major)
 
     if any(c.band is not None for c in curves):
         # epsilon: one line when every tier shares it, else one per tier
@@ -624,6 +645,7 @@ def draw_metric(
         "n_star": {"color": "0.4", "ls": "-.", "lw": 1.2},
         "zero_shot": {"color": "0.25", "marker": "D", "ls": _ZERO_LS, "lw": 1.0},
         "chance": {"color": "#B00000", "ls": (0, (2, 2)), "lw": 1.2},
+        "majority": {"color": "#7A4E00", "ls": (0, (1, 2)), "lw": 1.2},
     }
     for kind, label in LEGEND.items():
         if kind in drawn:
@@ -774,7 +796,13 @@ def _blocks(
                 (
                     "p",
                     f"Chance: {_display(base.chance, curves[0])} ({base.how}): the score of "
-                    "a model that has learned nothing about the task.",
+                    "a model that has learned nothing about the task."
+                    + (
+                        f" Always answering {base.majority_label} scores "
+                        f"{_display(base.majority, curves[0])}."
+                        if base.majority is not None and base.majority != base.chance
+                        else ""
+                    ),
                 )
             )
         for c in curves:

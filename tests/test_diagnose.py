@@ -45,6 +45,9 @@ def test_three_choice_model_that_never_answers_b_is_named():
     assert base["eval.choice_loglik"].chance == pytest.approx(1 / 3)
     assert "3 options" in base["eval.choice_loglik"].how
     assert base["eval.choice_loglik.prob"].chance == pytest.approx(1 / 3)
+    # always answering A (right for 34 of 100) scores the majority rate
+    assert base["eval.choice_loglik"].majority == pytest.approx(0.34)
+    assert base["eval.choice_loglik"].majority_label == "A"
 
 
 def test_balanced_answers_raise_nothing():
