@@ -218,14 +218,14 @@ def _flat_choice_run(sizes=(16, 32, 64, 128, 256), m=300):
     )
 
 
-CHANCE = Baseline("eval.choice_loglik", 0.5, "1/2: 2 options per item")
+CHANCE = Baseline("eval.choice_loglik", 0.5, "1/2: 2 options per item", 0.55, "A")
 
 
 def test_multiple_choice_figure_draws_chance_and_the_untrained_model(tmp_path):
     an = _flat_choice_run()
     fig = metric_figure(an, "eval.choice_loglik", baseline=CHANCE)
     drawn = _check_figure(fig, {"clean"})
-    assert {"chance", "zero_shot"} <= drawn
+    assert {"chance", "majority", "zero_shot"} <= drawn
     ax = fig.axes[0]
     (chance,) = [ln for ln in ax.lines if ln.get_gid() == "chance"]
     assert chance.get_ydata()[0] == pytest.approx(50.0)
