@@ -86,6 +86,11 @@ def _display(x: float | None, c: CurveResult) -> str:
     return f"{100 * x:.3g}%" if c.accuracy_like else f"{x:.4g}"
 
 
+def _g3(x: float) -> str:
+    """3 significant digits; fit round-off (|x| < 1e-9, e.g. 1.4e-21 on a flat curve) reads 0."""
+    return "0" if abs(x) < 1e-9 else f"{x:.3g}"
+
+
 def _round2(x: float) -> int:
     """Two significant digits: 2,167 -> 2,200; a recommended size is not known to 4 digits."""
     if x <= 0:
@@ -359,10 +364,10 @@ def _size_table(c: CurveResult) -> tuple[list[str], list[list[str]]]:
                 f"{s.size:,}",
                 str(s.n_seeds),
                 mean,
-                "—" if _missing(s.gain_per_1k) else f"{k * s.gain_per_1k:.3g}",
+                "—" if _missing(s.gain_per_1k) else _g3(k * s.gain_per_1k),
                 "—"
                 if _missing(s.delta2)
-                else f"{k * s.delta2:.3g} [{k * s.delta2_ci[0]:.3g}, {k * s.delta2_ci[1]:.3g}]",
+                else f"{_g3(k * s.delta2)} [{_g3(k * s.delta2_ci[0])}, {_g3(k * s.delta2_ci[1])}]",
                 "—" if _missing(s.p_delta2_below_eps) else f"{s.p_delta2_below_eps:.2f}",
             ]
         )

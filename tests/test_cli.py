@@ -364,3 +364,15 @@ def test_validate_pool_passes_a_recipe_whose_evaluators_run(tmp_path: Path, monk
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     path = tiny_recipe(tmp_path, sizes=(4,), seeds=(0,))  # json_match and exact_match
     assert main(["validate", "--pool", str(path)]) == 0
+
+
+def test_progress_messages_keep_paths_and_cache_keys_on_one_line(narrow):
+    from loop.cli import _Progress
+    from loop.events import Event
+
+    folder = "/home/someone/projects/support-tickets/mlruns/work/tickets/clean"
+    key = "9f2c4e1ab07d55e3c1f0a9b8d7e6c5b4"
+    with _Progress() as progress:  # not a terminal here: plain lines
+        progress(Event("message", message=f"  reusing the result in {folder} (key {key})"))
+    (line,) = [ln for ln in narrow().splitlines() if "reusing" in ln]
+    assert folder in line and key in line
