@@ -203,6 +203,39 @@ def option_letters(text: str) -> list[str]:
     return letters if len(letters) >= 2 and letters == expected else []
 
 
+def choice_options(
+    example: Any,
+    *,
+    choices_field: str = "choices",
+    choices: Sequence[str] | None = None,
+    letters: bool = False,
+    **_: Any,
+) -> list[str]:
+    """The options `choice_loglik` scores for `example` (its parameters, the rest ignored);
+    ValueError naming the field when there are none. The chance baseline is 1/len of this."""
+    where = f"example {example.id} ({example.source})"
+    if letters:
+        users = [m.content for m in example.messages[:-1] if m.role == "user"]
+        options = option_letters(users[-1]) if users else []
+        if not options:
+            raise ValueError(
+                f"choice_loglik: {where}: letters: true, but the last user turn lists no options "
+                "as lines 'A: ...', 'B: ...'"
+            )
+    elif choices is not None:
+        options = [str(c) for c in choices]
+    else:
+        options = example.meta.get(choices_field)
+    if not isinstance(options, list) or not options or not all(isinstance(o, str) for o in options):
+        raise ValueError(
+            f"choice_loglik: {where}: meta[{choices_field!r}] must be a non-empty list of strings, "
+            f"got {options!r}; give each record a {choices_field!r} field with the option texts, "
+            "or set `letters: true` (options listed as 'A: ...' lines in the prompt) or "
+            "`choices: [...]` (one label set) in the evaluator's params"
+        )
+    return options
+
+
 @register("choice_loglik", kind="loglik")
 def choice_loglik(
     score: Callable[[list[str]], list[tuple[float, int]]],
@@ -224,23 +257,7 @@ def choice_loglik(
     log-probability; per token with `length_normalize`).
     """
     where = f"example {example.id} ({example.source})"
-    if letters:
-        users = [m.content for m in example.messages[:-1] if m.role == "user"]
-        options = option_letters(users[-1]) if users else []
-        if not options:
-            raise ValueError(
-                f"choice_loglik: {where}: letters: true, but the last user turn lists no options "
-                "as lines 'A: ...', 'B: ...'"
-            )
-    elif choices is not None:
-        options = [str(c) for c in choices]
-    else:
-        options = example.meta.get(choices_field)
-    if not isinstance(options, list) or not options or not all(isinstance(o, str) for o in options):
-        raise ValueError(
-            f"choice_loglik: {where}: meta[{choices_field!r}] must be a non-empty list of strings, "
-            f"got {options!r}"
-        )
+    options = choice_options(example, choices_field=choices_field, choices=choices, letters=letters)
     answer = example.meta.get(answer_field) if answer_field else example.answer
     if isinstance(answer, int) and not isinstance(answer, bool) and 0 <= answer < len(options):
         correct = answer

@@ -129,8 +129,10 @@ class _Progress:
 
     def __call__(self, event) -> None:
         kind = event.kind
-        if kind == "message":
-            (self._bar.console if self._bar else console).print(event.message)
+        if kind == "message":  # unwrapped: a path or a cache key is never split across lines
+            (self._bar.console if self._bar else console).print(
+                escape(event.message), soft_wrap=True
+            )
             return
         if self._bar is not None:
             if self._task is None and event.total:
@@ -402,10 +404,16 @@ def cmd_sweep(args) -> int:
     if outcome.report is not None:
         _print_decisions(outcome.report.table)
         _print_costs(outcome.report)
-        console.print(f"report: {outcome.report.paths.html}")
-        console.print(f"plots:  {', '.join(str(p) for p in outcome.report.paths.plots)}")
+        _print_paths(outcome.report.paths)
     console.print(f"MLflow: loop ui   (then {outcome.url})")
     return min(outcome.failed, 100)
+
+
+def _print_paths(paths) -> None:
+    """The report's files, one a line, never wrapped (a wrapped path cannot be copied)."""
+    console.print(f"report: {escape(str(paths.html))}", soft_wrap=True)
+    for p in paths.plots:
+        console.print(f"plot:   {escape(str(p))}", soft_wrap=True)
 
 
 def _int_at_least(lowest: int):
@@ -513,26 +521,54 @@ def cmd_server(args) -> int:
     return server.run_group(cmd, env=server.server_env(password=password))
 
 
+def _table_width(heads, rows) -> int:
+    """Columns a rich Table with the default box and padding takes: widths + 3 per column + 1."""
+    widths = [max([len(str(h)), *(len(str(r[i])) for r in rows)]) for i, h in enumerate(heads)]
+    return sum(widths) + 3 * len(widths) + 1
+
+
+def _keyed(names: list[str], prefix: str) -> dict[str, str]:
+    """Short labels for long names ("m1" for eval.choice_loglik.prob), printed with a key."""
+    return {n: f"{prefix}{i + 1}" for i, n in enumerate(dict.fromkeys(names))}
+
+
 def _print_decisions(rows: list[dict]) -> None:
+    """The decision table (no cell cut or wrapped mid-word in 80 columns), then per tier and
+    metric the plain sentence and, dimmed, the technical line."""
+    from rich.padding import Padding
+
+    cols = {"tier": "tier", "metric": "metric", "decision": "decision", "n_star": "n*"}
+    cols["next_size"] = "next"
+    body = [[_fmt(row.get(c)) for c in cols] for row in rows]
+    key: dict[str, str] = {}
+    if _table_width(list(cols.values()), body) > console.width:
+        key = _keyed([r["metric"] for r in rows], "m")
+        body = [[b[0], key[r["metric"]], *b[2:]] for b, r in zip(body, rows, strict=True)]
     table = Table(title="where more data stops paying off")
-    cols = {
-        "tier": "tier",
-        "metric": "metric",
-        "decision": "decision",
-        "n_star": "n*",
-        "n_star_ci": "n* CI",
-        "zero_shot": "zero-shot",
-        "certified": "certified",
-        "next_size": "next",
-    }
     for c, head in cols.items():
-        table.add_column(head, overflow="fold", no_wrap=c == "decision")
-    for row in rows:
-        table.add_row(*[_fmt(row.get(c)) for c in cols])
+        table.add_column(
+            head, no_wrap=True, justify="right" if c in ("n_star", "next_size") else "left"
+        )
+    for b in body:
+        table.add_row(*(escape(v) for v in b))
     console.print(table)
+    if key:
+        console.print("metrics: " + ", ".join(f"{k} = {escape(m)}" for m, k in key.items()))
     for row in rows:
-        if row.get("summary"):
-            console.print(f"• {row['summary']}", soft_wrap=True)
+        answer = row.get("answer") or row.get("summary")
+        if not answer:
+            continue
+        console.print(
+            f"• [bold]tier {escape(row['tier'])}, {escape(row['metric'])}[/]: {escape(answer)}"
+        )
+        extra = []
+        if row.get("zero_shot") not in (None, "—"):
+            extra.append(f"untrained model {row['zero_shot']}")
+        if row.get("certified") not in (None, "—"):
+            extra.append(f"certified {row['certified']}")
+        technical = row.get("summary", "") + (f" ({'; '.join(extra)})" if extra else "")
+        if row.get("answer") and technical:
+            console.print(Padding(escape(technical), (0, 0, 0, 2)), style="dim")
 
 
 def cmd_status(args) -> int:
@@ -542,8 +578,14 @@ def cmd_status(args) -> int:
     rows = commands.status(r)
     table = Table(title=f"{r.name}: cells")
     metric_cols = sorted({k for row in rows for k in row.metrics})
-    for c in ("cell", "state", *metric_cols, "note"):
-        table.add_column(c)
+    body = [[row.cell, row.state, *[_fmt(row.metrics.get(m)) for m in metric_cols]] for row in rows]
+    heads = ["cell", "state", *metric_cols]
+    key: dict[str, str] = {}
+    if _table_width(heads, body) > console.width:
+        key = _keyed(metric_cols, "m")
+        heads = ["cell", "state", *(key[m] for m in metric_cols)]
+    for i, head in enumerate(heads):
+        table.add_column(head, no_wrap=True, justify="right" if i > 1 else "left")
     colour = {
         "done": "green",
         "failed": "red",
@@ -551,14 +593,14 @@ def cmd_status(args) -> int:
         "running": "cyan",
         "pending": "dim",
     }
-    for row in rows:
-        table.add_row(
-            row.cell,
-            f"[{colour.get(row.state, '')}]{row.state}[/]",
-            *[_fmt(row.metrics.get(m)) for m in metric_cols],
-            (row.note or "")[:80],
-        )
+    for row, b in zip(rows, body, strict=True):
+        table.add_row(b[0], f"[{colour.get(row.state, '')}]{row.state}[/]", *b[2:])
     console.print(table)
+    if key:
+        console.print("metrics: " + ", ".join(f"{k} = {escape(m)}" for m, k in key.items()))
+    for row in rows:  # in full and unwrapped, so a path in a note is never cut
+        if row.note:
+            console.print(f"  {row.cell}: {escape(row.note)}", soft_wrap=True)
     counts = {
         s: sum(1 for x in rows if x.state == s)
         for s in ("done", "failed", "killed", "running", "pending")
@@ -586,7 +628,7 @@ def cmd_report(args) -> int:
         return 1
     _print_decisions(rep.table)
     _print_costs(rep)
-    console.print(f"report: {rep.paths.html}")
+    _print_paths(rep.paths)
     return 0
 
 
@@ -686,8 +728,7 @@ def cmd_demo(args) -> int:
     )
     if outcome.sweep.report is not None:
         _print_decisions(outcome.sweep.report.table)
-        console.print(f"report: {outcome.sweep.report.paths.html}")
-        console.print(f"plots:  {', '.join(str(p) for p in outcome.sweep.report.paths.plots)}")
+        _print_paths(outcome.sweep.report.paths)
     console.print(
         f"open the MLflow UI: [bold]{sys.executable.rsplit('/', 1)[0]}/loop ui[/]  →  {outcome.sweep.url}"
     )

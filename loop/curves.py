@@ -202,7 +202,7 @@ class CurveResult:
     delta2_at_max: float | None
     delta2_at_max_ci: tuple[float, float] | None
     next_size: int | None
-    trend: str  # improving | worsening | flat: fitted largest vs smallest size, at `confidence`
+    trend: str  # improving | worsening | flat: largest vs smallest size run, `_trend`
     sizes: tuple[SizeStat, ...]
     power_law: PowerLaw | None
     log_linear: LogLinear | None
@@ -678,13 +678,16 @@ def _paired_reps(d: _Data, sign, eps, c_max, n_boot, rng, item_rng) -> _Reps:
         dof, var, source = K - 3, float((resid**2).sum() / (K - 3)), "residuals"
         # the scatter around the fit holds each cell's own item noise too: an upper estimate
         warnings.append(
-            "one seed per size: training noise estimated from the scatter of the cell means "
-            "around the fitted curve (conservative: it includes part of the item noise)"
+            "only one training run per size: the run-to-run noise is guessed from the scatter "
+            "around the curve (on the safe side: it includes some item noise); "
+            "add `seeds: [0, 1, 2]` under `subsets` to measure it"
         )
     else:
         var, source = 0.0, "none"
         warnings.append(
-            "one seed and 3 sizes: training noise not estimated, intervals cover item noise only"
+            "only one training run per size, and 3 sizes: the run-to-run noise is not measured, "
+            "so the intervals cover the evaluation items only and are too narrow; "
+            "add `seeds: [0, 1, 2]` under `subsets` to measure it"
         )
     vB = _scaled_var(var, dof, n_boot, rng)
     if bool(np.all(k >= 4)):
@@ -752,15 +755,17 @@ def _parametric_reps(
             shrunk = np.full(K, float((resid**2).sum() / (K - 3)))
             source = "residuals"
             warnings.append(
-                "one seed per size: seed noise is estimated from the scatter around the fit"
+                "only one training run per size: the run-to-run noise is guessed from the "
+                "scatter around the curve; add `seeds: [0, 1, 2]` under `subsets` to measure it"
             )
         else:
             shrunk = np.zeros(K)
             source = "none"
             if not eval_size:
                 warnings.append(
-                    "one seed per size and no eval size: intervals rest on a floor of "
-                    "epsilon/10 per cell and are too narrow"
+                    "only one training run per size and no count of evaluation items: the "
+                    "intervals are too narrow to trust; add `seeds: [0, 1, 2]` under `subsets`, "
+                    "or give the number of items each score averages (`loop curve --eval-size`)"
                 )
     cell_var = np.maximum.reduce([shrunk, eval_var, np.full(K, floor_var)])
     se = np.sqrt(cell_var / k)
@@ -1220,7 +1225,10 @@ def _diagnostics(d: _Data, reps: _Reps, fit: _Fit, sign, c_max, eps, confidence,
             why.append(f"exponent at its floor {B_MIN}")
         if w < 0.5:
             why.append(f"power law weighted only {w:.2f}")
-        warnings.append("plateau weakly identified (" + "; ".join(why) + ")")
+        warnings.append(
+            "plateau weakly identified (" + "; ".join(why) + "): the level the curve tends to "
+            "is a guess; run a larger size before quoting it"
+        )
     for i in range(1, len(sizes)):
         drop = y[i - 1] - y[i]
         comb = math.sqrt(se[i] ** 2 + se[i - 1] ** 2)
@@ -1233,15 +1241,33 @@ def _diagnostics(d: _Data, reps: _Reps, fit: _Fit, sign, c_max, eps, confidence,
     noise = float(np.median(se))
     if reps.noise.bootstrap in ("parametric", "seeds") and noise > eps:
         warnings.append(
-            f"per-size SE ({format_gain(noise, units)}) exceeds epsilon "
-            f"({format_gain(eps, units)}); per-item scores would pair the sizes"
+            f"the noise of one size's score ({format_gain(noise, units)}) is larger than the "
+            f"gain asked for (ε = {format_gain(eps, units)}); give per-item scores (columns "
+            "item,score, as `loop export --items` writes) so the sizes are compared on the same "
+            "items, or add seeds"
         )
     i0, i_max = int(fit.at[0]), int(fit.at[-1])
-    p_up = float((fit.predB[:, i_max] > fit.predB[:, i0]).mean())
-    trend = "improving" if p_up >= confidence else "worsening" if p_up <= 1 - confidence else "flat"
-    if trend == "worsening":
-        warnings.append(f"{metric} gets worse with more data over the sizes run")
+    trend = _trend(fit.predB[:, i_max], fit.predB[:, i0], confidence)
     return warnings, trend, plateau, plateau_ci
+
+
+def _trend(top: np.ndarray, base: np.ndarray, confidence: float) -> str:
+    """improving | worsening | flat: the score at the largest size against the smallest one,
+    replicate by replicate (improvement units). Improving when it is better in at least
+    `confidence` of the replicates, worsening when worse in as many, flat otherwise. Ties count
+    half each way, so a curve that does not move at all (every replicate equal) is flat."""
+    p_up = float((top > base).mean() + 0.5 * (top == base).mean())
+    if p_up >= confidence:
+        return "improving"
+    return "worsening" if p_up <= 1 - confidence else "flat"
+
+
+def _worsening_warning(metric: str, direction: str) -> str:
+    worse = "rises" if direction == LOWER else "falls"
+    return (
+        f"{metric} {worse} as the training set grows: more of this data makes the model worse "
+        "on it; check the tier's data (labels, format) and the learning rate before adding more"
+    )
 
 
 # ----------------------------------------------------------------------------- one curve
@@ -1412,7 +1438,13 @@ def _analyze_curve(
     reason, summary = _words(facts, units)
 
     # --- diagnostics
-    trend, plateau, plateau_ci, band, pl, ll, weights = "flat", None, None, None, None, None, None
+    plateau, plateau_ci, band, pl, ll, weights = None, None, None, None, None, None
+    if K > 1:  # two sizes and no fit: the observed means at the two ends
+        trend = _trend(reps.Y[:, -1], reps.Y[:, 0], confidence)
+    elif reps.Y0 is not None:  # one size: against the base model
+        trend = _trend(reps.Y[:, -1], reps.Y0, confidence)
+    else:
+        trend = "flat"
     if fit is not None:
         more, trend, plateau, plateau_ci = _diagnostics(
             d, reps, fit, sign, c_max, eps, confidence, metric, units
@@ -1437,6 +1469,8 @@ def _analyze_curve(
         sizes = _size_rows(d, reps, z, confidence, fit, d2_two, p_below, sign)
     else:
         sizes = _size_rows(d, reps, z, confidence, None)
+    if trend == "worsening":
+        warnings.append(_worsening_warning(metric, direction))
 
     res = CurveResult(
         tier=tier,
@@ -1583,18 +1617,48 @@ def _disagreements(curves: list[CurveResult]) -> list[tuple[str, str]]:
         accs = [c for c in cs if c.accuracy_like]
         for lo in losses:
             for ac in accs:
-                if lo.band is None or ac.band is None:
-                    continue
+                # trends exist for two sizes or more, with or without a fitted curve
                 pair = f"{lo.metric} vs {ac.metric}"
-                if {lo.trend, ac.trend} == {"improving", "worsening"}:
+                if lo.trend == "improving" and ac.trend == "worsening":
                     done.add(frozenset((lo.metric, ac.metric)))
                     out.append(
                         (
                             tier,
-                            f"{pair}: trends disagree ({lo.metric} {lo.trend}, "
-                            f"{ac.metric} {ac.trend})",
+                            f"{pair}: they move in opposite directions: {lo.metric} falls while "
+                            f"{ac.metric} falls too. The model is learning the answer format, "
+                            "not the task; look at the answers it gives (below) and try a larger "
+                            "model or a higher learning rate",
                         )
                     )
+                elif lo.trend == "worsening" and ac.trend == "improving":
+                    done.add(frozenset((lo.metric, ac.metric)))
+                    out.append(
+                        (
+                            tier,
+                            f"{pair}: they move in opposite directions: {lo.metric} rises while "
+                            f"{ac.metric} rises too. The model grows more confident in the "
+                            f"answers it gets wrong; trust {ac.metric} for the decision",
+                        )
+                    )
+                elif (
+                    lo.trend == "improving"
+                    and ac.trend == "flat"
+                    and not ac.learning
+                    # flat, not merely noisy: the point estimate moved less than 3 epsilon
+                    and ac.rise is not None
+                    and abs(ac.rise) < 3 * ac.epsilon
+                ):
+                    done.add(frozenset((lo.metric, ac.metric)))
+                    out.append(
+                        (
+                            tier,
+                            f"{pair}: {lo.metric} falls while {ac.metric} stays flat. The model "
+                            "is learning the answer format, not the task; try a larger size, a "
+                            "larger model or a higher learning rate",
+                        )
+                    )
+                elif lo.band is None or ac.band is None:
+                    continue
                 elif lo.trend == "worsening" and ac.decision == MORE_DATA_PAYS:
                     done.add(frozenset((lo.metric, ac.metric)))
                     out.append((tier, f"{pair}: {lo.metric} worsens while {ac.metric} still rises"))

@@ -735,6 +735,7 @@ def report(
     )
     if not write:
         return ReportOutcome(report_mod.decision_table(analysis), None, analysis)
+    diag = _diagnose(recipe, prep, runs, tr.client)
     if decisions is None:
         decisions = _saved_decisions(recipe, tr)
     capped = sorted(
@@ -753,25 +754,50 @@ def report(
         from loop import provenance
 
         notes += [f"⚠ license: {p}" for p in provenance.license_problems(recipe)]
-    table = _cost_table(recipe, prep, analysis)
+    cost_table = _cost_table(recipe, prep, analysis)
     paths = report_mod.write_report(
         analysis,
         work_dir(recipe) / "report",
         title=f"loop report — {recipe.name}",
         notes=notes,
         rounds=decisions,
-        costs=table,
+        costs=cost_table,
+        diagnostics=diag,
     )
+    table = report_mod.decision_table(analysis, diag)
     if parent_id is None:
         parent_id = track.latest_sweep(tr)
     if parent_id:
         track.parent_artifacts(tr.client, parent_id, work_dir(recipe) / "report")
         _log_view(tr, parent_id, analysis)
-        if table is not None:
+        if cost_table is not None:
             from loop import costs
 
-            track.log_metrics(tr.client, parent_id, costs.metrics(table))
-    return ReportOutcome(report_mod.decision_table(analysis), paths, analysis, table)
+            track.log_metrics(tr.client, parent_id, costs.metrics(cost_table))
+        track.parent_answers(
+            tr.client,
+            parent_id,
+            [(r["tier"], r["metric"], r["answer"], r["summary"]) for r in table],
+        )
+    return ReportOutcome(table, paths, analysis, cost_table)
+
+
+def _diagnose(recipe: Recipe, prep: Prepared, runs: list[Any], client: Any) -> Any:
+    """Chance levels and each finished cell's answers (loop.diagnose), from the cells' logged
+    predictions; the zero-shot run counts for every tier."""
+    from loop import diagnose
+    from loop.evaluate import sample_for_generation
+
+    cells = []
+    for r in runs:
+        if r.status != "DONE":
+            continue
+        rows = track.load_predictions(client, r.run_id)
+        if rows:
+            tier, size = r.tags["loop.tier"], int(r.tags["loop.size"])
+            cells.append((tier, size, int(r.tags["loop.seed"]), rows))
+    sample = sample_for_generation(prep.val, recipe.eval)
+    return diagnose.diagnose(recipe.eval.evaluators, cells, sample)
 
 
 def _cost_table(recipe: Recipe, prep: Prepared, analysis: Any) -> Any:

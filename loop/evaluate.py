@@ -106,6 +106,49 @@ def build_evaluators(specs: Sequence[EvaluatorSpec]) -> list[Evaluator]:
     return out
 
 
+def dry_run(specs: Sequence[EvaluatorSpec], sample: Sequence[Example]) -> None:
+    """Call every evaluator on the validation records it will score, with a dummy prediction
+    (the reference itself; for log-likelihood evaluators a scorer that ranks options by length),
+    so a missing field (`choices`), a bad regex or a user function that raises stops the recipe
+    before any cell trains. No model is loaded. Raises EvaluatorError naming the evaluator, the
+    record (file and line) and what the evaluator said."""
+    evaluators = build_evaluators(specs)  # unknown names and bad params first
+
+    def score(texts: list[str]) -> list[tuple[float, int]]:
+        return [(-float(len(t)), max(len(t), 1)) for t in texts]
+
+    errors: list[str] = []
+    for i, ev in enumerate(evaluators):
+        first, bad = None, 0
+        for ex in sample:
+            try:
+                if ev.kind == "loglik":
+                    value = ev.fn(score, ex, **ev.params)
+                elif ev.wants_example:
+                    value = ev.fn(ex.answer, ex.answer, example=ex, **ev.params)
+                else:
+                    value = ev.fn(ex.answer, ex.answer, **ev.params)
+                _split_result(value, ev.label)
+            except Exception as exc:  # noqa: BLE001 - any failure here would fail every cell
+                bad += 1
+                if first is None:
+                    first = (
+                        ex,
+                        f"{type(exc).__name__}: {exc}"
+                        if not isinstance(exc, ValueError)
+                        else str(exc),
+                    )
+        if first is not None:
+            ex, msg = first
+            errors.append(
+                f"eval.evaluators[{i}] ({ev.name}): fails on validation record {ex.source} "
+                f"(checked before training, with the reference as a stand-in prediction; "
+                f"{bad} of {len(sample)} records fail): {msg}"
+            )
+    if errors:
+        raise EvaluatorError("\n".join(errors))
+
+
 def _split_result(value: Any, label: str) -> tuple[float, dict[str, float], dict[str, str]]:
     """(score, numeric sub-metrics, string extras) from an evaluator's return value."""
     if isinstance(value, dict):

@@ -154,11 +154,19 @@ def check_provenance(recipe: Recipe, examples: tuple[Example, ...], progress: Pr
 
 
 def check_sizes(recipe: Recipe, prep: Prepared | None = None) -> Prepared:
-    """Sizes against each tier's training pool: an error now, not mid-sweep."""
+    """Sizes against each tier's training pool, and every evaluator on the validation records
+    it will score (`evaluate.dry_run`): an error now, not after the first cell has trained.
+    `loop validate --pool`, `plan`, `sweep` and `train` all pass here before training."""
+    from loop import evaluate
+
     prep = prep or prepare(recipe)
     errors = subsets_mod.check_sizes(prep.tier_sizes, recipe.sizes, recipe.subsets.on_too_small)
     if errors:
         raise RecipeError(recipe.path or recipe.name, errors)
+    if recipe.eval.evaluators and prep.val:
+        evaluate.dry_run(
+            recipe.eval.evaluators, evaluate.sample_for_generation(prep.val, recipe.eval)
+        )
     return prep
 
 

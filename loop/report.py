@@ -23,8 +23,10 @@ from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 from loop import costs as costs_mod
 from loop.costs import CostTable
 from loop.curves import (
+    FEW_SIZES,
     INCONCLUSIVE,
     MORE_DATA_PAYS,
+    NEXT_SIZE,
     NOT_LEARNING,
     SATURATED,
     Analysis,
@@ -33,10 +35,21 @@ from loop.curves import (
     format_gain,
     to_json,
 )
+from loop.diagnose import Baseline, Diagnostics
 
 # Colour-blind-safe (Okabe-Ito); tiers beyond 7 cycle.
 _COLOURS = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000")
 _ZERO_LS = (0, (8, 2, 1, 2, 1, 2))  # dash-dot-dot: apart from the plateau's dots
+# what the legend calls each kind of drawn artist (the artist's gid); only drawn kinds are listed
+LEGEND = {
+    "points": "one training run",
+    "beyond": "fit beyond the largest size",
+    "plateau": "plateau",
+    "n_star": "n* (Δ₂ < ε)",
+    "zero_shot": "untrained model",
+    "chance": "chance",
+    "majority": "always the most common answer",
+}
 _DECISION_TEXT = {
     SATURATED: "saturated",
     MORE_DATA_PAYS: "more data pays",
@@ -66,6 +79,18 @@ def _missing(x) -> bool:
 
 def _num(x: float | None, sig: int = 4) -> str:
     return "—" if _missing(x) else f"{x:.{sig}g}"
+
+
+def _display(x: float | None, c: CurveResult) -> str:
+    """A score in the units ε is in: 48.3% for accuracy-like metrics, 4 digits otherwise."""
+    if _missing(x):
+        return "—"
+    return f"{100 * x:.3g}%" if c.accuracy_like else f"{x:.4g}"
+
+
+def _g3(x: float) -> str:
+    """3 significant digits; fit round-off (|x| < 1e-9, e.g. 1.4e-21 on a flat curve) reads 0."""
+    return "0" if abs(x) < 1e-9 else f"{x:.3g}"
 
 
 def _round2(x: float) -> int:
@@ -118,18 +143,162 @@ def _colour(analysis: Analysis, tier: str) -> str:
     return _COLOURS[analysis.tiers.index(tier) % len(_COLOURS)]
 
 
+# ----------------------------------------------------------------------------- plain words
+
+_FORMAT = "answer format, not the task"  # the loss/accuracy disagreement's words (loop.curves)
+
+
+def _metric_words(c: CurveResult, labels: dict | None = None) -> str:
+    if labels and c.metric in labels:
+        return labels[c.metric]
+    if c.metric == "val_loss":
+        return "validation loss"
+    parts = c.metric.split(".")
+    if parts[0] == "eval" and len(parts) == 2:
+        return f"{'accuracy' if c.accuracy_like else 'the score'} ({parts[1]})"
+    if parts[0] == "eval" and parts[2:] == ["prob"]:
+        return f"the probability of the right option ({parts[1]})"
+    return c.metric
+
+
+def _sentence(text: str) -> str:
+    text = text.strip()
+    return (text[:1].upper() + text[1:]).rstrip(".") + "."
+
+
+def headline(
+    c: CurveResult,
+    *,
+    baseline: Baseline | None = None,
+    answers: tuple = (),
+    labels: dict | None = None,
+    loss_falls: bool = False,
+) -> str:
+    """The one sentence a reader can act on, before any interval: what happened and what to do.
+
+    `baseline`: the metric's chance level; `answers`: the curve's cells' answer distributions
+    (loop.diagnose.CellAnswers), whose collapse at the largest size is named; `loss_falls`: the
+    tier's validation loss improves over the sizes run.
+    """
+    m = _metric_words(c, labels)
+    first, last = c.sizes[0], c.sizes[-1]
+    span = (
+        f"from {first.size:,} to {last.size:,} examples"
+        if len(c.sizes) > 1
+        else f"at {last.size:,} examples"
+    )
+    start = (
+        f"{_display(c.zero_shot, c)} untrained"
+        if c.zero_shot is not None
+        else f"{_display(first.mean, c)} at {first.size:,}"
+    )
+    moved = f"from {start} to {_display(last.mean, c)} at {last.size:,}"
+    two = f"{2 * last.size:,}"
+    fmt = any(_FORMAT in w for w in c.warnings)
+    at_chance = baseline is not None and all(
+        abs(s.mean - baseline.chance) <= max((s.mean_ci[1] - s.mean_ci[0]) / 2, c.epsilon)
+        for s in c.sizes
+    )
+    notes = []
+    if fmt and c.direction == "lower":
+        notes.append(f"accuracy does not follow: the model is learning the {_FORMAT}")
+    top = [a for a in answers if a.size == last.size]
+    for a in top[:1]:
+        if a.problem:
+            notes.append(a.problem)
+            if baseline is not None and baseline.majority is not None:
+                notes.append(
+                    f"always answering {baseline.majority_label} would score "
+                    f"{_display(baseline.majority, c)}"
+                )
+    tail = "".join(" " + _sentence(n) for n in notes)
+    levers = "Try a larger size, a larger model or a higher learning rate."
+    if at_chance and not c.learning and c.decision != MORE_DATA_PAYS:
+        falls = fmt or loss_falls
+        while_loss = " while validation loss falls" if falls else ""
+        why = f": the model is learning the {_FORMAT}" if falls else ""
+        return (
+            f"Not learning yet: {m} stays at chance ({_display(baseline.chance, c)}) {span}"
+            f"{while_loss}{why}.{tail} {levers}"
+        )
+    if c.why == NOT_LEARNING:
+        ref = "the untrained model's score" if c.anchor == "zero-shot" else "its first size"
+        return f"Not learning yet: {m} stays near {ref} ({moved}).{tail} {levers}"
+    if fmt and c.direction == "higher" and c.trend != "improving":
+        verb = "falls" if c.trend == "worsening" else "does not rise clearly"
+        head = (
+            f"Not learning the task: {m} {verb} ({moved}) while validation loss falls: the model "
+            f"is learning the {_FORMAT}."
+        )
+        return f"{head}{tail} {levers}"
+    if c.decision == SATURATED and c.n_star is not None:
+        return (
+            f"Enough data: {m} stops improving at about {_round2(c.n_star):,} examples; doubling "
+            f"the data past that gains less than {_gain(c.epsilon, c)}. More examples of this "
+            f"tier are not worth buying.{tail}"
+        )
+    if c.decision == MORE_DATA_PAYS:
+        gain = f" another {_gain(c.delta2_at_max, c)}" if c.delta2_at_max is not None else ""
+        return (
+            f"More data still pays: {m} goes {moved}, and doubling to {two} examples should "
+            f"gain{gain}. Run {two} next.{tail}"
+        )
+    if c.why == FEW_SIZES:
+        verb = {"improving": "improves", "worsening": "gets worse"}.get(c.trend, "does not move")
+        sizes = len(c.sizes)
+        return (
+            f"Too early to call: only {sizes} size{'s' if sizes != 1 else ''} ran and {m} "
+            f"{verb} ({moved}).{tail} Add {two} to `subsets.sizes` and run the sweep again."
+        )
+    if c.why == NEXT_SIZE:
+        return (
+            f"Not settled yet: {m} still gains more than {_gain(c.epsilon, c)} a doubling at "
+            f"{last.size:,} examples, but less each time.{tail} Run {two} to see where it levels "
+            "off."
+        )
+    settle = f" To settle it: {c.settle.text}." if c.settle is not None else ""
+    return (
+        f"Not settled yet: {m} goes {moved}, but the scores vary too much between runs and "
+        f"items to tell whether more data pays.{tail}{settle}"
+    )
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.0f}%"
+
+
+def headlines(
+    analysis: Analysis, diagnostics: Diagnostics | None = None, labels: dict | None = None
+) -> list[str]:
+    """`headline` per curve, in curve order: what the CLI, the report and the parent run say."""
+    out = []
+    for c in analysis.curves:
+        base = diagnostics.baseline(c.metric) if diagnostics else None
+        cells = diagnostics.for_curve(c.tier, c.metric) if diagnostics else ()
+        falls = any(
+            o.tier == c.tier and o.direction == "lower" and o.trend == "improving"
+            for o in analysis.curves
+        )
+        out.append(headline(c, baseline=base, answers=cells, labels=labels, loss_falls=falls))
+    return out
+
+
 # ----------------------------------------------------------------------------- tables
 
 
-def decision_table(analysis: Analysis) -> list[dict[str, str]]:
+def decision_table(
+    analysis: Analysis, diagnostics: Diagnostics | None = None
+) -> list[dict[str, str]]:
     """One display-ready row per (tier, metric): all values are strings ("—" when missing).
 
     Keys: tier, metric, decision, n_star, n_star_ci, plateau, next_size, zero_shot, certified,
-    settle, evidence, summary. `decision` reads "not learning yet" where the curve has not left
-    its anchor; `certified` is the graded answer; `settle` what would settle an open call.
+    settle, evidence, answer, summary. `decision` reads "not learning yet" where the curve has
+    not left its anchor; `certified` is the graded answer; `settle` what would settle an open
+    call; `answer` the plain sentence (`headline`), `summary` the technical one. Scores of
+    accuracy-like metrics are in percent, as ε is in points.
     """
     rows = []
-    for c in analysis.curves:
+    for c, answer in zip(analysis.curves, headlines(analysis, diagnostics), strict=True):
         text = _DECISION_TEXT.get(c.decision, c.decision)
         if c.why == NOT_LEARNING:
             text = "not learning yet"
@@ -140,12 +309,13 @@ def decision_table(analysis: Analysis) -> list[dict[str, str]]:
                 "decision": text,
                 "n_star": "—" if c.n_star is None else f"~{_round2(c.n_star):,}",
                 "n_star_ci": _ci_n(c.n_star_ci, rounded=True),
-                "plateau": _num(c.plateau),
+                "plateau": _display(c.plateau, c),
                 "next_size": _n(c.next_size),
-                "zero_shot": _num(c.zero_shot),
+                "zero_shot": _display(c.zero_shot, c),
                 "certified": _certified_short(c),
                 "settle": c.settle.text if c.settle is not None else "—",
                 "evidence": "paired items" if c.bootstrap.startswith("items") else c.bootstrap,
+                "answer": answer,
                 "summary": c.summary,
             }
         )
@@ -190,15 +360,16 @@ def _size_table(c: CurveResult) -> tuple[list[str], list[list[str]]]:
     rows = []
     for s in c.sizes:
         half = (s.mean_ci[1] - s.mean_ci[0]) / 2
+        mean = f"{_display(s.mean, c)} ± {k * half:.2g}" + (" points" if c.accuracy_like else "")
         rows.append(
             [
                 f"{s.size:,}",
                 str(s.n_seeds),
-                f"{s.mean:.4g} ± {half:.2g}",
-                "—" if _missing(s.gain_per_1k) else f"{k * s.gain_per_1k:.3g}",
+                mean,
+                "—" if _missing(s.gain_per_1k) else _g3(k * s.gain_per_1k),
                 "—"
                 if _missing(s.delta2)
-                else f"{k * s.delta2:.3g} [{k * s.delta2_ci[0]:.3g}, {k * s.delta2_ci[1]:.3g}]",
+                else f"{_g3(k * s.delta2)} [{_g3(k * s.delta2_ci[0])}, {_g3(k * s.delta2_ci[1])}]",
                 "—" if _missing(s.p_delta2_below_eps) else f"{s.p_delta2_below_eps:.2f}",
             ]
         )
@@ -208,70 +379,138 @@ def _size_table(c: CurveResult) -> tuple[list[str], list[list[str]]]:
 # ----------------------------------------------------------------------------- plots
 
 
-def _draw_metric(fig: Figure, analysis: Analysis, metric: str, labels: dict | None) -> None:
+def _bounds(c: CurveResult) -> tuple[float, float]:
+    """Where the metric can lie, display units: accuracy 0-100 points, a loss at or above 0."""
+    if c.accuracy_like:
+        return 0.0, 100.0
+    values = [v for s in c.sizes for v in s.values] + [c.zero_shot or 0.0]
+    if c.direction == "lower" and min(values) >= 0:
+        return 0.0, math.inf
+    return -math.inf, math.inf
+
+
+def _zero_shot_x(curves: list[CurveResult]) -> float:
+    """Where the untrained model (size 0) sits on the log axis: one doubling below the first size."""
+    return min(c.sizes[0].size for c in curves) / 2
+
+
+def _why_no_delta2(curves: list[CurveResult]) -> str:
+    sizes = sorted({s.size for c in curves for s in c.sizes})
+    ran = ", ".join(f"{n:,}" for n in sizes)
+    need = 3 - len(sizes)
+    more = f"{2 * sizes[-1]:,}" + (f" and {4 * sizes[-1]:,}" if need > 1 else "")
+    return (
+        f"No Δ₂ panel: the gain from doubling needs a fitted curve,\n"
+        f"and a fit needs 3 sizes or more; this run has {len(sizes)} ({ran}).\n"
+        f"Add {more} to subsets.sizes and run the sweep again."
+    )
+
+
+def draw_metric(
+    fig: Figure,
+    analysis: Analysis,
+    metric: str,
+    labels: dict | None = None,
+    baseline: Baseline | None = None,
+) -> None:
+    """One metric's learning curves on `fig`: scores above, Δ₂ below.
+
+    Accuracy-like metrics are drawn in points (percent), as ε is. Every drawn artist carries a
+    `gid` naming what it is (means, points, fit, beyond, plateau, n_star, zero_shot, chance,
+    epsilon) and the legend lists exactly the kinds drawn; the y-ranges hold every interval
+    drawn (intervals are cut at the metric's own bounds, e.g. 0 and 100 points).
+    """
     curves = [c for c in analysis.curves if c.metric == metric]
     ax, ax2 = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 2], "hspace": 0.08})
+    first = curves[0]
+    k = _scale(first)
+    lo_b, hi_b = _bounds(first)
+
+    def clip(a):
+        return np.clip(np.asarray(a, dtype=float), lo_b, hi_b)
+
+    drawn: set[str] = set()
     all_n: set[int] = set()
-    d2_tops, d2_bottoms, y_vals = [], [], []
+    ys: list[float] = []  # everything drawn on the score axis
+    d2s: list[float] = []  # everything drawn on the Δ₂ axis
+    x0 = _zero_shot_x(curves)
+    zeros = {c.zero_shot for c in curves if c.zero_shot is not None}
     for row, c in enumerate(curves):
         col = _colour(analysis, c.tier)
         sizes = np.array([s.size for s in c.sizes], dtype=float)
         all_n.update(int(s) for s in sizes)
         # faint per-seed points, nudged apart in log space so seeds at one size do not overlap
         for s in c.sizes:
-            k = len(s.values)
-            jitter = np.exp(0.03 * (np.arange(k) - (k - 1) / 2)) if k > 1 else np.ones(1)
-            ax.scatter(s.size * jitter, s.values, s=14, color=col, alpha=0.25, lw=0, zorder=2)
-            y_vals.extend(s.values)
-        means = np.array([s.mean for s in c.sizes])
-        lo = means - np.array([s.mean_ci[0] for s in c.sizes])
-        hi = np.array([s.mean_ci[1] for s in c.sizes]) - means
-        ax.errorbar(
-            sizes, means, yerr=[lo, hi], fmt="o", ms=5, color=col, capsize=3, lw=1.2, zorder=4
-        )
-        if c.zero_shot is not None:
-            # the base model (size 0) cannot sit on a log axis: a line across, labelled
-            ax.axhline(c.zero_shot, color=col, ls=_ZERO_LS, lw=1.1, alpha=0.9)
-            ax.annotate(
-                f"{c.tier}: zero-shot",
-                xy=(0.005, c.zero_shot),
-                xycoords=("axes fraction", "data"),
-                xytext=(2, 2),
-                textcoords="offset points",
-                fontsize=7,
-                color=col,
+            n_seeds = len(s.values)
+            if n_seeds < 2:
+                continue  # one seed: the point is the mean itself
+            jitter = np.exp(0.03 * (np.arange(n_seeds) - (n_seeds - 1) / 2))
+            vals = k * np.array(s.values)
+            ax.scatter(
+                s.size * jitter, vals, s=14, color=col, alpha=0.25, lw=0, zorder=2, gid="points"
             )
-            y_vals.append(c.zero_shot)
+            drawn.add("points")
+            ys.extend(vals)
+        means = k * np.array([s.mean for s in c.sizes])
+        lo = clip([k * s.mean_ci[0] for s in c.sizes])
+        hi = clip([k * s.mean_ci[1] for s in c.sizes])
+        # tiers side by side at each size (3% apart in log space), so no interval hides another
+        dodge = 2 ** (0.045 * (row - (len(curves) - 1) / 2))
+        ax.errorbar(
+            sizes * dodge,
+            means,
+            yerr=[np.maximum(means - lo, 0), np.maximum(hi - means, 0)],
+            fmt="o",
+            ms=5,
+            color=col,
+            capsize=3,
+            lw=1.2,
+            zorder=4,
+            gid="means",
+        )
+        drawn.add("means")
+        ys.extend([*lo, *hi, *means])
+        if len(zeros) > 1 and c.zero_shot is not None:  # tiers anchored on different models
+            ax.plot([x0], [k * c.zero_shot], marker="D", ms=6, color=col, ls="", gid="zero_shot")
+            drawn.add("zero_shot")
+            ys.append(k * c.zero_shot)
         if c.band is None:
-            ax.plot(sizes, means, color=col, lw=1, alpha=0.6, zorder=3)
+            ax.plot(sizes, means, color=col, lw=1, alpha=0.6, zorder=3, gid="join")
             continue
         b = c.band
         n = np.array(b.n)
         inside = n <= sizes[-1] * (1 + 1e-9)
         beyond = n >= sizes[-1] * (1 - 1e-9)
-        fit, blo, bhi = np.array(b.fitted), np.array(b.lo), np.array(b.hi)
-        ax.fill_between(n[inside], blo[inside], bhi[inside], color=col, alpha=0.15, lw=0)
-        ax.fill_between(n[beyond], blo[beyond], bhi[beyond], color=col, alpha=0.07, lw=0)
-        ax.plot(n[inside], fit[inside], color=col, lw=1.8, zorder=3)
-        ax.plot(n[beyond], fit[beyond], color=col, lw=1.8, ls="--", zorder=3)
-        y_vals.extend(fit)
+        fit, blo, bhi = k * np.array(b.fitted), clip(k * np.array(b.lo)), clip(k * np.array(b.hi))
+        ax.fill_between(n[inside], blo[inside], bhi[inside], color=col, alpha=0.15, lw=0, gid="fit")
+        ax.fill_between(
+            n[beyond], blo[beyond], bhi[beyond], color=col, alpha=0.07, lw=0, gid="beyond"
+        )
+        ax.plot(n[inside], fit[inside], color=col, lw=1.8, zorder=3, gid="fit")
+        ax.plot(n[beyond], fit[beyond], color=col, lw=1.8, ls="--", zorder=3, gid="beyond")
+        drawn.update(("fit", "beyond"))
+        ys.extend([*blo, *bhi, *fit])
         all_n.add(int(round(n[-1])))
         plateau_ok = c.plateau is not None and not any("plateau weakly" in w for w in c.warnings)
-        if plateau_ok:
-            ax.axhline(c.plateau, color=col, ls=":", lw=1.2, alpha=0.9)
-            y_vals.append(c.plateau)
-        k = _scale(c)
-        d2, dlo, dhi = k * np.array(b.delta2), k * np.array(b.delta2_lo), k * np.array(b.delta2_hi)
-        ax2.fill_between(n[inside], dlo[inside], dhi[inside], color=col, alpha=0.15, lw=0)
-        ax2.fill_between(n[beyond], dlo[beyond], dhi[beyond], color=col, alpha=0.07, lw=0)
-        ax2.plot(n[inside], d2[inside], color=col, lw=1.8)
-        ax2.plot(n[beyond], d2[beyond], color=col, lw=1.8, ls="--")
-        d2_tops.append(float(np.max(d2[n >= sizes[min(1, len(sizes) - 1)]])))
-        d2_tops.append(3 * k * c.epsilon)
-        d2_bottoms.append(float(np.min(dlo)))
+        if plateau_ok and lo_b <= k * c.plateau <= hi_b:
+            ax.axhline(k * c.plateau, color=col, ls=":", lw=1.2, alpha=0.9, gid="plateau")
+            drawn.add("plateau")
+            ys.append(k * c.plateau)
+        g = _scale(c)
+        d2, dlo, dhi = g * np.array(b.delta2), g * np.array(b.delta2_lo), g * np.array(b.delta2_hi)
+        ax2.fill_between(
+            n[inside], dlo[inside], dhi[inside], color=col, alpha=0.15, lw=0, gid="fit"
+        )
+        ax2.fill_between(
+            n[beyond], dlo[beyond], dhi[beyond], color=col, alpha=0.07, lw=0, gid="beyond"
+        )
+        ax2.plot(n[inside], d2[inside], color=col, lw=1.8, gid="fit")
+        ax2.plot(n[beyond], d2[beyond], color=col, lw=1.8, ls="--", gid="beyond")
+        d2s.extend([*dlo, *dhi, g * c.epsilon])
         if c.n_star is not None:
             for a in (ax, ax2):
-                a.axvline(c.n_star, color=col, ls="-.", lw=1.2, alpha=0.9)
+                a.axvline(c.n_star, color=col, ls="-.", lw=1.2, alpha=0.9, gid="n_star")
+            drawn.add("n_star")
             ax.annotate(  # one text row per tier, so equal n* values do not print on top
                 f"{c.tier}: n*≈{_round2(c.n_star):,}",
                 xy=(c.n_star, 1.0),
@@ -283,27 +522,57 @@ def _draw_metric(fig: Figure, analysis: Analysis, metric: str, labels: dict | No
                 fontsize=8,
                 bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.85},
             )
-    # epsilon: one line when every tier shares it, else one per tier
-    eps = {(c.tier, _scale(c) * c.epsilon) for c in curves}
-    values = {e for _, e in eps}
-    if len(values) == 1:
-        (e,) = values
-        ax2.axhline(e, color="0.2", ls="--", lw=1.2)
-        ax2.annotate(
-            f"ε = {_gain(curves[0].epsilon, curves[0])}",
-            xy=(0.005, e),
+    if len(zeros) == 1:
+        # one untrained model anchors every tier: one point, at "0" one doubling left of the rest
+        (z,) = zeros
+        ax.plot([x0], [k * z], marker="D", ms=6, color="0.25", ls="", zorder=5, gid="zero_shot")
+        ax.axhline(k * z, color="0.45", ls=_ZERO_LS, lw=1.0, alpha=0.8, gid="zero_shot")
+        drawn.add("zero_shot")
+        ys.append(k * z)
+    if baseline is not None and lo_b <= k * baseline.chance <= hi_b:
+        ax.axhline(k * baseline.chance, color="#B00000", ls=(0, (2, 2)), lw=1.2, gid="chance")
+        ax.annotate(
+            f"chance {_display(baseline.chance, first)} ({baseline.how})",
+            xy=(0.995, k * baseline.chance),
             xycoords=("axes fraction", "data"),
-            xytext=(2, 3),
+            xytext=(0, 3),
             textcoords="offset points",
-            ha="left",
-            fontsize=8,
-            color="0.2",
+            ha="right",
+            fontsize=7.5,
+            color="#B00000",
         )
-    else:
-        for tier, e in eps:
-            ax2.axhline(e, color=_colour(analysis, tier), ls="--", lw=1.0)
+        drawn.add("chance")
+        ys.append(k * baseline.chance)
+    major = baseline.majority if baseline is not None else None
+    if major is not None and abs(major - baseline.chance) > 1e-9 and lo_b <= k * major <= hi_b:
+        ax.axhline(k * major, color="#7A4E00", ls=(0, (1, 2)), lw=1.2, gid="majority")
+        ax.annotate(
+            f"always {baseline.majority_label}: {_display(major, first)}",
+            xy=(0.995, k * major),
+            xycoords=("axes fraction", "data"),
+            xytext=(0, 3),
+            textcoords="offset points",
+            ha="right",
+            fontsize=7.5,
+            color="#7A4E00",
+        )
+        drawn.add("majority")
+        ys.append(k * major)
+
+    if any(c.band is not None for c in curves):
+        # epsilon: one line when every tier shares it, else one per tier
+        eps = {(c.tier, _scale(c) * c.epsilon) for c in curves if c.band is not None}
+        values = {e for _, e in eps}
+        if len(values) == 1:
+            (e,) = values
+            ax2.axhline(e, color="0.2", ls="--", lw=1.2, gid="epsilon")
+            text = f"ε = {_gain(curves[0].epsilon, curves[0])}"
+        else:
+            for tier, e in eps:
+                ax2.axhline(e, color=_colour(analysis, tier), ls="--", lw=1.0, gid="epsilon")
+            text = f"ε per tier: {min(values):.2g}–{max(values):.2g}"
         ax2.annotate(
-            f"ε per tier: {min(values):.2g}–{max(values):.2g}",
+            text,
             xy=(0.005, max(values)),
             xycoords=("axes fraction", "data"),
             xytext=(2, 3),
@@ -312,17 +581,32 @@ def _draw_metric(fig: Figure, analysis: Analysis, metric: str, labels: dict | No
             fontsize=8,
             color="0.2",
         )
-    ax2.axhline(0, color="0.6", lw=0.6)
-    if d2_tops:
-        top = max(d2_tops) * 1.15
-        bottom = max(min(0.0, min(d2_bottoms)), -0.25 * top)
-        ax2.set_ylim(bottom, top)
-    if y_vals:
-        lo_y, hi_y = float(np.min(y_vals)), float(np.max(y_vals))
-        pad = 0.08 * (hi_y - lo_y or abs(hi_y) or 1.0)
+        ax2.axhline(0, color="0.6", lw=0.6)
+        d2s.append(0.0)
+        top, bottom = max(d2s), min(d2s)
+        pad = 0.06 * (top - bottom or 1.0)
+        ax2.set_ylim(bottom - pad, top + pad)
+    else:
+        ax2.text(
+            0.5,
+            0.5,
+            _why_no_delta2(curves),
+            transform=ax2.transAxes,
+            ha="center",
+            va="center",
+            fontsize=9,
+            color="0.25",
+            gid="why_empty",
+        )
+        ax2.set_yticks([])
+    if ys:
+        lo_y, hi_y = float(np.min(ys)), float(np.max(ys))
+        pad = 0.06 * (hi_y - lo_y or abs(hi_y) or 1.0)
         ax.set_ylim(lo_y - pad, hi_y + pad)
 
     ticks = sorted(all_n)
+    if zeros:
+        ticks = [x0, *ticks]
     for a in (ax, ax2):
         a.set_xscale("log", base=2)
         a.xaxis.set_major_locator(FixedLocator(ticks))
@@ -331,41 +615,79 @@ def _draw_metric(fig: Figure, analysis: Analysis, metric: str, labels: dict | No
         a.set_axisbelow(True)
         for side in ("top", "right"):
             a.spines[side].set_visible(False)
-    ax2.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{int(round(x)):,}"))
+    ax2.xaxis.set_major_formatter(
+        FuncFormatter(lambda x, _: "0" if zeros and abs(x - x0) < 1e-9 else f"{int(round(x)):,}")
+    )
     if len(ticks) > 8:
         ax2.tick_params(axis="x", labelrotation=45)
-    ax2.set_xlabel("training examples (log₂ scale)")
-    first = curves[0]
+    ax2.set_xlabel(
+        "training examples (log₂ scale" + ("; 0 = the untrained model)" if zeros else ")")
+    )
     better = "higher" if first.direction == "higher" else "lower"
-    ax.set_ylabel(f"{_label(metric, labels)} ({better} is better)")
+    unit = ", %" if first.accuracy_like else ""
+    ax.set_ylabel(f"{_label(metric, labels)}{unit} ({better} is better)")
     ax2.set_ylabel(f"Δ₂: gain from doubling\n({_unit(first)})")
     conf = f"{100 * analysis.confidence:.0f}%"
     ax.set_title(
-        f"{_label(metric, labels)}: learning curves per tier ({conf} bands)",
+        f"{_label(metric, labels)}: learning curves per tier ({conf} intervals)",
         loc="left",
         fontsize=11,
     )
 
     handles = [
-        Line2D([], [], color=_colour(analysis, c.tier), marker="o", lw=1.8, label=f"tier {c.tier}")
+        Line2D(
+            [],
+            [],
+            color=_colour(analysis, c.tier),
+            marker="o",
+            lw=1.8 if c.band else 1.0,
+            label=f"tier {c.tier}",
+        )
         for c in curves
     ]
-    handles += [
-        Line2D([], [], color="0.4", ls="--", lw=1.5, label="beyond largest size run"),
-        Line2D([], [], color="0.4", ls=":", lw=1.2, label="plateau"),
-        Line2D([], [], color="0.4", ls="-.", lw=1.2, label="n* (Δ₂ < ε)"),
-    ]
-    if any(c.zero_shot is not None for c in curves):
-        handles.append(
-            Line2D([], [], color="0.4", ls=_ZERO_LS, lw=1.1, label="zero-shot (base model)")
-        )
-    ax.legend(handles=handles, loc="best", fontsize=8, frameon=True, framealpha=0.9)
+    style = {
+        "points": {"color": "0.4", "marker": "o", "ls": "", "alpha": 0.4},
+        "beyond": {"color": "0.4", "ls": "--", "lw": 1.5},
+        "plateau": {"color": "0.4", "ls": ":", "lw": 1.2},
+        "n_star": {"color": "0.4", "ls": "-.", "lw": 1.2},
+        "zero_shot": {"color": "0.25", "marker": "D", "ls": _ZERO_LS, "lw": 1.0},
+        "chance": {"color": "#B00000", "ls": (0, (2, 2)), "lw": 1.2},
+        "majority": {"color": "#7A4E00", "ls": (0, (1, 2)), "lw": 1.2},
+    }
+    for kind, label in LEGEND.items():
+        if kind in drawn:
+            handles.append(Line2D([], [], label=label, **style[kind]))
+    # above the panels, not over the data (bands can fill the whole panel)
+    fig.legend(
+        handles=handles,
+        loc="outside upper center",
+        ncols=min(len(handles), 4),
+        fontsize=8,
+        frameon=False,
+    )
 
 
-def _save_metric_png(analysis: Analysis, metric: str, path: Path, labels: dict | None) -> Path:
+def metric_figure(
+    analysis: Analysis,
+    metric: str,
+    labels: dict | None = None,
+    baseline: Baseline | None = None,
+) -> Figure:
+    """The figure `draw_metric` draws, on its own Agg canvas (what the PNGs are saved from)."""
     fig = Figure(figsize=(8.5, 7.0), dpi=110, layout="constrained")
     FigureCanvasAgg(fig)
-    _draw_metric(fig, analysis, metric, labels)
+    draw_metric(fig, analysis, metric, labels, baseline)
+    return fig
+
+
+def _save_metric_png(
+    analysis: Analysis,
+    metric: str,
+    path: Path,
+    labels: dict | None,
+    baseline: Baseline | None = None,
+) -> Path:
+    fig = metric_figure(analysis, metric, labels, baseline)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, format="png")
     return path
@@ -377,12 +699,14 @@ def plot_curve(
     *,
     metric: str | None = None,
     metric_labels: dict | None = None,
+    baseline: Baseline | None = None,
 ) -> Path:
-    """Draw one metric's learning curves (first metric by default) to a PNG file."""
+    """Draw one metric's learning curves (first metric by default) to a PNG file; `baseline`:
+    the chance level to draw (loop.diagnose)."""
     metric = metric or analysis.metrics[0]
     if metric not in analysis.metrics:
         raise ValueError(f"no metric {metric!r} in the analysis; have {list(analysis.metrics)}")
-    return _save_metric_png(analysis, metric, Path(out_png), metric_labels)
+    return _save_metric_png(analysis, metric, Path(out_png), metric_labels, baseline)
 
 
 # ----------------------------------------------------------------------------- documents
@@ -398,13 +722,29 @@ def _blocks(
     notes: list[str] | None,
     plots: dict,
     rounds: list[dict] | None = None,
+    diagnostics: Diagnostics | None = None,
 ) -> list[tuple]:
     conf = f"{100 * analysis.confidence:.0f}%"
+    words = dict(
+        zip(
+            ((c.tier, c.metric) for c in analysis.curves),
+            headlines(analysis, diagnostics, labels),
+            strict=True,
+        )
+    )
     out: list[tuple] = [("h", 1, title)]
     if notes:
         out.append(("ul", list(notes)))
     out.append(("h", 2, "Decisions"))
-    out.append(("ul", [c.summary for c in analysis.curves]))
+    out.append(
+        (
+            "ul",
+            [
+                f"tier {c.tier}, {_label(c.metric, labels)}: {words[(c.tier, c.metric)]}"
+                for c in analysis.curves
+            ],
+        )
+    )
     head = [
         "tier",
         "metric",
@@ -457,9 +797,25 @@ def _blocks(
         out.append(("h", 2, _label(metric, labels)))
         if metric in plots:
             out.append(("img", plots[metric], f"learning curves for {_label(metric, labels)}"))
+        base = diagnostics.baseline(metric) if diagnostics else None
+        if base is not None:
+            out.append(
+                (
+                    "p",
+                    f"Chance: {_display(base.chance, curves[0])} ({base.how}): the score of "
+                    "a model that has learned nothing about the task."
+                    + (
+                        f" Always answering {base.majority_label} scores "
+                        f"{_display(base.majority, curves[0])}."
+                        if base.majority is not None and base.majority != base.chance
+                        else ""
+                    ),
+                )
+            )
         for c in curves:
             out.append(("h", 3, f"tier {c.tier}"))
-            out.append(("b", c.summary))
+            out.append(("b", words[(c.tier, c.metric)]))
+            out.append(("p", c.summary))
             eps = f"ε = {_gain(c.epsilon, c)}"
             why = "" if c.reason in c.summary else f"Why: {c.reason}. "
             evidence = (
@@ -506,6 +862,19 @@ def _blocks(
                 )
             if c.warnings:
                 out.append(("ul", [f"⚠ {w}" for w in c.warnings]))
+            cells = diagnostics.for_curve(c.tier, c.metric) if diagnostics else ()
+            if cells:
+                rows = [
+                    [
+                        "0 (untrained)" if a.size == 0 else f"{a.size:,}",
+                        str(a.seed),
+                        a.text or "—",
+                        a.problem or "",
+                    ]
+                    for a in cells
+                ]
+                out.append(("p", "What the model answered, cell by cell:"))
+                out.append(("table", ["size", "seed", "answers", "note"], rows))
 
         exchanges = [e for e in analysis.exchanges if e.metric == metric]
         if exchanges:
@@ -553,7 +922,9 @@ def _blocks(
             "zero-shot score (or its first size) by more than ε first; a curve that has not is "
             "not learning yet. More data pays: Δ₂ at the largest size is above ε with "
             f"{conf} confidence. The certified bound is the smallest ε the data supports. "
-            "Dashed lines are the one-doubling extrapolation; the dotted line the zero-shot score.",
+            "On the plots, accuracy-like scores are in percent; the diamond at 0 is the untrained "
+            "model (its score is also drawn across), the red dashed line is chance where it is "
+            "known, dashed curves are the one-doubling extrapolation and dotted lines plateaus.",
         )
     )
     return out
@@ -642,10 +1013,12 @@ def write_report(
     notes: list[str] | None = None,
     rounds: list[dict] | None = None,
     costs: CostTable | None = None,
+    diagnostics: Diagnostics | None = None,
 ) -> ReportPaths:
     """Write one PNG per metric, report.md, report.html (images inlined) and summary.json;
     `rounds`: an adaptive sweep's decisions (round, tier, decision, next_sizes, seeds, why);
-    `costs`: each tier's sources and licenses, exchange rates and the cost of targets."""
+    `costs`: each tier's sources and licenses, exchange rates and the cost of targets;
+    `diagnostics`: chance levels and what each cell answered (loop.diagnose)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     plots: dict[str, Path] = {}
@@ -656,9 +1029,13 @@ def write_report(
             name += "_"
         used.add(name)
         plots[metric] = _save_metric_png(
-            analysis, metric, out_dir / f"curve_{name}.png", metric_labels
+            analysis,
+            metric,
+            out_dir / f"curve_{name}.png",
+            metric_labels,
+            diagnostics.baseline(metric) if diagnostics else None,
         )
-    blocks = _blocks(analysis, title, metric_labels, notes, plots, rounds)
+    blocks = _blocks(analysis, title, metric_labels, notes, plots, rounds, diagnostics)
     if costs is not None:  # before the warnings: the answer's last part
         at = next((i for i, b in enumerate(blocks) if b[:3] == ("h", 2, "Warnings")), len(blocks))
         blocks[at:at] = cost_blocks(costs)
@@ -667,10 +1044,29 @@ def write_report(
     page = out_dir / "report.html"
     page.write_text(_to_html(blocks, title), encoding="utf-8")
     summary = out_dir / "summary.json"
+    doc = to_json(analysis)
+    for c, answer in zip(analysis.curves, headlines(analysis, diagnostics), strict=True):
+        entry = doc["curves"][c.tier][c.metric]
+        entry["answer"] = answer
+        base = diagnostics.baseline(c.metric) if diagnostics else None
+        entry["chance"] = {"value": base.chance, "how": base.how} if base else None
+        cells = diagnostics.for_curve(c.tier, c.metric) if diagnostics else ()
+        entry["answers"] = [
+            {
+                "size": a.size,
+                "seed": a.seed,
+                "answers": dict(a.answers),
+                "references": dict(a.references),
+                "collapsed": a.collapsed,
+                "never": list(a.never),
+                "unparseable": a.unparseable,
+            }
+            for a in cells
+        ]
     summary.write_text(
         json.dumps(
             {
-                **to_json(analysis),
+                **doc,
                 **({"adaptive_rounds": rounds} if rounds else {}),
                 **({"sources": costs_mod.to_json(costs)} if costs is not None else {}),
             },

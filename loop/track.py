@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import sqlite3
 import sys
 import time
@@ -474,6 +475,25 @@ def load_item_scores(client: MlflowClient, run_id: str) -> dict[str, dict[str, f
     return {str(m): {str(k): float(v) for k, v in d.items()} for m, d in data.items()}
 
 
+PREDICTIONS = "predictions.json"  # per cell: one row per scored validation item
+
+
+def load_predictions(client: MlflowClient, run_id: str) -> list[dict[str, Any]]:
+    """A cell's prediction rows as `close_cell` logged them; [] for a run without them."""
+    import json
+    import tempfile
+
+    names = {a.path for a in client.list_artifacts(run_id)}
+    if PREDICTIONS not in names:
+        return []
+    with tempfile.TemporaryDirectory() as tmp, _no_progress_bar():
+        path = client.download_artifacts(run_id, PREDICTIONS, tmp)
+        with open(path, encoding="utf-8") as fh:
+            data = json.load(fh)
+    columns = data.get("columns") or []
+    return [dict(zip(columns, row, strict=False)) for row in data.get("data") or []]
+
+
 def run_params(client: MlflowClient, run_id: str) -> dict[str, str]:
     return dict(client.get_run(run_id).data.params)
 
@@ -578,6 +598,20 @@ def log_dataset_reference(
 
 def parent_artifacts(client: MlflowClient, run_id: str, folder: Path) -> None:
     client.log_artifacts(run_id, str(folder), artifact_path="report")
+
+
+def parent_answers(
+    client: MlflowClient, run_id: str, answers: Sequence[tuple[str, str, str, str]]
+) -> None:
+    """The report's sentences on the parent run, the same words as the CLI and report.md:
+    (tier, metric, plain sentence, technical line) each as tag `loop.answer.<tier>.<metric>`,
+    and all of them as the run's description (what the MLflow UI shows first)."""
+    lines = ["## What the sweep found", ""]
+    for tier, metric, plain, technical in answers:
+        key = re.sub(r"[^\w.\- /]", "_", f"loop.answer.{tier}.{metric}")  # MLflow's tag names
+        client.set_tag(run_id, key, plain[:5000])
+        lines += [f"- **tier {tier}, {metric}**: {plain}", f"  - {technical}"]
+    client.set_tag(run_id, "mlflow.note.content", "\n".join(lines)[:5000])
 
 
 def ui_command(store: Store, host: str = "127.0.0.1", port: int = 5000) -> list[str]:
@@ -743,7 +777,7 @@ def close_cell(tr: Tracker, run_id: str, res: CellResult) -> None:
     log_params(tr.client, run_id, res.params)
     log_metrics(tr.client, run_id, {**res.metrics, **res.counters}, step=res.steps)
     rows = [tr.mask(dict(row)) for row in res.predictions]  # prompts and answers: PII masked
-    log_table(tr.client, run_id, rows, "predictions.json")
+    log_table(tr.client, run_id, rows, PREDICTIONS)
     if res.item_scores:
         log_item_scores(tr.client, run_id, res.item_scores)
     if res.adapter and Path(res.adapter).is_dir():  # a Ray worker's folder may be elsewhere

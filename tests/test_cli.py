@@ -122,7 +122,7 @@ def test_curve_reads_the_long_item_csv_with_a_zero_shot_row(tmp_path: Path, caps
     assert doc["decision"] == "saturated" and doc["certified_text"].startswith("doubling past")
     assert main(["curve", str(csv)]) == 0
     out = capsys.readouterr().out
-    assert "zero-shot" in out and "certified" in out
+    assert "untrained model 20%" in out and "certified" in out
     csv.write_text("size,seed,item,score\n100,0,q1,1\n200,0,q1,maybe\n")
     assert main(["curve", str(csv)]) == 2
     err = capsys.readouterr().err
@@ -236,3 +236,160 @@ def test_clean_that_keeps_nothing_is_a_message_not_a_traceback(tmp_path: Path, m
     err = capsys.readouterr().err
     assert "clean step `length` would remove 30 of 30 records (100%)" in err
     assert "clean.length.min_answer_tokens" in err and "Traceback" not in err
+
+
+# ----------------------------------------------------------------------------- 80 columns
+
+
+@pytest.fixture
+def narrow(monkeypatch):
+    """The CLI's console as an 80-column terminal; returns a function that reads what it printed."""
+    import io
+
+    from rich.console import Console
+
+    buf = io.StringIO()
+    monkeypatch.setattr(
+        "loop.cli.console", Console(file=buf, width=80, highlight=False, color_system=None)
+    )
+    return buf.getvalue
+
+
+def _choice_run_rows():
+    import numpy as np
+
+    from loop.curves import ItemScore, analyze
+    from loop.report import decision_table
+
+    rng = np.random.default_rng(0)
+    items = []
+    names = ("val_loss", "eval.choice_loglik", "eval.choice_loglik.prob")
+    for tier in ("clean", "raw-pool-as-collected"):
+        for k, size in enumerate((0, 16, 32, 64, 128, 256)):
+            for m in names:
+                if m == "val_loss":
+                    v = 1.5 - 0.08 * k + 0.3 * rng.standard_normal(200)
+                else:
+                    v = (rng.random(200) < 0.5).astype(float)
+                items += [ItemScore(tier, size, 0, m, f"q{i}", float(x)) for i, x in enumerate(v)]
+    direction = {m: "lower" if m == "val_loss" else "higher" for m in names}
+    return decision_table(analyze(items=items, direction=direction, n_boot=200))
+
+
+def test_decision_table_fits_80_columns_without_cutting_words(narrow):
+    from loop.cli import _print_decisions
+
+    rows = _choice_run_rows()
+    _print_decisions(rows)
+    out = narrow()
+    lines = out.splitlines()
+    table = [ln for ln in lines if ln[:1] in "┏┃┡│└━┗╇┳"]
+    assert table and max(len(ln) for ln in table) <= 80
+    assert "…" not in out
+    for row in rows:
+        assert row["decision"] in "\n".join(table), row["decision"]  # whole, on one line
+    # metric names: whole in the table, or as a short label with its key below
+    flat = " ".join(lines)
+    for m in {r["metric"] for r in rows}:
+        assert any(m in ln for ln in lines), m
+    assert "metrics: m1 = val_loss" in flat or all(r["metric"] in " ".join(table) for r in rows)
+    # the plain sentence first, then the technical line
+    first = rows[0]
+    words = " ".join(flat.split())
+    assert words.index(" ".join(first["answer"].split())[:60]) < words.index(
+        " ".join(first["summary"].split())[:60]
+    )
+
+
+def test_status_fits_80_columns_and_never_cuts_a_path(narrow, monkeypatch):
+    from types import SimpleNamespace
+
+    from loop.cli import main
+    from loop.commands import StatusRow
+
+    path = "/home/someone/projects/support-tickets/mlruns/work/tickets/adapters/clean-n1024-s2"
+    rows = [
+        StatusRow(
+            "clean-n1024-s2",
+            "failed",
+            {"val_loss": 0.51, "eval.json_match": 0.4, "eval.json_match.field_acc": 0.7},
+            f"OSError: cannot write {path}/adapter_model.safetensors: disk full",
+        ),
+        StatusRow("raw-n1024-s2", "done", {"val_loss": 0.61, "eval.json_match.valid": 1.0}, None),
+    ]
+    monkeypatch.setattr("loop.cli._recipe", lambda *a, **k: SimpleNamespace(name="tickets"))
+    monkeypatch.setattr("loop.commands.status", lambda r: rows)
+    assert main(["status", "tickets.yaml"]) == 0
+    out = narrow()
+    table = [ln for ln in out.splitlines() if ln[:1] in "┏┃┡│└━┗╇┳"]
+    assert max(len(ln) for ln in table) <= 80 and "…" not in out
+    assert any(f"{path}/adapter_model.safetensors" in ln for ln in out.splitlines())
+    assert "eval.json_match.field_acc" in out  # in the key, whole
+
+
+# ----------------------------------------------------------------------------- evaluator dry run
+
+
+def _with_evaluators(path: Path, evaluators: list[dict]) -> Path:
+    import yaml
+
+    recipe = yaml.safe_load(path.read_text())
+    recipe["eval"]["evaluators"] = evaluators
+    path.write_text("# loop sweep tiny.yaml\n" + yaml.safe_dump(recipe, sort_keys=False))
+    return path
+
+
+@pytest.mark.parametrize(
+    "evaluator, words",
+    [
+        (
+            {"name": "choice_loglik"},
+            ["eval.evaluators[0] (choice_loglik)", "meta['choices']", "pool.jsonl:"],
+        ),
+        (
+            {"name": "regex", "params": {"pattern": "^Answer: ({reference}$"}},
+            ["eval.evaluators[0] (regex)", "missing )", "pool.jsonl:"],
+        ),
+    ],
+)
+def test_validate_pool_plan_and_sweep_run_each_evaluator_before_training(
+    tmp_path: Path, monkeypatch, capsys, evaluator, words
+):
+    from test_driver import tiny_recipe
+
+    from loop import driver
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    path = _with_evaluators(tiny_recipe(tmp_path, sizes=(4,), seeds=(0,)), [evaluator])
+    trained = []
+    monkeypatch.setattr(driver, "_run_cells", lambda *a, **k: trained.append("cells"))
+    monkeypatch.setattr(driver, "run_zero_shot", lambda *a, **k: trained.append("zero-shot"))
+    for command in (["validate", "--pool"], ["plan"], ["sweep"]):
+        assert main([*command, str(path)]) == 2, command
+        err = " ".join(capsys.readouterr().err.split())
+        for w in words:
+            assert w in err, (command, w, err)
+        assert "Traceback" not in err
+    assert trained == []  # stopped before the base model or any cell ran
+
+
+def test_validate_pool_passes_a_recipe_whose_evaluators_run(tmp_path: Path, monkeypatch, capsys):
+    from test_driver import tiny_recipe
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    path = tiny_recipe(tmp_path, sizes=(4,), seeds=(0,))  # json_match and exact_match
+    assert main(["validate", "--pool", str(path)]) == 0
+
+
+def test_progress_messages_keep_paths_and_cache_keys_on_one_line(narrow):
+    from loop.cli import _Progress
+    from loop.events import Event
+
+    folder = "/home/someone/projects/support-tickets/mlruns/work/tickets/clean"
+    key = "9f2c4e1ab07d55e3c1f0a9b8d7e6c5b4"
+    with _Progress() as progress:  # not a terminal here: plain lines
+        progress(Event("message", message=f"  reusing the result in {folder} (key {key})"))
+    (line,) = [ln for ln in narrow().splitlines() if "reusing" in ln]
+    assert folder in line and key in line

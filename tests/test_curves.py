@@ -330,8 +330,67 @@ def test_worsening_trend_is_flagged():
     ]
     c = analyze(recs, direction="higher", n_boot=300).curves[0]
     assert c.trend == "worsening"
-    assert any("gets worse" in w for w in c.warnings)
+    assert any("makes the model worse" in w for w in c.warnings)
     assert c.decision != MORE_DATA_PAYS
+
+
+def _hand_items(tier, metric, size, scores):
+    return [ItemScore(tier, size, 0, metric, f"q{i}", float(v)) for i, v in enumerate(scores)]
+
+
+def test_trend_with_two_sizes_and_opposite_moves_is_flagged():
+    # the 3-choice case: accuracy 35% -> 28% on 100 items while validation loss falls
+    # (the 28 items right at 32 are among the 35 right at 16: the pairing a real run has)
+    rng = np.random.default_rng(1)
+    items = []
+    for size, right, loss in ((0, 33, 2.2), (16, 35, 1.9), (32, 28, 1.4)):
+        acc = np.zeros(100)
+        acc[:right] = 1
+        items += _hand_items("t", "eval.choice", size, acc)
+        items += _hand_items("t", "val_loss", size, loss + 0.05 * rng.standard_normal(100))
+    an = analyze(items=items, direction={"val_loss": "lower", "eval.choice": "higher"}, n_boot=400)
+    acc, loss = an.curve("t", "eval.choice"), an.curve("t", "val_loss")
+    assert acc.band is None and loss.band is None  # two sizes: no fitted curve
+    assert loss.trend == "improving"
+    assert acc.trend == "worsening"
+    (msg,) = [w for w in acc.warnings if "val_loss vs eval.choice" in w]
+    assert "opposite directions" in msg and "answer format, not the task" in msg
+
+
+def test_trend_is_flat_when_nothing_moves():
+    # every cell scores the same on every item: ties count half each way
+    items = []
+    for size in (0, 16, 32, 64, 128):
+        items += _hand_items("t", "acc", size, [1, 0] * 20)
+    c = analyze(items=items, direction="higher", n_boot=300).curves[0]
+    assert c.trend == "flat"
+    assert not any("makes the model worse" in w for w in c.warnings)
+
+
+def test_trend_follows_the_data_on_either_side():
+    up = [Record("t", n, 0, "acc", 0.3 + 0.05 * k) for k, n in enumerate((16, 32))]
+    down = [Record("u", n, 0, "acc", 0.6 - 0.05 * k) for k, n in enumerate((16, 32))]
+    an = analyze(up + down, direction="higher", eval_size=2000, n_boot=300)
+    assert an.curve("t", "acc").trend == "improving"
+    assert an.curve("u", "acc").trend == "worsening"
+
+
+def test_loss_falls_while_accuracy_stays_at_chance_is_flagged():
+    # five sizes, 2-choice: accuracy 48-52% (chance) while validation loss falls steadily
+    rng = np.random.default_rng(2)
+    items = []
+    for k, size in enumerate((0, 16, 32, 64, 128, 256)):
+        acc = (rng.random(300) < 0.5).astype(float)
+        items += _hand_items("t", "eval.choice", size, acc)
+        items += _hand_items(
+            "t", "val_loss", size, 2.0 - 0.15 * k + 0.05 * rng.standard_normal(300)
+        )
+    an = analyze(items=items, direction={"val_loss": "lower", "eval.choice": "higher"}, n_boot=400)
+    acc, loss = an.curve("t", "eval.choice"), an.curve("t", "val_loss")
+    assert loss.trend == "improving" and not acc.learning
+    assert any(
+        "val_loss vs eval.choice" in w and "answer format, not the task" in w for w in acc.warnings
+    )
 
 
 # ----------------------------------------------------------------------------- JSON and speed

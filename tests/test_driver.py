@@ -130,6 +130,14 @@ def test_sweep_tracks_every_cell_under_one_parent(in_tmp: Path):
         assert len(items["val_loss"]) == n_val  # the loss covers every validation item
     parent_files = [a.path for a in client.list_artifacts(parent, "report")]
     assert "report/summary.json" in parent_files and "report/report.html" in parent_files
+    # the report's plain sentences on the parent: one tag per tier and metric, and the description
+    tags = client.get_run(parent).data.tags
+    for row in out.report.table:
+        assert tags[f"loop.answer.{row['tier']}.{row['metric']}"] == row["answer"]
+        assert row["answer"] in tags["mlflow.note.content"]
+    # what each cell answered, from its logged predictions
+    doc = json.loads((in_tmp / "mlruns" / "work" / "tiny" / "report" / "summary.json").read_text())
+    assert "answers" in doc["curves"]["high"]["eval.json_match"]
     # progress: one start and one done event per cell, counting up to the total
     done = [e for e in events if e.kind == "cell_done"]
     assert [e.done for e in done] == list(range(1, 13)) and done[-1].total == 12

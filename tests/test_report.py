@@ -8,6 +8,7 @@ import json
 import re
 import struct
 
+import numpy as np
 import pytest
 
 from loop.curves import analyze
@@ -111,7 +112,7 @@ def test_decision_table_rows(analysis):
     assert len(rows) == len(analysis.curves)
     keys = {
         "tier", "metric", "decision", "n_star", "n_star_ci", "plateau", "next_size", "summary",
-        "zero_shot", "certified", "settle", "evidence",
+        "zero_shot", "certified", "settle", "evidence", "answer",
     }  # fmt: skip
     for row, c in zip(rows, analysis.curves, strict=True):
         assert set(row) == keys
@@ -135,3 +136,113 @@ def test_report_prints_nothing(analysis, tmp_path, capsys):
     plot_curve(analysis, tmp_path / "c.png")
     captured = capsys.readouterr()
     assert captured.out == "" and captured.err == ""
+
+
+# ----------------------------------------------------------------------------- figure artists
+
+from matplotlib.collections import LineCollection, PolyCollection  # noqa: E402
+
+from loop.curves import ItemScore  # noqa: E402
+from loop.diagnose import Baseline  # noqa: E402
+from loop.report import LEGEND, headline, metric_figure  # noqa: E402
+
+# kinds of drawn artist that the legend names (the rest: tier colours, ε, joins)
+_NAMED = set(LEGEND)
+
+
+def _drawn_y(ax) -> list[float]:
+    """Every y an interval, band, point or reference line reaches on `ax`."""
+    ys: list[float] = []
+    for coll in ax.collections:
+        if isinstance(coll, PolyCollection):  # fill_between bands
+            for path in coll.get_paths():
+                ys.extend(path.vertices[:, 1])
+        elif isinstance(coll, LineCollection):  # error bars
+            for seg in coll.get_segments():
+                ys.extend(seg[:, 1])
+        else:  # scatter points
+            ys.extend(coll.get_offsets()[:, 1])
+    for line in ax.lines:
+        y = line.get_ydata()
+        if line.get_gid() in ("n_star",):
+            continue  # vertical lines span the axis by construction
+        ys.extend(float(v) for v in (y if len(y) else []))
+    return [float(v) for v in ys if np.isfinite(v)]
+
+
+def _check_figure(fig, tiers: set[str]) -> set[str]:
+    ax, ax2 = fig.axes[:2]
+    fig.canvas.draw()  # lay out and render, as the PNG does
+    for a in (ax, ax2):
+        lo, hi = a.get_ylim()
+        ys = _drawn_y(a)
+        if ys:
+            assert lo <= min(ys) and max(ys) <= hi, (a.get_ylabel(), lo, hi, min(ys), max(ys))
+    drawn = {
+        art.get_gid() for a in (ax, ax2) for art in (*a.lines, *a.collections) if art.get_gid()
+    }
+    (legend,) = fig.legends
+    entries = {t.get_text() for t in legend.get_texts()}
+    named = {kind for kind, label in LEGEND.items() if label in entries}
+    assert named == drawn & _NAMED
+    assert entries <= set(LEGEND.values()) | {f"tier {t}" for t in tiers}
+    assert {e for e in entries if e.startswith("tier ")} == {f"tier {t}" for t in tiers}
+    return drawn
+
+
+def test_demo_like_figure_holds_its_intervals_and_legend_matches(analysis, tmp_path):
+    for metric in analysis.metrics:
+        tiers = {c.tier for c in analysis.curves if c.metric == metric}
+        fig = metric_figure(analysis, metric)
+        drawn = _check_figure(fig, tiers)
+        assert {"means", "fit", "beyond"} <= drawn
+        fig.savefig(tmp_path / f"{metric}.png")
+        _png_size((tmp_path / f"{metric}.png").read_bytes())
+    acc = metric_figure(analysis, "accuracy").axes[0]
+    assert "%" in acc.get_ylabel() and acc.get_ylim()[1] > 1.5  # points, not a 0-1 fraction
+
+
+def _flat_choice_run(sizes=(16, 32, 64, 128, 256), m=300):
+    """A 2-choice set at chance (48-52%) while validation loss falls, untrained model included."""
+    rng = np.random.default_rng(0)
+    items = []
+    for k, size in enumerate((0, *sizes)):
+        acc = np.zeros(m)
+        acc[rng.choice(m, int(m * rng.uniform(0.48, 0.52)), replace=False)] = 1
+        loss = 1.5 - 0.08 * k + 0.3 * rng.standard_normal(m)
+        for i in range(m):
+            items.append(ItemScore("clean", size, 0, "eval.choice_loglik", f"q{i}", acc[i]))
+            items.append(ItemScore("clean", size, 0, "val_loss", f"q{i}", loss[i]))
+    return analyze(
+        items=items, direction={"val_loss": "lower", "eval.choice_loglik": "higher"}, n_boot=300
+    )
+
+
+CHANCE = Baseline("eval.choice_loglik", 0.5, "1/2: 2 options per item", 0.55, "A")
+
+
+def test_multiple_choice_figure_draws_chance_and_the_untrained_model(tmp_path):
+    an = _flat_choice_run()
+    fig = metric_figure(an, "eval.choice_loglik", baseline=CHANCE)
+    drawn = _check_figure(fig, {"clean"})
+    assert {"chance", "majority", "zero_shot"} <= drawn
+    ax = fig.axes[0]
+    (chance,) = [ln for ln in ax.lines if ln.get_gid() == "chance"]
+    assert chance.get_ydata()[0] == pytest.approx(50.0)
+    assert "0" in [t.get_text() for t in fig.axes[1].get_xticklabels()]
+    fig.savefig(tmp_path / "mc.png")
+    # the plain sentence says chance, and why (validation loss falls)
+    (c,) = [c for c in an.curves if c.metric == "eval.choice_loglik"]
+    text = headline(c, baseline=CHANCE)
+    assert text.startswith("Not learning yet: accuracy (choice_loglik) stays at chance (50%)")
+    assert "answer format, not the task" in text
+
+
+def test_two_sizes_say_why_there_is_no_delta2_panel():
+    an = _flat_choice_run(sizes=(16, 32))
+    fig = metric_figure(an, "eval.choice_loglik", baseline=CHANCE)
+    drawn = _check_figure(fig, {"clean"})
+    assert "beyond" not in drawn and "plateau" not in drawn and "n_star" not in drawn
+    (why,) = [t for t in fig.axes[1].texts if t.get_gid() == "why_empty"]
+    assert "3 sizes or more" in why.get_text() and "16, 32" in why.get_text()
+    assert "Add 64 to subsets.sizes" in why.get_text()
