@@ -300,6 +300,7 @@ def main() -> int:
                 "right": right(cur.decision, t, o),
                 "wrong": wrong(cur.decision, t),
                 "covered": bool(lo <= t["d2_max"] <= hi),
+                "width": float(hi - lo),
                 "certified_epsilon": cur.certified_epsilon,
                 "settle": asdict(cur.settle) if cur.settle else None,
             }
@@ -440,6 +441,20 @@ def report(rows: list[dict], args, took: float) -> str:
         "  'nothing within reach' by why: "
         + ", ".join(f"{k} {v}" for k, v in why_none.most_common())
     )
+    lines.append("")
+    lines.append(
+        "median width of the delta2(max) 90% interval, points (paired / unpaired, and the ratio):"
+    )
+    for m in ITEMS:
+        for k in SEEDS:
+            rs = [r for r in rows if r["case"]["items"] == m and r["case"]["seeds"] == k]
+            if not rs:
+                continue
+            wp = float(np.median([100 * r["paired"]["width"] for r in rs]))
+            wu = float(np.median([100 * r["unpaired"]["width"] for r in rs]))
+            lines.append(
+                f"  m={m:5d} seeds={k}  {wp:5.2f} / {wu:5.2f}  ({wp / wu:.2f})  n={len(rs)}"
+            )
     lines.append("")
     lines.append("by simulated shape (paired / unpaired correct, paired decisions):")
     by = defaultdict(list)
