@@ -753,6 +753,12 @@ def _paired_reps(d: _Data, sign, eps, c_max, n_boot, rng, item_rng) -> _Reps:
         warnings.append(
             "one seed and 3 sizes: training noise not estimated, intervals cover item noise only"
         )
+    if 0 < dof < 3:
+        # a variance on 1-2 degrees of freedom has a very long upper tail (Cauchy-like at 1)
+        warnings.append(
+            f"training noise rests on {dof} degree{'s' if dof > 1 else ''} of freedom, so the "
+            "intervals are very wide; a second seed or more sizes would narrow them"
+        )
     if bool(np.all(k >= 4)):
         # enough seeds to resample them: two levels, items (shared draw) then seeds per size
         Y = np.empty((n_boot, K))

@@ -540,6 +540,16 @@ def test_one_seed_training_noise_does_not_count_the_item_noise_twice():
     assert np.mean(ratios) < 0.5, ratios
 
 
+def test_four_sizes_of_one_seed_warn_that_training_noise_rests_on_one_degree_of_freedom():
+    # 40 items, zero-shot 0, one seed at 8..64 (a sweep's shape): 4 sizes - 3 parameters
+    right = {0: set(), 8: {0, 1, 2}, 16: {0}, 32: {0, 1, 2, 3}, 64: set(range(13))}
+    items = [ItemScore("t", n, 0, "acc", f"q{i}", float(i in r))
+             for n, r in right.items() for i in range(40)]  # fmt: skip
+    c = analyze(items=items, direction="higher", n_boot=400).curves[0]
+    assert c.noise.train_source == "residuals"
+    assert any("1 degree of freedom" in w for w in c.warnings)
+
+
 def test_open_call_too_close_to_call_says_nothing_within_reach_settles_it():
     # the fitted gain sits on epsilon: no amount of evidence is expected to move it clear
     rising = {100: 0.40, 200: 0.42, 400: 0.44, 800: 0.46, 1600: 0.48}
