@@ -1217,7 +1217,8 @@ class _Power:
         self.d, self.reps, self.fit, self.eps, self.c_max = d, reps, fit, eps, c_max
         self.z = float(stats.norm.ppf(confidence))
         nb = len(reps.dev_item)
-        self.e_item = rng.standard_normal((nb, len(d.sizes) + 1))
+        # fresh training noise, the same draw for every design compared
+        self.e_train = rng.standard_normal((nb, len(d.sizes) + 1))
         self.perm = rng.permutation(nb)
         self.w = fit.point[6]
         i_max, i0 = int(fit.at[-1]), int(fit.at[0])
@@ -1239,14 +1240,14 @@ class _Power:
         si = item * (math.sqrt(m / m_new) if m and m_new else 1.0)
         kk = np.maximum(reps.k, k_new).astype(float)
         tsd = train * np.sqrt(reps.train_var)[:, None]
-        Y = reps.y[None, :] + reps.dev_item * si + tsd / np.sqrt(kk)[None, :] * self.e_item[:, :-1]
+        Y = reps.y[None, :] + reps.dev_item * si + tsd / np.sqrt(kk)[None, :] * self.e_train[:, :-1]
         sizes = d.sizes
         if size is not None:
             y_new = float(_predict(*self.fit.point, np.array([float(size)]), self.c_max)[0][0])
             last = reps.dev_item[:, -1]
             rho = min(max(reps.rho_last, 0.0), 1.0)
             dev = rho * last + math.sqrt(1 - rho**2) * last[self.perm]
-            col = y_new + dev * si + tsd[:, 0] / math.sqrt(k_new) * self.e_item[:, -1]
+            col = y_new + dev * si + tsd[:, 0] / math.sqrt(k_new) * self.e_train[:, -1]
             Y = np.concatenate([Y, col[:, None]], 1)
             sizes = np.append(sizes, float(size))
         Y0 = None
@@ -1291,7 +1292,7 @@ class _Power:
             Y = (
                 reps.y[None, :]
                 + reps.dev_item
-                + np.sqrt(reps.train_var / reps.k.min())[:, None] * self.e_item[:, :-1]
+                + np.sqrt(reps.train_var / reps.k.min())[:, None] * self.e_train[:, :-1]
             )
             Y0 = (
                 None
