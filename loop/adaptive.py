@@ -12,10 +12,12 @@ Per tier, after every round, the steering metric's curve decides:
   next_size), never past the cap (`adaptive.max_size`, else the tier's pool). A tier
   still gaining at the cap stops with `pool_exhausted`: more data pays, the pool is the limit.
 - `inconclusive`: the curve's own advice on what would settle it (`CurveResult.settle`, a power
-  calculation on the fitted noise) is followed: the next size (fewer than 3 sizes, not learning
-  yet, a crossing past the data, or a size likely to settle it), new seeds at every size when
-  training noise dominates, or more evaluation items for the tier's cells when item noise does
-  and the sweep can re-score finished cells (`rescore`; else seeds). At the cap, seeds.
+  calculation on the fitted noise) is followed, one lever a round: more evaluation items first
+  when it asks for them and the sweep can re-score finished cells (`rescore`: no training),
+  then the next size when it asks for one (or has fewer than 3 sizes), then new seeds at every
+  size. Where the analysis says nothing within reach settles it, the tier stops undecided,
+  except a curve not learning yet below the cap, which tries the next size. Items the sweep
+  cannot re-score, or a size past the cap: seeds where intervals are widest.
 
 Rows that stop a tier for other reasons: `budget` (tokens or hours), `max_rounds`, `no_result`
 (cells were scheduled but none produced the metric). Round 0's rows are `first_round`. A row
@@ -254,12 +256,12 @@ def _plan_tier(
             f"only {len(curve.sizes)} distinct sizes so far; a curve needs {_MIN_SIZES}",
         )
     settle = curve.settle
-    if settle is not None and settle.kind == "size" and largest < cap:
-        return step(INCONCLUSIVE, f"inconclusive ({curve.reason})")
     used = {c.seed for c in ran if c.tier == tier}
     used.update(seeds)
     top = max(used) + 1
-    wants_items = settle is not None and settle.kind in ("items", "items+seeds") and settle.items
+    # Items first: re-scoring finished cells costs no training, so advice that asks for items
+    # (alone or with seeds or a size) re-scores now and the next round reads the curve again.
+    wants_items = settle is not None and bool(settle.items)
     if wants_items and can_rescore and (items_now is None or settle.items > items_now):
         return _Plan(
             tier,
@@ -271,8 +273,23 @@ def _plan_tier(
             curve,
             eval_items=settle.items,
         )
+    if settle is not None and settle.size and largest < cap:
+        return step(INCONCLUSIVE, f"inconclusive ({curve.reason})")
+    if settle is not None and settle.kind == "none":
+        if curve.why == curves.NOT_LEARNING and largest < cap:
+            # no evidence at these sizes settles it; a larger size is the one lever a sweep has
+            return step(INCONCLUSIVE, f"inconclusive ({curve.reason})")
+        return _Plan(
+            tier,
+            INCONCLUSIVE,
+            (),
+            (),
+            f"inconclusive and left open ({curve.reason}): more seeds or items are not expected "
+            "to settle it",
+            curve,
+        )
     sizes_run = tuple(sorted(s.size for s in curve.sizes))
-    if settle is not None and settle.kind in ("seeds", "items+seeds") and settle.seeds:
+    if settle is not None and settle.seeds:
         k = max(settle.seeds - min(s.n_seeds for s in curve.sizes), 1)
         new = tuple(range(top, top + k))
         label = "seed" if len(new) == 1 else "seeds"

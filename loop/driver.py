@@ -503,11 +503,34 @@ def _adaptive(s: _Sweep) -> list[dict]:
             track.log_rows(s.tr.client, s.parent_id, decisions, "adaptive_decisions.json")
         _run_cells(s, cells)
 
-    def analyze(cells: frozenset[Cell]) -> Any:
+    def analyze(cells: frozenset[Cell], eval_items: Any = None) -> Any:
         # Only the cells scheduled so far: a resumed sweep replays its rounds on the same data
-        # even though the store already holds later rounds (or an earlier grid's cells).
+        # even though the store already holds later rounds (or an earlier grid's cells). Cells
+        # re-scored on more items are read with their latest scores (a resumed sweep reads
+        # them so from its first round on).
         out = report(recipe, prep=prep, tr=s.tr, write=False, cells=cells)
         return out.analysis if out else None
+
+    def rescore_tier(tier: str, items: int) -> None:
+        """The tier's finished cells and the zero-shot anchor on `items` evaluation items, with
+        no retraining (the adapters are run artifacts). Validation samples are nested, so the
+        other tiers keep sharing their items with the anchor."""
+        from loop import models
+
+        runs = {
+            cid: r
+            for cid, r in track.done_cells(track.runs_of(s.tr)).items()
+            if r.tags.get("loop.tier") in (tier, ZERO_SHOT)
+            and int(r.metrics.get("eval_items", 0)) < min(items, len(prep.val))
+        }
+        if not runs:
+            return
+        if s.base is None:
+            s.base = models.load_base(recipe.model)
+        cfg = dataclasses.replace(recipe.eval, samples=items)
+        for r in _rescore_runs(recipe, prep, s.tr, s.base, runs, cfg, s.progress):
+            if r.error:
+                say(s.progress, f"{r.cell}: not re-scored ({r.error})")
 
     result = adaptive.run_rounds(
         recipe,
@@ -516,6 +539,7 @@ def _adaptive(s: _Sweep) -> list[dict]:
         analyze=analyze,
         cost=cell_cost(recipe, prep),
         on_decision=on_decision,
+        rescore=rescore_tier if recipe.executor.kind == "local" else None,
     )
     _save_decisions(recipe, s.tr, decisions)
     track.log_rows(s.tr.client, s.parent_id, decisions, "adaptive_decisions.json")
@@ -637,9 +661,7 @@ def rescore(
     run artifact) goes back on the base model. New metrics, eval_items and per-item scores are
     logged to the same runs; the training history is untouched. Cells logged without an adapter
     are reported and left alone."""
-    import tempfile
-
-    from loop import evaluate, models, train
+    from loop import models
 
     prep = prepare(recipe, progress=progress)
     recipe = resolve_evaluators(recipe, prep.raw.examples, progress=progress)
@@ -647,6 +669,23 @@ def rescore(
     runs = track.done_cells(track.runs_of(tr))
     cfg = dataclasses.replace(recipe.eval, samples=samples) if samples else recipe.eval
     base = models.load_base(recipe.model)
+    return _rescore_runs(recipe, prep, tr, base, runs, cfg, progress)
+
+
+def _rescore_runs(
+    recipe: Recipe,
+    prep: Prepared,
+    tr: track.Tracker,
+    base: Any,
+    runs: dict[str, Any],
+    cfg: Any,
+    progress: Progress,
+) -> list[Rescored]:
+    """`rescore` on the finished runs given (cell id -> run), with the base model loaded."""
+    import tempfile
+
+    from loop import evaluate, train
+
     out: list[Rescored] = []
     for cell_id, r in sorted(runs.items(), key=lambda kv: int(kv[1].tags["loop.size"])):
         before = int(r.metrics.get("eval_items", 0))

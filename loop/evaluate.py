@@ -172,10 +172,16 @@ def _split_result(value: Any, label: str) -> tuple[float, dict[str, float], dict
 
 def sample_for_generation(val: list[Example], cfg: EvalConfig) -> list[Example]:
     """The fixed, seeded sample generation metrics run on: all of `val` when `cfg.samples` is unset
-    or not smaller, else `cfg.samples` items drawn with `cfg.seed`, kept in validation order."""
+    or not smaller, else `cfg.samples` items drawn with `cfg.seed`, kept in validation order.
+
+    The draw is the first `samples` of one seeded shuffle, so a larger sample holds every smaller
+    one: re-scoring cells on more items (`loop evaluate --samples`, adaptive rounds) keeps the
+    items already scored, and cells scored on different counts still share the smaller set."""
     if cfg.samples is None or cfg.samples >= len(val):
         return list(val)
-    idx = sorted(random.Random(cfg.seed).sample(range(len(val)), cfg.samples))
+    order = list(range(len(val)))
+    random.Random(cfg.seed).shuffle(order)
+    idx = sorted(order[: cfg.samples])
     return [val[i] for i in idx]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import subprocess
 import sys
@@ -294,14 +295,17 @@ def test_inconclusive_follows_the_curves_advice(add_seeds):
     )
     (row,) = rows
     assert row.decision == adaptive.INCONCLUSIVE
-    kind = curve.settle.kind
-    if kind == "size":
+    settle = curve.settle
+    # this sweep cannot re-score, so items are skipped; then the size, then seeds
+    if settle.size:
         assert row.next_sizes == (curve.next_size,) and row.seeds == (0, 1, 2)
-    elif kind in ("seeds", "items+seeds"):
+    elif settle.kind == "none":  # nothing within reach settles it: the tier stops undecided
+        assert row.next_sizes == () and "not expected to settle it" in row.why
+    elif settle.seeds:
         # new seeds beyond 0, 1, 2 at every size, as many as the power calculation asked
         assert row.next_sizes == tuple(s.size for s in curve.sizes)
-        assert row.seeds == tuple(range(3, curve.settle.seeds))
-    else:  # items, and this sweep cannot re-score: seeds at the widest sizes instead
+        assert row.seeds == tuple(range(3, settle.seeds))
+    else:  # items alone, and this sweep cannot re-score: seeds at the widest sizes instead
         widest = sorted(curve.sizes, key=lambda s: s.mean_ci[1] - s.mean_ci[0])[-2:]
         assert row.next_sizes == tuple(sorted(s.size for s in widest))
         assert row.seeds == tuple(range(3, 3 + add_seeds))
@@ -371,8 +375,38 @@ def test_inconclusive_with_precise_points_runs_the_next_size_instead():
     assert row.next_sizes == (256,) and row.seeds == (0, 1, 2)
 
 
+def _with_settle(analysis: curves.Analysis, **fields) -> curves.Analysis:
+    """The analysis with its one curve's advice replaced (the planning rule under test)."""
+    (c,) = analysis.curves
+    settle = curves.Settle(**{"kind": "seeds", "items": None, "seeds": None, "size": None,
+                              "cost": 1.0, "likely": True, "text": "advice", **fields})  # fmt: skip
+    nxt = 2 * c.max_size if settle.size else None
+    return dataclasses.replace(
+        analysis, curves=(dataclasses.replace(c, settle=settle, next_size=nxt),)
+    )
+
+
+def test_advice_is_followed_items_first_then_the_size_then_seeds():
+    _, recipe, cells, analysis = _noisy_round0(1)
+    kw = dict(spent=0, cost=tokens, elapsed_hours=0)
+    mix = _with_settle(analysis, kind="items+seeds+size", items=600, seeds=5, size=512)
+    (row,) = adaptive.next_round(recipe, 1, mix, set(cells), {"noisy": 4096},
+                                 can_rescore=True, **kw)[1]  # fmt: skip
+    assert row.eval_items == 600 and row.next_sizes == ()  # re-score first: no training
+    (row,) = adaptive.next_round(recipe, 1, mix, set(cells), {"noisy": 4096}, **kw)[1]
+    assert row.next_sizes == (512,)  # cannot re-score: the size next
+    seeds = _with_settle(analysis, kind="seeds", seeds=5)
+    (row,) = adaptive.next_round(recipe, 1, seeds, set(cells), {"noisy": 4096}, **kw)[1]
+    assert row.seeds == (3, 4) and row.next_sizes == (16, 32, 64, 128, 256)
+    none = _with_settle(analysis, kind="none", likely=False)
+    (row,) = adaptive.next_round(recipe, 1, none, set(cells), {"noisy": 4096}, **kw)[1]
+    assert row.next_sizes == () and row.eval_items is None  # stops undecided, says why
+    assert "not expected to settle it" in row.why
+
+
 def test_added_seeds_go_beyond_every_seed_already_used():
     trainer, recipe, cells, analysis = _noisy_round0(1)
+    analysis = _with_settle(analysis, kind="seeds", seeds=5)
     ran = set(cells) | {Cell("noisy", 16, 7)}  # a seed added in an earlier round
     _, (row,) = adaptive.next_round(
         recipe, 2, analysis, ran, {"noisy": 4096}, spent=0, cost=tokens, elapsed_hours=0

@@ -362,6 +362,54 @@ def test_adaptive_sweep_logs_its_rounds_and_resumes(in_tmp: Path, monkeypatch):
     assert again.decisions == out.decisions
 
 
+def test_adaptive_sweep_rescores_finished_cells_when_the_curve_asks_for_items(
+    in_tmp: Path, monkeypatch
+):
+    """Advice for more evaluation items re-scores the tier's finished cells (and the anchor)
+    with their adapters, without training them again, before the next look at the curve."""
+    import dataclasses
+
+    from loop import adaptive
+
+    r = load_recipe(tiny_recipe(in_tmp, sizes=(2, 4, 8), seeds=(0,)))
+    r = dataclasses.replace(
+        r,
+        tiers=r.tiers[:1],
+        subsets=dataclasses.replace(
+            r.subsets,
+            strategy="adaptive",
+            adaptive=dataclasses.replace(r.subsets.adaptive, max_rounds=3),
+        ),
+    )
+    seen: list[tuple[int | None, bool]] = []
+
+    def plan(recipe, tier, curve, metric, ran, cap, items_now=None, can_rescore=False):
+        # the curve's advice, made certain: item noise dominates, 6 items settle it
+        seen.append((items_now, can_rescore))
+        if items_now is None:
+            return adaptive._Plan(tier, "inconclusive", (), (), "asks for items", curve, 6)
+        return adaptive._Plan(tier, "saturated", (), (), "settled", curve)
+
+    monkeypatch.setattr(adaptive, "_plan_tier", plan)
+    out = driver.sweep(r)
+    assert seen == [(None, True), (6, True)]  # re-scored between the two looks
+    assert [d["eval_items"] for d in out.decisions if d["round"] == 1] == [6]
+    parent, kids = children("tiny")
+    assert len(kids) == 4  # 3 cells + the zero-shot run: nothing new was trained
+    client = mlflow.MlflowClient()
+    for rid in kids["run_id"]:
+        run = client.get_run(rid)
+        assert int(run.data.metrics["eval_items"]) == 6  # was eval.samples = 4
+        assert len(track.load_item_scores(client, rid)["eval.json_match"]) == 6
+        history = client.get_metric_history(rid, "eval_items")
+        assert [int(m.value) for m in sorted(history, key=lambda m: m.step)] == [4, 6]
+        steps = int(run.data.params.get("budget.steps", 0))
+        if steps:  # trained cells: the train loss history ends where training ended
+            assert max(m.step for m in client.get_metric_history(rid, "train_loss")) <= steps
+    curve = out.report.analysis.curve("high", "eval.json_match")
+    assert curve.noise.items == 6  # the report pairs the cells on the new items
+
+
 def test_adaptive_sweep_rejects_an_unknown_steering_metric_before_training(in_tmp: Path):
     import dataclasses
 

@@ -36,6 +36,12 @@ def test_sample_is_seeded_fixed_and_in_validation_order(short_task):
     assert sample_for_generation(val, EvalConfig(samples=10, seed=4)) != a
     assert sample_for_generation(val, EvalConfig()) == val
     assert sample_for_generation(val, EvalConfig(samples=99)) == val
+    # nested: a larger sample holds every smaller one (re-scoring on more items adds items)
+    big = short_task(200)
+    small, large = (
+        {e.id for e in sample_for_generation(big, EvalConfig(samples=k, seed=1))} for k in (10, 40)
+    )
+    assert small < large
 
 
 def test_validation_loss_counts_answer_tokens_only(tiny_base):
