@@ -153,10 +153,13 @@ class DemoOutcome:
     pool_paths: list[Path]
 
 
-DEMO_ROWS = 1200
+DEMO_ROWS = 1600  # ~970 survive cleaning: 160 of them validate, the rest train
+DEMO_TASK = "priority"  # a label a 135M model learns from a few dozen examples (loop.demo.TASKS)
 
 
-def demo(recipe: Recipe, *, progress: Progress = silent, rows: int | None = None) -> DemoOutcome:
+def demo(
+    recipe: Recipe, *, progress: Progress = silent, rows: int | None = None, seed: int = 0
+) -> DemoOutcome:
     """Write the seeded demo pool where the recipe reads it, run the sweep, score the cleaning."""
     from loop import demo as demo_mod
 
@@ -165,7 +168,9 @@ def demo(recipe: Recipe, *, progress: Progress = silent, rows: int | None = None
             recipe.path, ["pool.paths: the demo writes its pool to a file; give one path"]
         )
     target = Path(recipe.pool.paths[0])
-    made = demo_mod.write_demo_pool(target.parent, rows=rows or DEMO_ROWS, seed=0)
+    made = demo_mod.write_demo_pool(
+        target.parent, rows=rows or DEMO_ROWS, seed=seed, task=DEMO_TASK
+    )
     say(progress, f"demo pool: {made.rows} records with planted defects → {target.parent}")
     prep = prepare(recipe, progress=progress)
     outcome = sweep(recipe, progress=progress, prep=prep)
