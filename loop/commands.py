@@ -155,6 +155,9 @@ class DemoOutcome:
 
 DEMO_ROWS = 1600  # ~970 survive cleaning: 160 of them validate, the rest train
 DEMO_TASK = "priority"  # a label a 135M model learns from a few dozen examples (loop.demo.TASKS)
+# half the default share of wrong labels: they survive cleaning, so at 8% of the pool they would
+# be 13% of the clean tier and of its validation items
+DEMO_RATES = {"wrong_label": 0.04}
 
 
 def demo(
@@ -169,7 +172,7 @@ def demo(
         )
     target = Path(recipe.pool.paths[0])
     made = demo_mod.write_demo_pool(
-        target.parent, rows=rows or DEMO_ROWS, seed=seed, task=DEMO_TASK
+        target.parent, rows=rows or DEMO_ROWS, seed=seed, task=DEMO_TASK, rates=DEMO_RATES
     )
     say(progress, f"demo pool: {made.rows} records with planted defects → {target.parent}")
     prep = prepare(recipe, progress=progress)
