@@ -35,7 +35,11 @@ _DECISION_WORDS = {
 
 
 def _metric_words(metric: str) -> str:
-    return {"eval.json_match": "exact match", "val_loss": "val loss"}.get(metric, metric)
+    return {
+        "eval.json_match": "exact match",
+        "eval.greedy_match": "exact match",
+        "val_loss": "val loss",
+    }.get(metric, metric)
 
 
 def _value(metric: str, x: float | None) -> str:

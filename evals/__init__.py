@@ -9,6 +9,9 @@ Calling convention (loop.evaluate calls every evaluator once per sampled validat
   `fn(prediction: str, reference: str, **params) -> float | dict`. `reference` is the example's
   assistant answer. A function that also declares a parameter named `example` receives the
   `loop.example.Example` as `example=`.
+- teacher-forced evaluators (`kind="forced"`) generate nothing and run no extra pass:
+  `fn(would_write: bool, **params)`, where `would_write` says whether greedy decoding would write
+  the example's reference answer exactly, read from the validation-loss pass (`greedy_match`).
 - log-likelihood evaluators (`kind="loglik"`) generate nothing:
   `fn(score, example, **params) -> float | dict`, where `score(texts: list[str])` returns, for each
   text, `(summed log-probability, token count)` of that text as the assistant's whole answer to the
@@ -62,9 +65,9 @@ def get(name: str) -> Registered:
                 f"evaluator {name!r}: cannot import ({type(exc).__name__}: {exc})"
             ) from None
         kind = getattr(fn, "evaluator_kind", "generation")
-        if kind not in ("generation", "loglik"):
+        if kind not in ("generation", "loglik", "forced"):
             raise KeyError(
-                f"evaluator {name!r}: evaluator_kind must be generation or loglik, got {kind!r}"
+                f"evaluator {name!r}: evaluator_kind must be generation, loglik or forced, got {kind!r}"
             )
         return Registered(name, fn, kind)
     raise KeyError(f"unknown evaluator {name!r}; registered: {', '.join(sorted(_REGISTRY))}")

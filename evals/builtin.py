@@ -143,6 +143,18 @@ def json_match(
     return {"score": float(same_keys and all(hits)), "valid": 1.0, "field_acc": field_acc}
 
 
+@register("greedy_match", kind="forced")
+def greedy_match(would_write: bool) -> float:
+    """1 when greedy decoding would write the reference answer token for token.
+
+    Read from the validation-loss pass (teacher forcing: the most likely token at every answer
+    position is the reference's, up to its end-of-turn token), so it costs no generation. It
+    equals `exact_match` on greedy output except where the model would spell the same text with
+    other tokens, which then counts as a miss.
+    """
+    return float(would_write)
+
+
 # --------------------------------------------------------------------------------------------
 # Overlap
 # --------------------------------------------------------------------------------------------

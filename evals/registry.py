@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-Kind = Literal["generation", "loglik"]
+Kind = Literal["generation", "loglik", "forced"]
 
 
 @dataclass(frozen=True)

@@ -571,6 +571,30 @@ def _print_decisions(rows: list[dict]) -> None:
             console.print(Padding(escape(technical), (0, 0, 0, 2)), style="dim")
 
 
+def _print_quality_vs_quantity(analysis) -> None:
+    """Per metric: each tier's plateau with its interval, and the exchange rate between tiers."""
+    conf = f"{100 * analysis.confidence:.0f}%"
+    for metric in analysis.metrics:
+        plateaus = [
+            f"{c.tier} {_fmt(c.plateau)} ({conf} CI {_fmt(c.plateau_ci)})"
+            for c in analysis.curves
+            if c.metric == metric and c.plateau is not None and c.plateau_ci is not None
+        ]
+        if plateaus:
+            console.print(f"• {metric} plateau: {'; '.join(plateaus)}", soft_wrap=True)
+        for e in analysis.exchanges:
+            if e.metric != metric:
+                continue
+            console.print(f"• {e.summary}", soft_wrap=True)
+            for r in e.rows:
+                if r.other_size is not None:
+                    console.print(
+                        f"    {r.size:,} {e.better} ≈ {_fmt(r.other_size, 3)} {e.other} "
+                        f"({conf} CI {_fmt(r.other_size_ci, 3)})",
+                        soft_wrap=True,
+                    )
+
+
 def cmd_status(args) -> int:
     from loop import commands
 
@@ -721,13 +745,15 @@ def cmd_demo(args) -> int:
 
     r = _recipe(args.recipe)
     with _Progress() as progress:
-        outcome = commands.demo(r, progress=progress, rows=args.rows)
+        outcome = commands.demo(r, progress=progress, rows=args.rows, seed=args.seed)
     console.print(outcome.cleaning_score)
     console.print(
         f"cells: {outcome.sweep.ran} ran, {outcome.sweep.skipped} already done, {outcome.sweep.failed} failed"
     )
     if outcome.sweep.report is not None:
         _print_decisions(outcome.sweep.report.table)
+        console.print("[bold]quality vs quantity[/]")
+        _print_quality_vs_quantity(outcome.sweep.report.analysis)
         _print_paths(outcome.sweep.report.paths)
     console.print(
         f"open the MLflow UI: [bold]{sys.executable.rsplit('/', 1)[0]}/loop ui[/]  →  {outcome.sweep.url}"
@@ -1031,6 +1057,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--rows", type=_positive_int, default=None, help="demo pool size (default: the generator's)"
     )
+    s.add_argument("--seed", type=int, default=0, help="seed of the demo pool generator")
     s.set_defaults(fn=cmd_demo)
     return p
 

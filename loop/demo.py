@@ -15,6 +15,12 @@ Every label is a deterministic function of the message text:
   null when no product is named.
 - order_id: the `X-12345` code in the message (a leading `#` is not part of it), else null.
 
+With `task="priority"` (what `loop demo` uses) the answer is `{"priority": "high"}` alone and the
+messages are shorter (about 8-40 words: fewer greetings, details and order numbers), so a 135M
+model learns the rule from a few dozen examples and its learning curve flattens within a CPU
+budget. Every defect kind below is planted the same way; wrong labels and contradictions change
+the priority, other key sets are `urgency`, capitalized, nested or with an extra `status`.
+
 Defects planted, as fractions of all records (`DEFAULT_RATES`; override any with `rates=`):
 
 | kind          | rate | what the record looks like                                     | a cleaner should |
@@ -100,6 +106,12 @@ MAX_DEFECT_SHARE = 0.9  # the copies need clean records to copy
 CATEGORIES: tuple[str, ...] = ("billing", "shipping", "technical", "account", "returns")
 PRIORITIES: tuple[str, ...] = ("low", "medium", "high", "urgent")
 ANSWER_KEYS: tuple[str, ...] = ("category", "priority", "product", "order_id")
+# The tasks a pool can hold: "ticket" (the four keys above, messages of 30-70 words) or
+# "priority" (the answer is {"priority": ...} alone, messages of about 10-40 words): a label a
+# 135M model learns from a few dozen examples, so its learning curve flattens on 2 CPU cores.
+TASKS: Mapping[str, tuple[str, ...]] = MappingProxyType(
+    {"ticket": ANSWER_KEYS, "priority": ("priority",)}
+)
 FORMATS: tuple[str, ...] = ("instruction", "chat", "completion")
 MIXED_FILE = "tickets.jsonl"
 TRUTH_FILE = "truth.jsonl"
@@ -127,6 +139,14 @@ INSTRUCTIONS = (
     "Support email below. Answer with JSON: category, priority, product, order_id.",
     "Summarise this customer's problem as a JSON ticket using the keys category, priority, "
     "product and order_id.",
+)
+
+PRIORITY_INSTRUCTIONS = (
+    "Priority (low, medium, high, urgent) as JSON:",
+    "Triage, as JSON:",
+    "JSON priority:",
+    "Ticket priority, in JSON:",
+    "How urgent? JSON:",
 )
 
 PRODUCTS = (
@@ -626,21 +646,23 @@ class _Ticket:
     order_id: str | None
     has_greeting: bool
     has_signoff: bool
+    keys: tuple[str, ...] = ANSWER_KEYS  # the answer's keys, in order (TASKS)
 
     @property
     def text(self) -> str:
         return _render(self.parts, self.has_greeting, self.has_signoff)
 
+    def values(self, category: str | None = None, priority: str | None = None) -> dict:
+        every = {
+            "category": category or self.category,
+            "priority": priority or self.priority,
+            "product": self.product,
+            "order_id": self.order_id,
+        }
+        return {k: every[k] for k in self.keys}
+
     def answer(self, category: str | None = None, priority: str | None = None) -> str:
-        return json.dumps(
-            {
-                "category": category or self.category,
-                "priority": priority or self.priority,
-                "product": self.product,
-                "order_id": self.order_id,
-            },
-            ensure_ascii=False,
-        )
+        return json.dumps(self.values(category, priority), ensure_ascii=False)
 
 
 def write_demo_pool(
@@ -651,21 +673,24 @@ def write_demo_pool(
     formats: tuple[str, ...] = FORMATS,
     mixed: bool = True,
     rates: Mapping[str, float] | None = None,
+    task: str = "ticket",
 ) -> DemoPool:
     """Write a seeded ticket pool with planted defects, plus `truth.jsonl`; byte-identical per seed.
 
     `mixed=True` writes `tickets.jsonl`, each record in a format drawn from `formats`;
     `mixed=False` writes `tickets.<format>.jsonl` per format, each the whole pool in the same order.
-    `rates` overrides entries of DEFAULT_RATES (fractions of `rows`).
+    `rates` overrides entries of DEFAULT_RATES (fractions of `rows`). `task`: a TASKS entry.
     """
     if isinstance(rows, bool) or not isinstance(rows, int) or rows < 1:
         raise ValueError(f"rows: expected a positive integer, got {rows!r}")
     bad = [f for f in formats if f not in FORMATS]
     if not formats or bad:
         raise ValueError(f"formats: expected a non-empty subset of {FORMATS}, got {formats!r}")
+    if task not in TASKS:
+        raise ValueError(f"task: expected one of {', '.join(TASKS)}, got {task!r}")
     full_rates = _check_rates(rates)
     rng = random.Random(seed)
-    records = _generate(rng, rows, full_rates)
+    records = _generate(rng, rows, full_rates, task)
     rng.shuffle(records)
     for i, rec in enumerate(records, 1):
         rec.line = i
@@ -770,14 +795,16 @@ def _counts(rows: int, rates: Mapping[str, float]) -> dict[str, int]:
     return counts
 
 
-def _generate(rng: random.Random, rows: int, rates: Mapping[str, float]) -> list[_Rec]:
+def _generate(
+    rng: random.Random, rows: int, rates: Mapping[str, float], task: str = "ticket"
+) -> list[_Rec]:
     counts = _counts(rows, rates)
     n_clean = rows - sum(counts.values())
     seen: set[str] = set()
     out: list[_Rec] = []
 
     def fresh() -> _Ticket:
-        return _fresh_ticket(rng, seen)
+        return _fresh_ticket(rng, seen, task)
 
     clean: list[tuple[_Ticket, _Rec]] = []
     for _ in range(n_clean):
@@ -844,10 +871,10 @@ def _cap(s: str) -> str:
     return s[:1].upper() + s[1:]
 
 
-def _fresh_ticket(rng: random.Random, seen: set[str]) -> _Ticket:
+def _fresh_ticket(rng: random.Random, seen: set[str], task: str = "ticket") -> _Ticket:
     """A new ticket whose user text is not in `seen` (bounded retries: the space is ~1e12)."""
     for _ in range(100):
-        t = _ticket(rng)
+        t = _ticket(rng, task)
         user = f"{t.instruction}\n\n{t.text}"
         if user not in seen:
             seen.add(user)
@@ -855,14 +882,15 @@ def _fresh_ticket(rng: random.Random, seen: set[str]) -> _Ticket:
     raise RuntimeError("could not draw a new distinct ticket message")  # pragma: no cover
 
 
-def _ticket(rng: random.Random) -> _Ticket:
+def _ticket(rng: random.Random, task: str = "ticket") -> _Ticket:
+    short = task != "ticket"  # fewer sentences: every prompt token costs CPU time
     category = rng.choice(CATEGORIES)
     priority = rng.choices(PRIORITIES, weights=PRIORITY_WEIGHTS)[0]
     with_product = rng.random() < (0.4 if category == "account" else 0.88)
     name, kind = rng.choice(PRODUCTS)
     product = name if with_product else None
     order_id = None
-    if rng.random() < 0.7:
+    if rng.random() < (0.15 if task != "ticket" else 0.7):
         order_id = f"{rng.choice('ABCDEFGHJKLMNPRSTUVWXYZ')}-{rng.randint(10000, 99999)}"
 
     pref = rng.choice(PRODUCT_REFS).format(n=name, k=kind) if product else ""
@@ -881,28 +909,28 @@ def _ticket(rng: random.Random) -> _Ticket:
     problem = _cap(lead + clause) + "."
 
     middle = [problem]
-    if rng.random() < 0.3:
+    if rng.random() < (0.1 if short else 0.3):
         follow = rng.choice(FOLLOW_UPS[category])
         middle.append(follow.format(a=f"${rng.randint(5, 180)}.99"))
     if order_id:
         middle.insert(
             rng.randrange(len(middle) + 1), rng.choice(ORDER_SENTENCES).format(o=order_id)
         )
-    n_details = rng.choice((0, 1, 1, 2))
+    n_details = rng.choice((0, 0, 0, 0, 1) if short else (0, 1, 1, 2))
     for d in rng.sample(DETAILS, n_details):
         text = d.format(w=rng.choice(WHEN), r=rng.choice(RELATIVES), n=rng.randint(2, 12))
         middle.insert(rng.randrange(1, len(middle) + 1), text)
     body: list[str] = []
-    if rng.random() < 0.4:
+    if rng.random() < (0.05 if short else 0.4):
         body.append(rng.choice(INTROS))
     body += middle
     if priority != "medium":
         body.append(rng.choice(URGENCY[priority]))
     # Keep messages within ~30-70 words: pad with a detail, trim optional sentences.
-    while _words(body) < 30:
+    while _words(body) < (8 if short else 30):
         body.insert(-1, rng.choice(DETAILS).format(w=rng.choice(WHEN), r="sister", n=3))
-    has_greeting = rng.random() < 0.7
-    has_signoff = rng.random() < 0.6
+    has_greeting = rng.random() < (0.25 if short else 0.7)
+    has_signoff = rng.random() < (0.2 if short else 0.6)
     parts = tuple(body)
     if has_greeting:
         parts = (rng.choice(GREETINGS), *parts)
@@ -912,7 +940,7 @@ def _ticket(rng: random.Random) -> _Ticket:
             sign = f"{sign} {rng.choice(FIRST_NAMES)}" if sign.endswith(",") else sign
         parts = (*parts, sign)
     return _Ticket(
-        rng.choice(INSTRUCTIONS),
+        rng.choice(PRIORITY_INSTRUCTIONS if task == "priority" else INSTRUCTIONS),
         parts,
         category,
         priority,
@@ -920,6 +948,7 @@ def _ticket(rng: random.Random) -> _Ticket:
         order_id,
         has_greeting,
         has_signoff,
+        TASKS[task],
     )
 
 
@@ -973,7 +1002,7 @@ def _paraphrase(rng: random.Random, t: _Ticket, seen: set[str]) -> tuple[str, st
 
 
 def _wrong_answer(rng: random.Random, t: _Ticket) -> tuple[str, str]:
-    if rng.random() < 0.5:
+    if "category" in t.keys and rng.random() < 0.5:
         cat = rng.choice(CONFUSABLE[t.category])
         return t.answer(category=cat), f"category {t.category}->{cat}"
     i = PRIORITIES.index(t.priority)
@@ -994,6 +1023,16 @@ def _break_json(rng: random.Random, t: _Ticket) -> tuple[str, str]:
 
 
 def _other_schema(rng: random.Random, t: _Ticket) -> tuple[str, str]:
+    if t.keys != ANSWER_KEYS:
+        how = rng.choice(("urgency", "capitalized", "nested", "extra_status"))
+        v = t.values()
+        d = {
+            "urgency": {"urgency": t.priority},
+            "capitalized": {k.capitalize(): x for k, x in v.items()},
+            "nested": {"ticket": v},
+            "extra_status": {**v, "status": "open"},
+        }[how]
+        return json.dumps(d, ensure_ascii=False), how
     how = rng.choice(("type_urgency", "no_order_id", "capitalized", "nested", "extra_status"))
     values = [t.category, t.priority, t.product, t.order_id]
     if how == "type_urgency":

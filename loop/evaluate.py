@@ -85,6 +85,8 @@ def build_evaluators(specs: Sequence[EvaluatorSpec]) -> list[Evaluator]:
         try:
             if reg.kind == "loglik":
                 sig.bind(None, None, **spec.params)
+            elif reg.kind == "forced":
+                sig.bind(False, **spec.params)
             elif wants_example:
                 sig.bind("", "", example=None, **spec.params)
             else:
@@ -227,11 +229,14 @@ def validation_item_losses(
     max_length: int | None,
     batch_size: int,
     as_text: bool = False,
+    greedy_out: list[bool] | None = None,
 ) -> tuple[float, list[float]]:
     """`validation_loss` and one score per item: -logprob_i * I / (answer tokens of all items).
 
     The tokenization is the same for every cell, so the scale is too; the items' mean is the
     token-weighted loss exactly, and a gain between two cells is the sum of per-item gains.
+    `greedy_out` receives per item whether greedy decoding would write its answer exactly
+    (`models.answer_logprobs`), from the same forward pass.
     """
     if not val:
         raise ValueError("validation_loss: the validation set is empty")
@@ -239,7 +244,12 @@ def validation_item_losses(
     encoded = [encode_example(tokenizer, ex, max_length=max_length, as_text=as_text) for ex in val]
     with _EvalMode(model):
         pairs = answer_logprobs(
-            model, encoded, batch_size=batch_size, pad_id=tokenizer.pad_token_id
+            model,
+            encoded,
+            batch_size=batch_size,
+            pad_id=tokenizer.pad_token_id,
+            greedy_stops=stop_token_ids(tokenizer, model) if greedy_out is not None else None,
+            greedy_out=greedy_out,
         )
     count = sum(n for _, n in pairs)
     if count == 0:
@@ -357,9 +367,17 @@ def evaluate(
 
     t = time.perf_counter()
     item_scores: dict[str, dict[str, float]] = {}
-    if val_loss is None or item_losses:
+    # teacher-forced evaluators read the validation pass: it runs whenever one is configured
+    greedy: list[bool] | None = [] if any(e.kind == "forced" for e in evaluators) else None
+    if val_loss is None or item_losses or greedy is not None:
         loss, per_item = validation_item_losses(
-            model, tokenizer, val, max_length=max_length, batch_size=cfg.batch_size, as_text=as_text
+            model,
+            tokenizer,
+            val,
+            max_length=max_length,
+            batch_size=cfg.batch_size,
+            as_text=as_text,
+            greedy_out=greedy,
         )
         val_loss = loss if val_loss is None else val_loss
         item_scores["val_loss"] = {ex.id: v for ex, v in zip(val, per_item, strict=True)}
@@ -367,6 +385,7 @@ def evaluate(
     metrics: dict[str, float] = {"val_loss": float(val_loss)}
 
     sample = sample_for_generation(val, cfg) if evaluators else []
+    greedy_of = {ex.id: g for ex, g in zip(val, greedy or (), strict=False)}
     predictions: list[str | None] = [None] * len(sample)
     t = time.perf_counter()
     if any(e.kind == "generation" for e in evaluators):
@@ -410,6 +429,8 @@ def evaluate(
                         batch_size=cfg.batch_size,
                     )
                     value = ev.fn(scorer, ex, **ev.params)
+                elif ev.kind == "forced":
+                    value = ev.fn(greedy_of[ex.id], **ev.params)
                 elif ev.wants_example:
                     value = ev.fn(pred or "", ex.answer, example=ex, **ev.params)
                 else:

@@ -35,7 +35,7 @@ import os
 import shutil
 import tempfile
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -525,16 +525,30 @@ def encode_example(
 
 @torch.no_grad()
 def answer_logprobs(
-    model: Any, encoded: Sequence[tuple[list[int], list[int]]], *, batch_size: int, pad_id: int
+    model: Any,
+    encoded: Sequence[tuple[list[int], list[int]]],
+    *,
+    batch_size: int,
+    pad_id: int,
+    greedy_stops: Collection[int] | None = None,
+    greedy_out: list[bool] | None = None,
 ) -> list[tuple[float, int]]:
     """Per sequence: (sum of log-probabilities of the labelled tokens, number of labelled tokens).
 
     Sequences are batched by length (less padding) and padded on the right; results come back in
     input order. The model's mode is left as it was (call `.eval()` first to switch dropout off).
+
+    With `greedy_stops` (stop token ids), `greedy_out` receives per sequence whether greedy
+    decoding would write the labelled tokens exactly: the most likely token at every labelled
+    position up to and including the first stop token is the label. By induction over positions
+    this is the same as greedy generation reproducing the answer token for token, so it costs no
+    generation.
     """
     device = next(model.parameters()).device
     order = sorted(range(len(encoded)), key=lambda i: len(encoded[i][0]), reverse=True)
     out: list[tuple[float, int]] = [(0.0, 0)] * len(encoded)
+    greedy = [False] * len(encoded)
+    stops = set(greedy_stops or ())
     for start in range(0, len(order), batch_size):
         idx = order[start : start + batch_size]
         width = max(len(encoded[i][0]) for i in idx)
@@ -555,6 +569,14 @@ def answer_logprobs(
         rows = keep.nonzero()[:, 0]
         sums = torch.zeros(len(idx), device=device).index_add_(0, rows, token_lp)
         counts = keep.sum(1)
+        if greedy_stops is not None:
+            hit = logits[:, :-1].argmax(-1) == target
         for row, i in enumerate(idx):
             out[i] = (float(sums[row]), int(counts[row]))
+            if greedy_stops is not None:
+                lab = [t for t in encoded[i][1][1:] if t != IGNORE_INDEX]
+                upto = next((k + 1 for k, t in enumerate(lab) if t in stops), len(lab))
+                greedy[i] = bool(upto) and bool(hit[row][keep[row]][:upto].all())
+    if greedy_out is not None:
+        greedy_out[:] = greedy
     return out

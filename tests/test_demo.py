@@ -192,6 +192,39 @@ def test_wrong_labels_are_valid_tickets_that_disagree_with_the_text(pool):
         assert (cats, prios) != ([ticket["category"]], [ticket["priority"]])
 
 
+def test_priority_task_answers_the_priority_alone_from_short_messages(tmp_path):
+    p = write_demo_pool(tmp_path, rows=1000, seed=3, task="priority")
+    texts = {i: user_and_answer(r) for i, r in enumerate(records(p.paths[0]), 1)}
+    kept = wrong = 0
+    for line, t in p.truth.items():
+        user, answer = texts[line]
+        msg = message_of(user) if "\n\n" in user else user
+        if t.kind in ("clean", "pii", "near_dup", "exact_dup", "wrong_label", "over_long"):
+            ticket = json.loads(answer)
+            assert list(ticket) == ["priority"]
+            prios = [c for c, words in PRIORITY_WORDS.items() if re.search(words, msg, re.I)]
+            truth = prios or ["medium"]
+            assert len(truth) == 1, msg
+            if t.kind == "wrong_label":
+                assert ticket["priority"] != truth[0]
+                wrong += 1
+            else:
+                assert ticket["priority"] == truth[0], msg
+                kept += 1
+            if t.kind in ("clean", "near_dup", "exact_dup", "wrong_label"):
+                assert 8 <= len(msg.split()) <= 70, msg
+        elif t.kind == "schema":
+            assert list(json.loads(answer)) != ["priority"]
+        elif t.kind == "broken_json":
+            with pytest.raises(json.JSONDecodeError):
+                json.loads(answer)
+        elif t.kind == "contradiction" and t.of is not None:
+            assert texts[t.of][0] == user and texts[t.of][1] != answer
+    assert kept > 500 and wrong == p.counts["wrong_label"] > 0
+    with pytest.raises(ValueError, match="task: expected one of ticket, priority"):
+        write_demo_pool(tmp_path, task="sentiment")
+
+
 def test_clean_pool_has_enough_distinct_examples(pool):
     p, texts, _ = pool
     survivors = [t for t in p.truth.values() if t.kind in ("clean", "pii", "wrong_label")]

@@ -297,6 +297,27 @@ def test_demo_recipe_end_to_end_on_the_tiny_model(in_tmp: Path):
     assert len(kids) == 5 and set(kids["status"]) == {"FINISHED"}  # 4 cells + zero-shot
 
 
+@pytest.mark.slow
+def test_demo_on_the_real_model_finds_where_clean_data_saturates(in_tmp: Path):
+    """recipes/demo.yaml on the packaged SmolLM2-135M, on a smaller pool of another generator
+    seed (1,000 records, 120 validation items). Real training and evaluation: ~10 minutes on 2
+    cores. The clean tier must rise above zero-shot and then flatten: `saturated`, n* a size run."""
+    r = load_recipe(ROOT / "recipes" / "demo.yaml")
+    out = commands.demo(r, rows=1000, seed=1)
+    assert (out.sweep.failed, out.sweep.report is not None) == (0, True)
+    analysis = out.sweep.report.analysis
+    print("\n".join(f"{c.tier} {c.metric}: {c.summary}" for c in analysis.curves))
+    saturated = [c for c in analysis.curves if c.tier == "clean" and c.decision == "saturated"]
+    assert saturated, [(c.tier, c.metric, c.decision, c.why) for c in analysis.curves]
+    sizes = r.subsets.sizes
+    for c in saturated:
+        assert min(sizes) <= c.n_star <= max(sizes) and c.n_star_ci is not None
+        assert c.certified_epsilon is not None and c.certified_epsilon < c.epsilon
+        assert c.zero_shot is not None and c.learning  # it rose above the untrained model first
+    assert any(row["decision"] == "saturated" for row in out.sweep.report.table)
+    assert analysis.exchanges  # raw against clean: the quality-vs-quantity answer
+
+
 class _CurveTrainer:
     """Test double for `cell.train_and_evaluate`: no model is trained; each cell's accuracy is
     drawn from a known curve A(n) = 0.9 - 0.8 n^-0.5 plus seeded binomial noise on 400 items."""

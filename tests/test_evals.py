@@ -29,10 +29,12 @@ def test_registry_lists_builtins_with_kinds():
         "regex",
         "contains",
         "choice_loglik",
+        "greedy_match",
         "rouge_l",
     ):
         assert name in names
     assert evals.get("choice_loglik").kind == "loglik"
+    assert evals.get("greedy_match").kind == "forced"
     assert evals.get("json_match").kind == "generation"
     with pytest.raises(KeyError, match="unknown evaluator 'nope'"):
         evals.get("nope")

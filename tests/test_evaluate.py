@@ -254,3 +254,64 @@ def test_evaluator_errors_name_the_example(tiny_base):
         ValueError, match=r"json_match on example .* \(v\.jsonl:7\).*reference is not valid JSON"
     ):
         evaluate(tiny_base, tiny_base.tokenizer, val, cfg, max_length=64)
+
+
+class _Bigram(torch.nn.Module):
+    """logits[t] = table[input_ids[t]]: greedy decoding follows `table`'s row-wise argmax."""
+
+    def __init__(self, table: torch.Tensor):
+        super().__init__()
+        self.table = torch.nn.Parameter(table)
+
+    def forward(self, input_ids, attention_mask=None):
+        import types
+
+        return types.SimpleNamespace(logits=self.table[input_ids])
+
+
+def test_greedy_flags_say_whether_greedy_decoding_writes_the_answer():
+    from loop.models import answer_logprobs
+
+    vocab, stop = 12, 11
+    table = torch.zeros(vocab, vocab)
+    for a, b in ((1, 5), (5, 7), (7, stop), (stop, 3), (3, 3), (2, 4), (4, 4)):
+        table[a, b] = 5.0  # greedy: 1 -> 5 -> 7 -> stop, and 2 -> 4 -> 4 ...
+
+    def seq(prompt, answer):
+        return prompt + answer, [IGNORE_INDEX] * len(prompt) + answer
+
+    encoded = [
+        seq([2, 1], [5, 7, stop]),  # the greedy chain to the stop token
+        seq([2, 1], [5, 7, stop, 9]),  # what follows the stop is never generated
+        seq([2, 1], [5, 8, stop]),  # one token off
+        seq([1, 2], [4, 4]),  # greedy, but no stop token in the labels: every position counts
+        seq([1, 2], [5, stop]),
+    ]
+    flags: list[bool] = []
+    answer_logprobs(
+        _Bigram(table), encoded, batch_size=2, pad_id=0, greedy_stops={stop}, greedy_out=flags
+    )
+    assert flags == [True, True, False, True, False]
+
+
+def test_greedy_match_reads_the_validation_pass_and_generates_nothing(tiny_base, monkeypatch):
+    from loop import evaluate as evaluate_mod
+
+    def no_generation(*a, **kw):
+        raise AssertionError("forced evaluators must not generate")
+
+    monkeypatch.setattr(evaluate_mod, "generate", no_generation)
+    val = [_ex(f"say {w}", w, i) for i, w in enumerate(["a", "bb", "a b", "zz"])]
+    cfg = EvalConfig(evaluators=(EvaluatorSpec("greedy_match"),))
+    got = evaluate(tiny_base, tiny_base.tokenizer, val, cfg, max_length=64, val_loss=1.0)
+    flags: list[bool] = []
+    evaluate_mod.validation_item_losses(
+        tiny_base.model, tiny_base.tokenizer, val, max_length=64, batch_size=3, greedy_out=flags
+    )
+    assert [rec["greedy_match"] for rec in got.predictions] == [float(f) for f in flags]
+    assert got.metrics["val_loss"] == 1.0 and set(got.item_scores) == {
+        "val_loss",
+        "eval.greedy_match",
+    }
+    with pytest.raises(ValueError, match="greedy_match"):
+        build_evaluators([EvaluatorSpec("greedy_match", params={"strict": True})])
