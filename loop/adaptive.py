@@ -15,8 +15,8 @@ Per tier, after every round, the steering metric's curve decides:
   calculation on the fitted noise) is followed, one lever a round: more evaluation items first
   when it asks for them and the sweep can re-score finished cells (`rescore`: no training),
   then the next size when it asks for one (or has fewer than 3 sizes), then new seeds at every
-  size. Where the analysis says nothing within reach settles it, the tier stops undecided,
-  except a curve not learning yet below the cap, which tries the next size. Items the sweep
+  size. Where the analysis says nothing within reach settles it, the next size below the
+  cap (the cheapest look further), and at the cap the tier stops undecided. Items the sweep
   cannot re-score, or a size past the cap: seeds where intervals are widest.
 
 Rows that stop a tier for other reasons: `budget` (tokens or hours), `max_rounds`, `no_result`
@@ -276,9 +276,14 @@ def _plan_tier(
     if settle is not None and settle.size and largest < cap:
         return step(INCONCLUSIVE, f"inconclusive ({curve.reason})")
     if settle is not None and settle.kind == "none":
-        if curve.why == curves.NOT_LEARNING and largest < cap:
-            # no evidence at these sizes settles it; a larger size is the one lever a sweep has
-            return step(INCONCLUSIVE, f"inconclusive ({curve.reason})")
+        if largest < cap:
+            # nothing is expected to settle it at these sizes; the next size is the sweep's
+            # cheapest look further (and the one lever for a curve not learning yet)
+            return step(
+                INCONCLUSIVE,
+                f"inconclusive ({curve.reason}); no evidence is expected to settle it here, so "
+                "looking one size further",
+            )
         return _Plan(
             tier,
             INCONCLUSIVE,

@@ -299,8 +299,8 @@ def test_inconclusive_follows_the_curves_advice(add_seeds):
     # this sweep cannot re-score, so items are skipped; then the size, then seeds
     if settle.size:
         assert row.next_sizes == (curve.next_size,) and row.seeds == (0, 1, 2)
-    elif settle.kind == "none":  # nothing within reach settles it: the tier stops undecided
-        assert row.next_sizes == () and "not expected to settle it" in row.why
+    elif settle.kind == "none":  # nothing within reach settles it: one size further
+        assert row.next_sizes == (2 * curve.max_size,)
     elif settle.seeds:
         # new seeds beyond 0, 1, 2 at every size, as many as the power calculation asked
         assert row.next_sizes == tuple(s.size for s in curve.sizes)
@@ -400,7 +400,9 @@ def test_advice_is_followed_items_first_then_the_size_then_seeds():
     assert row.seeds == (3, 4) and row.next_sizes == (16, 32, 64, 128, 256)
     none = _with_settle(analysis, kind="none", likely=False)
     (row,) = adaptive.next_round(recipe, 1, none, set(cells), {"noisy": 4096}, **kw)[1]
-    assert row.next_sizes == () and row.eval_items is None  # stops undecided, says why
+    assert row.next_sizes == (512,) and "no evidence is expected" in row.why  # a look further
+    (row,) = adaptive.next_round(recipe, 1, none, set(cells), {"noisy": 256}, **kw)[1]
+    assert row.next_sizes == () and row.eval_items is None  # at the cap: stops undecided
     assert "not expected to settle it" in row.why
 
 
