@@ -36,6 +36,15 @@ def main() -> int:
     prep = prepare(recipe)
     tr = track.tracker(recipe, prep.pool_digest)
     runs = list(track.done_cells(track.runs_of(tr)).values())
+    if not runs:  # a store written by another version: read the cells under their own digests
+        found = tr.client.search_runs(
+            [tr.exp_id], "tags.`loop.tier` != ''", order_by=["start_time DESC"], max_results=1
+        )
+        if found:
+            tags = found[0].data.tags
+            rd, pd = tags["loop.recipe_digest"], tags["loop.pool_digest"]
+            print(f"cells read under the store's own digests (recipe {rd}, pool {pd})")
+            runs = list(track.done_cells(track.cell_runs(tr.client, tr.exp_id, rd, pd)).values())
     n_val = len(prep.val)
     default_items = min(recipe.eval.samples or n_val, n_val)
     records, items, direction, eval_size = driver._records(recipe, runs, default_items, tr.client)

@@ -126,6 +126,8 @@ def dry_run(specs: Sequence[EvaluatorSpec], sample: Sequence[Example]) -> None:
             try:
                 if ev.kind == "loglik":
                     value = ev.fn(score, ex, **ev.params)
+                elif ev.kind == "forced":  # reads the validation pass: the reference "written"
+                    value = ev.fn(True, **ev.params)
                 elif ev.wants_example:
                     value = ev.fn(ex.answer, ex.answer, example=ex, **ev.params)
                 else:

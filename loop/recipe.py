@@ -1119,6 +1119,31 @@ def to_dict(obj: Any) -> Any:
     return obj
 
 
+def stable_dict(obj: Any) -> Any:
+    """`to_dict` without the fields left at their defaults: what digests hash, so a field added
+    to a section later (at its default) keeps every existing digest, and the cells and cleaning
+    results stored under it."""
+    if dataclasses.is_dataclass(obj):
+        out = {}
+        for f in _public_fields(obj):
+            value = getattr(obj, f.name)
+            if f.default is not dataclasses.MISSING:
+                default = f.default
+            elif f.default_factory is not dataclasses.MISSING:
+                default = f.default_factory()
+            else:
+                default = dataclasses.MISSING
+            if default is not dataclasses.MISSING and value == default:
+                continue
+            out[f.name] = stable_dict(value)
+        return out
+    if isinstance(obj, (tuple, list)):
+        return [stable_dict(v) for v in obj]
+    if isinstance(obj, dict):
+        return {k: stable_dict(v) for k, v in obj.items()}
+    return obj
+
+
 # Sections whose change does not change any number a cell produces.
 # Fields that change where or in which order cells run, not what a cell measures: a grid and an
 # adaptive sweep of the same recipe share finished cells, and so do local and Ray runs.
@@ -1127,13 +1152,14 @@ _COSMETIC = ("name", "description", "tracking", "saturation", "executor", "licen
 
 def recipe_digest(r: Recipe) -> str:
     """Hash of everything that changes results; cosmetic fields (name, tracking, …) excluded."""
-    d = to_dict(r)
+    d = stable_dict(r)
     for key in _COSMETIC:
         d.pop(key, None)
     # Changing the generation batch size changes nothing measured.
-    d["eval"].pop("batch_size", None)
+    d.get("eval", {}).pop("batch_size", None)
     for key in ("strategy", "adaptive", "sizes", "seeds"):  # which cells run, not what one measures
-        d["subsets"].pop(key, None)
+        d.get("subsets", {}).pop(key, None)
+    d = {k: v for k, v in d.items() if v != {}}  # a section left with nothing is at its defaults
     blob = json.dumps(d, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 

@@ -315,3 +315,9 @@ def test_greedy_match_reads_the_validation_pass_and_generates_nothing(tiny_base,
     }
     with pytest.raises(ValueError, match="greedy_match"):
         build_evaluators([EvaluatorSpec("greedy_match", params={"strict": True})])
+
+
+def test_the_dry_run_accepts_a_teacher_forced_evaluator(json_task):
+    from loop.evaluate import dry_run
+
+    dry_run([EvaluatorSpec("greedy_match"), EvaluatorSpec("json_match")], json_task(3))

@@ -432,3 +432,19 @@ def test_metric_names_and_cell_ids_have_one_home():
     r = parse_recipe(with_("eval", {"evaluators": [{"name": "json_match", "label": "j"}]}))
     assert analysed_metrics(r) == ["val_loss", "eval.j"]
     assert cell_id("top", 64, 2) == Cell("top", 64, 2).id == "top-n64-s2"
+
+
+def test_a_field_left_at_its_default_is_not_in_the_digest():
+    # what a newer version adds to a section (at its default) must not orphan stored cells
+    from loop.recipe import stable_dict
+
+    r = parse_recipe({"name": "d", "pool": {"paths": ["p.jsonl"]}, "subsets": {"sizes": [8]}})
+    d = stable_dict(r)
+    assert "train" not in d and "lora" not in d  # untouched sections: all defaults
+    assert d["pool"] == {"paths": ["p.jsonl"]}
+    changed = parse_recipe(
+        {"name": "d", "pool": {"paths": ["p.jsonl"]}, "subsets": {"sizes": [8]},
+         "train": {"learning_rate": 0.01}}
+    )  # fmt: skip
+    assert stable_dict(changed)["train"] == {"learning_rate": 0.01}
+    assert recipe_digest(changed) != recipe_digest(r)

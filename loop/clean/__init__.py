@@ -63,7 +63,7 @@ from loop.clean.result import CleanResult
 from loop.clean.split import raw_pool, split_validation
 from loop.errors import DataError, ReviewError
 from loop.example import Example, read_jsonl, write_jsonl
-from loop.recipe import RAW_TIER, CleanConfig, Recipe, to_dict
+from loop.recipe import RAW_TIER, CleanConfig, Recipe, stable_dict
 
 __all__ = [
     "CleanError",
@@ -240,14 +240,14 @@ def clean_key(recipe: Recipe, raw: Sequence[Example]) -> str:
     review = _review_bytes(recipe)
     payload = {
         "version": CLEAN_VERSION,
-        "clean": to_dict(recipe.clean),
-        "tiers": to_dict(recipe.tiers),
+        "clean": stable_dict(recipe.clean),
+        "tiers": stable_dict(recipe.tiers),
         "tokenizer": [recipe.model.name, recipe.model.revision],
         "max_length": recipe.train.max_length,
         "review": hashlib.sha256(review).hexdigest() if review is not None else None,
         "pool": pool_digest(raw),
         # ids hash the messages only; meta (task_field, extra fields) comes from the pool settings
-        "pool_settings": to_dict(recipe.pool),
+        "pool_settings": stable_dict(recipe.pool),
     }
     fr = recipe.clean.freshness
     if "freshness" in recipe.clean.steps and fr.max_age_days is not None and fr.as_of is None:
