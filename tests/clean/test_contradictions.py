@@ -85,7 +85,15 @@ def test_newest_keeps_the_latest_dated_answer():
     ]
     out = run(pool, policy="newest")
     assert [(d.index, d.detail, d.duplicate_of) for d in out.drops] == [
-        (0, f"older answer (2020-10-05) than {pool[1].id}'s (2024-10-07), similarity 0.67", pool[1].id),
-        (2, f"older answer (2022-10-24) than {pool[1].id}'s (2024-10-07), similarity 0.67", pool[1].id),
+        (
+            0,
+            f"older answer (2020-10-05) than {pool[1].id}'s (2024-10-07), similarity 0.67",
+            pool[1].id,
+        ),
+        (
+            2,
+            f"older answer (2022-10-24) than {pool[1].id}'s (2024-10-07), similarity 0.67",
+            pool[1].id,
+        ),
         (5, f"answer differs from {pool[4].id}'s (no dates; similarity 0.00)", pool[4].id),
     ]
