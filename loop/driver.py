@@ -327,6 +327,27 @@ def zero_shot_cell() -> Cell:
     return Cell(ZERO_SHOT, 0, 0)
 
 
+def earlier_claims(
+    runs: list[track.CellRun], cell_id: str, run_id: str, interval: float
+) -> list[track.CellRun]:
+    """The runs of `cell_id` that beat the claim `run_id` just opened: a finished one, or a live
+    claim earlier in (start time, run id). Every driver sees the same claims in the same order,
+    so of claims opened at nearly one moment exactly one goes on, and a claim opened before this
+    one (whatever its id) always wins."""
+    claims = [r for r in runs if r.cell == cell_id]
+    mine = next((r for r in claims if r.run_id == run_id), None)
+    order = (mine.start_time, run_id) if mine else (int(time.time() * 1000), run_id)
+    return [
+        r
+        for r in claims
+        if r.run_id != run_id
+        and (
+            r.status == "DONE"
+            or (track.lease_live(r, interval) and (r.start_time, r.run_id) < order)
+        )
+    ]
+
+
 def run_zero_shot(s: _Sweep) -> None:
     """Evaluate the base model once on the validation items with the sweep's evaluators: size 0,
     logged as its own run (tier tag `zero-shot`), the anchor of every tier's curve."""
@@ -366,15 +387,7 @@ def run_zero_shot(s: _Sweep) -> None:
         tags=tags,
         params={**cell_params(s.recipe), "subset.n_examples": 0},
     )
-    # Opened at the same moment elsewhere: the claim with the smaller run id keeps it (both
-    # drivers see the same two claims, so exactly one backs off) and a finished one always wins.
-    rivals = [
-        r
-        for r in track.runs_of(s.tr)
-        if r.cell == cell.id
-        and r.run_id != run_id
-        and (r.status == "DONE" or (track.lease_live(r, s.tr.heartbeat_s) and r.run_id < run_id))
-    ]
+    rivals = earlier_claims(track.runs_of(s.tr), cell.id, run_id, s.tr.heartbeat_s)
     if rivals:
         track.withdraw(s.tr.client, run_id)
         say(s.progress, f"{cell.id}: claimed by another driver at the same moment")

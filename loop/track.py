@@ -129,6 +129,7 @@ class CellRun:
     metrics: dict[str, float]
     tags: dict[str, str]
     error: str | None
+    start_time: int = 0  # ms, as the store holds it: orders claims opened at nearly one moment
 
     @property
     def key(self) -> Cell:
@@ -172,6 +173,7 @@ def cell_runs(
                     metrics=dict(r.data.metrics),
                     tags=dict(r.data.tags),
                     error=r.data.tags.get("loop.error"),
+                    start_time=int(r.info.start_time or 0),
                 )
             )
         token = page.token

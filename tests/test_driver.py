@@ -663,3 +663,22 @@ def test_parent_carries_one_curve_value_per_size_through_resume_and_rerun(in_tmp
         filter_string=f"tags.`loop.decision.{c.tier}.{c.metric}` = '{c.decision}'",
     )
     assert [r.info.run_id for r in hits] == [parent]
+
+
+def test_of_two_zero_shot_claims_the_earlier_one_keeps_the_cell_whatever_its_id():
+    # the bug this guards: the later claim went on when its run id sorted first, so two drivers
+    # both evaluated the base model
+    now = time.time()
+    live = {track.HEARTBEAT_TAG: f"{now:.3f}", track.OWNER_TAG: "elsewhere/1"}
+
+    def claim(run_id: str, start_ms: int, status: str = "RUNNING") -> track.CellRun:
+        return track.CellRun(run_id, "zero-shot-n0-s0", status, {}, dict(live), None, start_ms)
+
+    early, late = claim("ffff", 1_000), claim("0000", 1_050)
+    assert driver.earlier_claims([early, late], "zero-shot-n0-s0", "0000", 30.0) == [early]
+    assert driver.earlier_claims([early, late], "zero-shot-n0-s0", "ffff", 30.0) == []
+    same_ms = [claim("aaaa", 1_000), claim("bbbb", 1_000)]  # a tie: the smaller id keeps it
+    assert driver.earlier_claims(same_ms, "zero-shot-n0-s0", "bbbb", 30.0) == [same_ms[0]]
+    assert driver.earlier_claims(same_ms, "zero-shot-n0-s0", "aaaa", 30.0) == []
+    done = claim("9999", 5_000, status="DONE")  # a finished run wins whenever it started
+    assert driver.earlier_claims([early, done], "zero-shot-n0-s0", "ffff", 30.0) == [done]
