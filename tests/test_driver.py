@@ -72,6 +72,22 @@ def tiny_recipe(
     return path
 
 
+def _adaptive_tiny(tmp: Path):
+    """The tiny recipe, one tier, sizes 2/4/8, one seed, adaptive with at most 3 rounds."""
+    import dataclasses
+
+    r = load_recipe(tiny_recipe(tmp, sizes=(2, 4, 8), seeds=(0,)))
+    return dataclasses.replace(
+        r,
+        tiers=r.tiers[:1],
+        subsets=dataclasses.replace(
+            r.subsets,
+            strategy="adaptive",
+            adaptive=dataclasses.replace(r.subsets.adaptive, max_rounds=3),
+        ),
+    )
+
+
 @pytest.fixture()
 def in_tmp(tmp_path: Path, monkeypatch) -> Path:
     monkeypatch.chdir(tmp_path)
@@ -347,20 +363,10 @@ class _CurveTrainer:
 
 
 def test_adaptive_sweep_logs_its_rounds_and_resumes(in_tmp: Path, monkeypatch):
-    import dataclasses
 
     fake = _CurveTrainer()
     monkeypatch.setattr(cell_mod, "train_and_evaluate", fake)
-    r = load_recipe(tiny_recipe(in_tmp, sizes=(2, 4, 8), seeds=(0,)))
-    r = dataclasses.replace(
-        r,
-        tiers=r.tiers[:1],
-        subsets=dataclasses.replace(
-            r.subsets,
-            strategy="adaptive",
-            adaptive=dataclasses.replace(r.subsets.adaptive, max_rounds=3),
-        ),
-    )
+    r = _adaptive_tiny(in_tmp)
     messages: list[str] = []
     out = driver.sweep(r, progress=lambda e: messages.append(e.message))
     assert out.decisions and {d["round"] for d in out.decisions} >= {0, 1}
@@ -388,20 +394,10 @@ def test_adaptive_sweep_rescores_finished_cells_when_the_curve_asks_for_items(
 ):
     """Advice for more evaluation items re-scores the tier's finished cells (and the anchor)
     with their adapters, without training them again, before the next look at the curve."""
-    import dataclasses
 
     from loop import adaptive
 
-    r = load_recipe(tiny_recipe(in_tmp, sizes=(2, 4, 8), seeds=(0,)))
-    r = dataclasses.replace(
-        r,
-        tiers=r.tiers[:1],
-        subsets=dataclasses.replace(
-            r.subsets,
-            strategy="adaptive",
-            adaptive=dataclasses.replace(r.subsets.adaptive, max_rounds=3),
-        ),
-    )
+    r = _adaptive_tiny(in_tmp)
     seen: list[tuple[int | None, bool]] = []
 
     def plan(recipe, tier, curve, metric, ran, cap, items_now=None, can_rescore=False):
