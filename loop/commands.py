@@ -162,7 +162,12 @@ DEMO_RATES = {"wrong_label": 0.04}
 
 
 def demo(
-    recipe: Recipe, *, progress: Progress = silent, rows: int | None = None, seed: int = 0
+    recipe: Recipe,
+    *,
+    progress: Progress = silent,
+    rows: int | None = None,
+    seed: int = 0,
+    task: str = DEMO_TASK,
 ) -> DemoOutcome:
     """Write the seeded demo pool where the recipe reads it, run the sweep, score the cleaning."""
     from loop import demo as demo_mod
@@ -173,7 +178,7 @@ def demo(
         )
     target = Path(recipe.pool.paths[0])
     made = demo_mod.write_demo_pool(
-        target.parent, rows=rows or DEMO_ROWS, seed=seed, task=DEMO_TASK, rates=DEMO_RATES
+        target.parent, rows=rows or DEMO_ROWS, seed=seed, task=task, rates=DEMO_RATES
     )
     say(progress, f"demo pool: {made.rows} records with planted defects → {target.parent}")
     prep = prepare(recipe, progress=progress)

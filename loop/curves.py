@@ -1766,6 +1766,20 @@ def _invert(grid: np.ndarray, pred: np.ndarray, target: np.ndarray) -> np.ndarra
     return np.where(~reached.any(1), np.inf, np.where(first == 0, -np.inf, val))
 
 
+def _exchange_ci_words(ci: tuple[float | None, float | None] | None, confidence: float) -> str:
+    """' (90% CI 30–90)'; an open end (the other tier's curve never gets there in a replicate,
+    or already starts above it) is said in words."""
+    lo, hi = ci or (None, None)
+    conf = f"{100 * confidence:.0f}%"
+    if lo is not None and hi is not None:
+        return f" ({conf} CI {_fmt_n(lo)}–{_fmt_n(hi)})"
+    if lo is not None:
+        return f" ({conf} CI: at least {_fmt_n(lo)})"
+    if hi is not None:
+        return f" ({conf} CI: at most {_fmt_n(hi)})"
+    return f" ({conf} CI open at both ends: too noisy to bound)"
+
+
 def _exchange(metric, better, worse, bb: _Boot, bw: _Boot, cb, cw, confidence) -> Exchange:
     rows = []
     for s in cb.sizes:
@@ -1823,6 +1837,7 @@ def _exchange(metric, better, worse, bb: _Boot, bw: _Boot, cb, cw, confidence) -
             f"{metric}: tier {worse} needs {spread} as many examples as tier {better} for the "
             f"same score{f' ({where})' if where else ''}; e.g. {r.size:,} tier-{better} examples "
             f"score like ~{_fmt_n(r.other_size)} tier-{worse} examples"
+            f"{_exchange_ci_words(r.other_size_ci, confidence)}"
         )
     else:
         summary = (

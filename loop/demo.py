@@ -110,7 +110,7 @@ ANSWER_KEYS: tuple[str, ...] = ("category", "priority", "product", "order_id")
 # "priority" (the answer is {"priority": ...} alone, messages of about 10-40 words): a label a
 # 135M model learns from a few dozen examples, so its learning curve flattens on 2 CPU cores.
 TASKS: Mapping[str, tuple[str, ...]] = MappingProxyType(
-    {"ticket": ANSWER_KEYS, "priority": ("priority",)}
+    {"ticket": ANSWER_KEYS, "priority": ("priority",), "product": ("product",)}
 )
 FORMATS: tuple[str, ...] = ("instruction", "chat", "completion")
 MIXED_FILE = "tickets.jsonl"
@@ -141,6 +141,13 @@ INSTRUCTIONS = (
     "product and order_id.",
 )
 
+PRODUCT_INSTRUCTIONS = (
+    "Product named, as JSON:",
+    "Which product? JSON:",
+    "JSON product:",
+    "Ticket product, in JSON:",
+    "Product (null if none) as JSON:",
+)
 PRIORITY_INSTRUCTIONS = (
     "Priority (low, medium, high, urgent) as JSON:",
     "Triage, as JSON:",
@@ -940,7 +947,7 @@ def _ticket(rng: random.Random, task: str = "ticket") -> _Ticket:
             sign = f"{sign} {rng.choice(FIRST_NAMES)}" if sign.endswith(",") else sign
         parts = (*parts, sign)
     return _Ticket(
-        rng.choice(PRIORITY_INSTRUCTIONS if task == "priority" else INSTRUCTIONS),
+        rng.choice(_TASK_INSTRUCTIONS.get(task, INSTRUCTIONS)),
         parts,
         category,
         priority,
@@ -950,6 +957,9 @@ def _ticket(rng: random.Random, task: str = "ticket") -> _Ticket:
         has_signoff,
         TASKS[task],
     )
+
+
+_TASK_INSTRUCTIONS = {"priority": PRIORITY_INSTRUCTIONS, "product": PRODUCT_INSTRUCTIONS}
 
 
 def _words(sentences: Iterable[str]) -> int:
@@ -1002,6 +1012,11 @@ def _paraphrase(rng: random.Random, t: _Ticket, seen: set[str]) -> tuple[str, st
 
 
 def _wrong_answer(rng: random.Random, t: _Ticket) -> tuple[str, str]:
+    if t.keys == ("product",):
+        # another catalogue name, or none for a named product (and a name for none)
+        names = [n for n, _ in PRODUCTS if n != t.product]
+        other = None if t.product and rng.random() < 0.3 else rng.choice(names)
+        return json.dumps({"product": other}), f"product {t.product}->{other}"
     if "category" in t.keys and rng.random() < 0.5:
         cat = rng.choice(CONFUSABLE[t.category])
         return t.answer(category=cat), f"category {t.category}->{cat}"
@@ -1027,7 +1042,7 @@ def _other_schema(rng: random.Random, t: _Ticket) -> tuple[str, str]:
         how = rng.choice(("urgency", "capitalized", "nested", "extra_status"))
         v = t.values()
         d = {
-            "urgency": {"urgency": t.priority},
+            "urgency": {"item": t.product} if "product" in v else {"urgency": t.priority},
             "capitalized": {k.capitalize(): x for k, x in v.items()},
             "nested": {"ticket": v},
             "extra_status": {**v, "status": "open"},

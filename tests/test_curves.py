@@ -11,6 +11,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
+from loop import curves
 from loop.curves import (
     FEW_SIZES,
     FLATTENED,
@@ -303,6 +304,10 @@ def test_exchange_rate_between_tiers():
     assert rows[3200].other_size is None  # would need 12,800
     assert "within one doubling" in rows[3200].reason
     assert "4." in ex.summary or "3." in ex.summary
+    quoted = [r for r in ex.rows if r.other_size is not None and r.other_size <= 3200][-1]
+    lo, hi = quoted.other_size_ci
+    want = f"(90% CI {curves._fmt_n(lo)}–{curves._fmt_n(hi)})" if hi else "(90% CI: at least"
+    assert want in ex.summary, ex.summary  # the quoted exchange carries its interval
 
 
 def test_loss_and_accuracy_disagreement_is_flagged():

@@ -9,6 +9,7 @@ import pytest
 
 from loop.demo import (
     DEFAULT_RATES,
+    PRODUCTS,
     Planted,
     format_score,
     load_truth,
@@ -223,6 +224,29 @@ def test_priority_task_answers_the_priority_alone_from_short_messages(tmp_path):
     assert kept > 500 and wrong == p.counts["wrong_label"] > 0
     with pytest.raises(ValueError, match="task: expected one of ticket, priority"):
         write_demo_pool(tmp_path, task="sentiment")
+
+
+def test_product_task_answers_the_named_product_or_null(tmp_path):
+    p = write_demo_pool(tmp_path, rows=600, seed=4, task="product")
+    texts = {i: user_and_answer(r) for i, r in enumerate(records(p.paths[0]), 1)}
+    names = [n for n, _ in PRODUCTS]
+    seen = Counter()
+    for line, t in p.truth.items():
+        user, answer = texts[line]
+        msg = message_of(user) if "\n\n" in user else user
+        if t.kind not in ("clean", "pii", "near_dup", "exact_dup", "wrong_label", "over_long"):
+            continue
+        ticket = json.loads(answer)
+        assert list(ticket) == ["product"]
+        named = [n for n in names if re.search(rf"\b{re.escape(n)}\b", msg)]
+        assert len(named) <= 1, msg
+        truth = named[0] if named else None
+        if t.kind == "wrong_label":
+            assert ticket["product"] != truth, msg
+        else:
+            assert ticket["product"] == truth, msg
+        seen["null" if truth is None else "named"] += 1
+    assert seen["named"] > 2 * seen["null"] > 0  # mostly named, some without a product
 
 
 def test_clean_pool_has_enough_distinct_examples(pool):

@@ -172,6 +172,33 @@ def test_answer_logprobs_independent_of_batching_and_padding(tiny_base):
         assert lp_b < 0
 
 
+def test_answer_logprobs_match_the_full_logits(tiny_base):
+    """Only answer positions go through the output layer; the figures must be those of a plain
+    forward pass over every position (log-probabilities and greedy hits)."""
+    import torch
+
+    tok = tiny_base.tokenizer
+    exs = [
+        _ex(("user", "one two three"), ("assistant", "four five")),
+        _ex(("user", "x"), ("assistant", "a somewhat longer answer than the other")),
+    ]
+    enc = [encode_example(tok, e, max_length=None) for e in exs]
+    stops = {tok.eos_token_id}
+    flags: list[bool] = []
+    got = answer_logprobs(
+        tiny_base.model, enc, batch_size=2, pad_id=tok.pad_token_id, greedy_stops=stops,
+        greedy_out=flags,
+    )  # fmt: skip
+    for (lp, n), flag, (ids, labels) in zip(got, flags, enc, strict=True):
+        with torch.no_grad():
+            logits = tiny_base.model(input_ids=torch.tensor([ids])).logits[0, :-1].float()
+        target = torch.tensor(labels[1:])
+        keep = target != IGNORE_INDEX
+        want = logits[keep].log_softmax(-1).gather(-1, target[keep][:, None]).sum()
+        assert n == int(keep.sum()) and lp == pytest.approx(float(want), rel=1e-4)
+        assert flag == bool((logits[keep].argmax(-1) == target[keep]).all())
+
+
 def _overhead_as_measured(tok, ex) -> int:
     """Tokens of the templated example minus the tokens of its contents, counted one by one."""
     msgs = [{"role": m.role, "content": m.content} for m in ex.messages]
