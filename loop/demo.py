@@ -113,6 +113,11 @@ TASKS: Mapping[str, tuple[str, ...]] = MappingProxyType(
     {"ticket": ANSWER_KEYS, "priority": ("priority",), "product": ("product",)}
 )
 FORMATS: tuple[str, ...] = ("instruction", "chat", "completion")
+# Every record's `source` field: "helpdesk" (tickets our support agents labelled) or "crowd" (an
+# outsourced labelling batch). The crowd batch holds most of the bad answers: this share of the
+# clean-looking records (clean, pii, duplicates, over-long) and of every other kind.
+SOURCES: tuple[str, ...] = ("helpdesk", "crowd")
+CROWD_SHARE: Mapping[str, float] = MappingProxyType({"clean": 0.4, "bad": 0.8})
 MIXED_FILE = "tickets.jsonl"
 TRUTH_FILE = "truth.jsonl"
 ORDER_ID_RE = re.compile(r"\b[A-Z]-\d{5}\b")
@@ -637,6 +642,7 @@ class _Rec:
     of: _Rec | None = None
     detail: str = ""
     line: int = 0
+    source: str = ""  # SOURCES entry, drawn in write_demo_pool
     user: str = field(init=False)
 
     def __post_init__(self) -> None:
@@ -699,8 +705,11 @@ def write_demo_pool(
     rng = random.Random(seed)
     records = _generate(rng, rows, full_rates, task)
     rng.shuffle(records)
+    src_rng = random.Random(f"{seed}:source")  # its own stream: the records stay as they were
     for i, rec in enumerate(records, 1):
         rec.line = i
+        share = CROWD_SHARE["clean" if rec.kind in KEEP + DUP_KINDS + ("over_long",) else "bad"]
+        rec.source = "crowd" if src_rng.random() < share else "helpdesk"
     fmts = [rng.choice(formats) if mixed else "" for _ in records]
 
     out_dir = Path(out_dir)
@@ -1170,7 +1179,8 @@ def _encode(rec: _Rec, fmt: str) -> str:
     else:
         d = {"prompt": rec.user, "completion": rec.answer}
     # No task label in the records: a collected pool doesn't announce which rows are off-task
-    # (the truth file keeps it).
+    # (the truth file keeps it). The source is what a collected pool would record.
+    d["source"] = rec.source
     return json.dumps(d, ensure_ascii=False)
 
 

@@ -102,10 +102,12 @@ def test_every_record_parses_and_is_one_of_the_three_formats(pool):
         frozenset({"messages"}): "chat",
         frozenset({"prompt", "completion"}): "completion",
     }
-    seen = Counter()
+    seen, by_source = Counter(), Counter()
     for line, rec in enumerate(recs, 1):
-        fmt = shapes[frozenset(rec)]
+        fmt = shapes[frozenset(rec) - {"source"}]
         seen[fmt] += 1
+        bad = p.truth[line].kind not in ("clean", "pii", "exact_dup", "near_dup", "over_long")
+        by_source[rec["source"], bad] += 1
         assert fmt == p.truth[line].format
         assert "task" not in rec  # the truth file, not the pool, says what is off-task
         if fmt == "chat":
@@ -114,6 +116,13 @@ def test_every_record_parses_and_is_one_of_the_three_formats(pool):
         assert isinstance(user, str) and user.strip() and isinstance(answer, str) and answer.strip()
     assert set(seen) == {"instruction", "chat", "completion"}
     assert min(seen.values()) > 300  # roughly a third each
+    # two sources, and the crowd batch holds most of the bad answers
+    assert {src for src, _ in by_source} == {"helpdesk", "crowd"}
+    crowd_bad = by_source["crowd", True] / (by_source["crowd", True] + by_source["helpdesk", True])
+    crowd_ok = by_source["crowd", False] / (
+        by_source["crowd", False] + by_source["helpdesk", False]
+    )
+    assert crowd_bad > 0.7 and 0.3 < crowd_ok < 0.5, by_source
 
 
 def test_clean_answers_are_tickets_whose_labels_follow_from_the_text(pool):
@@ -265,6 +274,7 @@ def test_truth_ids_match_what_the_pool_reader_computes(pool):
     for ex in loaded.examples:
         t = p.truth[source_line(ex.source)]
         assert ex.id == t.id and ex.format == t.format
+        assert ex.meta["source"] in ("helpdesk", "crowd")  # a tier can select by it (`where:`)
     # and the id is the one of the plain (user, assistant) messages, whatever the format
     user, answer = texts[1]
     assert content_id([Message("user", user), Message("assistant", answer)]) == p.truth[1].id
