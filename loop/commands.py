@@ -154,8 +154,8 @@ class DemoOutcome:
     pool_paths: list[Path]
 
 
-DEMO_ROWS = 1600  # ~970 survive cleaning: 160 of them validate, the rest train
-DEMO_TASK = "priority"  # a label a 135M model learns from a few dozen examples (loop.demo.TASKS)
+DEMO_ROWS = 1200  # ~700 survive cleaning: 160 of them validate, the rest train
+DEMO_TASK = "product"  # a 135M model learns it from about a hundred examples (loop.demo.TASKS)
 # half the default share of wrong labels: they survive cleaning, so at 8% of the pool they would
 # be 13% of the clean tier and of its validation items
 DEMO_RATES = {"wrong_label": 0.04}

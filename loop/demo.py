@@ -900,6 +900,7 @@ def _fresh_ticket(rng: random.Random, seen: set[str], task: str = "ticket") -> _
 
 def _ticket(rng: random.Random, task: str = "ticket") -> _Ticket:
     short = task != "ticket"  # fewer sentences: every prompt token costs CPU time
+    tiny = task == "product"  # the problem sentence, maybe an order or urgency line: ~14 words
     category = rng.choice(CATEGORIES)
     priority = rng.choices(PRIORITIES, weights=PRIORITY_WEIGHTS)[0]
     with_product = rng.random() < (0.4 if category == "account" else 0.88)
@@ -925,22 +926,23 @@ def _ticket(rng: random.Random, task: str = "ticket") -> _Ticket:
     problem = _cap(lead + clause) + "."
 
     middle = [problem]
-    if rng.random() < (0.1 if short else 0.3):
+    if rng.random() < (0.0 if tiny else 0.1 if short else 0.3):
         follow = rng.choice(FOLLOW_UPS[category])
         middle.append(follow.format(a=f"${rng.randint(5, 180)}.99"))
     if order_id:
         middle.insert(
             rng.randrange(len(middle) + 1), rng.choice(ORDER_SENTENCES).format(o=order_id)
         )
-    n_details = rng.choice((0, 0, 0, 0, 1) if short else (0, 1, 1, 2))
+    n_details = rng.choice((0,) if tiny else (0, 0, 0, 0, 1) if short else (0, 1, 1, 2))
     for d in rng.sample(DETAILS, n_details):
         text = d.format(w=rng.choice(WHEN), r=rng.choice(RELATIVES), n=rng.randint(2, 12))
         middle.insert(rng.randrange(1, len(middle) + 1), text)
     body: list[str] = []
-    if rng.random() < (0.05 if short else 0.4):
+    if rng.random() < (0.0 if tiny else 0.05 if short else 0.4):
         body.append(rng.choice(INTROS))
     body += middle
-    if priority != "medium":
+    # the product task keeps a third of the urgency sentences: distractors, and ~8 fewer words
+    if priority != "medium" and (task != "product" or rng.random() < 0.33):
         body.append(rng.choice(URGENCY[priority]))
     # Keep messages within ~30-70 words: pad with a detail, trim optional sentences.
     while _words(body) < (8 if short else 30):
