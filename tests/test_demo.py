@@ -255,7 +255,7 @@ def test_product_task_answers_the_named_product_or_null(tmp_path):
         else:
             assert ticket["product"] == truth, msg
         seen["null" if truth is None else "named"] += 1
-    assert seen["named"] > 2 * seen["null"] > 0  # mostly named, some without a product
+    assert seen["named"] > 1.5 * seen["null"] > 0  # mostly named, a third without a product
 
 
 def test_clean_pool_has_enough_distinct_examples(pool):
