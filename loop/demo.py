@@ -15,7 +15,12 @@ Every label is a deterministic function of the message text:
   null when no product is named.
 - order_id: the `X-12345` code in the message (a leading `#` is not part of it), else null.
 
-With `task="priority"` (what `loop demo` uses) the answer is `{"priority": "high"}` alone and the
+With `task="product"` (what `loop demo` uses) the answer is `{"product": "Nimbus X2"}` alone: every
+message names one catalogue product, messages are short (a problem sentence, sometimes an order or
+urgency line), and the model must copy the name without its kind ("my Nimbus X2 headphones"). A
+wrong label is another catalogue name.
+
+With `task="priority"` the answer is `{"priority": "high"}` alone and the
 messages are shorter (about 8-40 words: fewer greetings, details and order numbers), so a 135M
 model learns the rule from a few dozen examples and its learning curve flattens within a CPU
 budget. Every defect kind below is planted the same way; wrong labels and contradictions change
@@ -151,7 +156,7 @@ PRODUCT_INSTRUCTIONS = (
     "Which product? JSON:",
     "JSON product:",
     "Ticket product, in JSON:",
-    "Product (null if none) as JSON:",
+    "Product as JSON:",
 )
 PRIORITY_INSTRUCTIONS = (
     "Priority (low, medium, high, urgent) as JSON:",
@@ -903,9 +908,9 @@ def _ticket(rng: random.Random, task: str = "ticket") -> _Ticket:
     tiny = task == "product"  # the problem sentence, maybe an order or urgency line: ~14 words
     category = rng.choice(CATEGORIES)
     priority = rng.choices(PRIORITIES, weights=PRIORITY_WEIGHTS)[0]
-    # the product task names no product in about a third of the messages: enough nulls among a
-    # few dozen examples to learn them (at a fifth, 32 examples left them unlearned)
-    named = (0.3, 0.75) if task == "product" else (0.4, 0.88)
+    # every product-task message names its product: with null answers mixed in, a cell of a few
+    # dozen examples flipped between "always null" and "never null" (variants.md, probe 6)
+    named = (1.0, 1.0) if task == "product" else (0.4, 0.88)
     with_product = rng.random() < (named[0] if category == "account" else named[1])
     name, kind = rng.choice(PRODUCTS)
     product = name if with_product else None
@@ -1027,7 +1032,7 @@ def _paraphrase(rng: random.Random, t: _Ticket, seen: set[str]) -> tuple[str, st
 
 def _wrong_answer(rng: random.Random, t: _Ticket) -> tuple[str, str]:
     if t.keys == ("product",):
-        # another catalogue name (a name for none, too)
+        # another catalogue name
         names = [n for n, _ in PRODUCTS if n != t.product]
         other = rng.choice(names)
         return json.dumps({"product": other}), f"product {t.product}->{other}"
