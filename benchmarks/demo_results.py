@@ -93,9 +93,29 @@ def decision_lines(summary: dict) -> str:
     return "\n".join(lines) + "\n\n" + "\n".join(words)
 
 
+def quality_lines(summary: dict) -> str:
+    """Quality against quantity: each tier's plateau with its interval, and the exchange rates."""
+    conf = f"{100 * summary.get('confidence', 0.9):.0f}%"
+    lines = []
+    for tier in sorted(summary["curves"], key=lambda t: (t == "raw", t)):
+        for metric, c in sorted(
+            summary["curves"][tier].items(), key=lambda kv: kv[0] == "val_loss"
+        ):
+            if c.get("plateau") is not None and c.get("plateau_ci"):
+                lo, hi = c["plateau_ci"]
+                lines.append(
+                    f"- `{tier}` / `{metric}` plateau: {_value(metric, c['plateau'])} "
+                    f"({conf} CI {_value(metric, lo)}–{_value(metric, hi)})"
+                )
+    lines += [f"- *{e['summary']}*" for e in summary.get("exchanges", [])]
+    return "\n".join(lines)
+
+
 def readme_block(results: Path = RESULTS) -> str:
     summary = json.loads((results / "summary.json").read_text(encoding="utf-8"))
-    return size_table(summary) + "\n\n" + decision_lines(summary)
+    block = size_table(summary) + "\n\n" + decision_lines(summary)
+    quality = quality_lines(summary)
+    return block + ("\n\nQuality against quantity:\n\n" + quality if quality else "")
 
 
 def _wall(log: str) -> str | None:

@@ -21,9 +21,8 @@ urgency line), and the model must copy the name without its kind ("my Nimbus X2 
 wrong label is another catalogue name.
 
 With `task="priority"` the answer is `{"priority": "high"}` alone and the
-messages are shorter (about 8-40 words: fewer greetings, details and order numbers), so a 135M
-model learns the rule from a few dozen examples and its learning curve flattens within a CPU
-budget. Every defect kind below is planted the same way; wrong labels and contradictions change
+messages are shorter (about 8-40 words: fewer greetings, details and order numbers); on 2 CPU
+cores its curve did not flatten within 64 examples (`benchmarks/results/demo/variants.md`). Every defect kind below is planted the same way; wrong labels and contradictions change
 the priority, other key sets are `urgency`, capitalized, nested or with an extra `status`.
 
 Defects planted, as fractions of all records (`DEFAULT_RATES`; override any with `rates=`):
@@ -111,9 +110,9 @@ MAX_DEFECT_SHARE = 0.9  # the copies need clean records to copy
 CATEGORIES: tuple[str, ...] = ("billing", "shipping", "technical", "account", "returns")
 PRIORITIES: tuple[str, ...] = ("low", "medium", "high", "urgent")
 ANSWER_KEYS: tuple[str, ...] = ("category", "priority", "product", "order_id")
-# The tasks a pool can hold: "ticket" (the four keys above, messages of 30-70 words) or
-# "priority" (the answer is {"priority": ...} alone, messages of about 10-40 words): a label a
-# 135M model learns from a few dozen examples, so its learning curve flattens on 2 CPU cores.
+# The tasks a pool can hold: "ticket" (the four keys above, messages of 30-70 words), "priority"
+# (the answer is {"priority": ...} alone, messages of about 10-40 words) or "product" ({"product":
+# ...} alone, every message naming one, ~10-25 words: the demo's, variants.md says why).
 TASKS: Mapping[str, tuple[str, ...]] = MappingProxyType(
     {"ticket": ANSWER_KEYS, "priority": ("priority",), "product": ("product",)}
 )
