@@ -43,7 +43,14 @@ from loop.prepare import (
     warn_raw_records,
     work_dir,
 )
-from loop.recipe import Cell, Recipe, expand_cells, is_curve_metric, validate
+from loop.recipe import (
+    Cell,
+    Recipe,
+    expand_cells,
+    is_curve_metric,
+    reference_tier,
+    validate,
+)
 
 
 @dataclass(frozen=True)
@@ -375,6 +382,7 @@ def run_zero_shot(s: _Sweep) -> None:
         "loop.recipe_digest": s.tr.recipe_digest,
         "loop.pool_digest": s.tr.pool_digest,
         "loop.capped": "false",
+        "loop.select": "none",  # the untrained model: no selection method
         # leased like every cell: a second driver on the same store does not evaluate it again
         track.HEARTBEAT_TAG: f"{time.time():.3f}",
         track.OWNER_TAG: track.lease_owner(),
@@ -784,6 +792,7 @@ def report(
         confidence=recipe.saturation.confidence,
         eval_size=eval_size or None,
         max_items=n_val,
+        reference=reference_tier(recipe),  # selection methods against random, when ranked
     )
     if not write:
         return ReportOutcome(report_mod.decision_table(analysis), None, analysis)

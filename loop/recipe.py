@@ -1004,6 +1004,22 @@ def needs_quality(t: TierSpec) -> bool:
     )
 
 
+def reference_tier(r: Recipe) -> str | None:
+    """The tier selection methods are compared with: when a tier is ranked, the tier named
+    `random` if it draws at random, else the first random-draw tier without top/min_score/where
+    (the cleaned pool as it is). None when no tier is ranked or none is such a draw."""
+    if not any(is_ranked(t) for t in r.tiers):
+        return None
+    plain = [
+        t
+        for t in r.tiers
+        if t.name != RAW_TIER and not is_ranked(t) and not needs_quality(t) and not t.where
+    ]
+    named = [t for t in plain if t.name == "random"]
+    chosen = named or plain
+    return chosen[0].name if chosen else None
+
+
 def is_ranked(t: TierSpec) -> bool:
     """Whether size n of the tier is the top n of a ranking (not a seeded random draw)."""
     return t.select != "random"

@@ -770,6 +770,28 @@ def _blocks(
         "settle",
     )
     out.append(("table", head, [[r[k] for k in keys] for r in decision_table(analysis)]))
+    if analysis.versus:
+        ref = analysis.versus[0].reference
+        out.append(("h", 2, f"Selection methods against {ref}"))
+        out.append(
+            (
+                "p",
+                f"Each tier against tier {ref} at the sizes both ran: the gap of the mean "
+                f"scores (positive = better, for loss as for accuracy) with its {conf} "
+                "bootstrap interval. Better or worse: the interval excludes 0 at one size or "
+                "more; no different: it includes 0 at every size run (not proof of equality). "
+                "A ranked tier's seeds vary only training, not its examples.",
+            )
+        )
+        out.append(
+            (
+                "ul",
+                [
+                    _sentence(v.text.replace(f"({v.metric})", f"({_label(v.metric, labels)})"))
+                    for v in analysis.versus
+                ],
+            )
+        )
     if rounds:
         out.append(("h", 2, "Adaptive rounds"))
         out.append(

@@ -732,8 +732,7 @@ def cell_tags(tr: Tracker, cell: Cell, subset: Subset) -> dict[str, str]:
         "loop.tier": cell.tier,
         "loop.size": str(cell.size),
         "loop.seed": str(cell.seed),
-        # the selection method, for grouping in the UI; the untrained model belongs to none
-        "loop.select": subset.select if cell.size else "none",
+        "loop.select": subset.select,  # the selection method, for grouping in the UI
         "loop.recipe_digest": tr.recipe_digest,
         "loop.pool_digest": tr.pool_digest,
         "loop.capped": str(subset.capped).lower(),

@@ -330,3 +330,47 @@ def test_a_sweep_tags_each_child_run_with_its_method(tmp_path, monkeypatch):
     assert all(v["verdict"] in ("better", "no different", "worse", "mixed") for v in verdicts)
     report = (tmp_path / "mlruns/work/selsweep/report/report.md").read_text()
     assert "Selection methods against random" in report
+
+
+def test_each_method_gets_a_verdict_against_random():
+    from loop import curves
+
+    rng = np.random.default_rng(0)
+    records = []
+    for n in (8, 32, 128):
+        base = 0.4 + 0.05 * math.log2(n / 8)
+        for seed in range(3):
+            for tier, shift in (("random", 0.0), ("good", 0.15), ("same", 0.0), ("bad", -0.15)):
+                value = base + shift + rng.normal(0, 0.01)
+                records.append(curves.Record(tier, n, seed, "eval.acc", value))
+    a = curves.analyze(records, direction="higher", eval_size=2000, n_boot=300, reference="random")
+    got = {v.tier: v for v in a.versus}
+    assert set(got) == {"good", "same", "bad"}
+    assert (got["good"].verdict, got["same"].verdict, got["bad"].verdict) == (
+        "better",
+        "no different",
+        "worse",
+    )
+    assert [g.size for g in got["good"].sizes] == [8, 32, 128]
+    assert all(g.ci[0] > 0 for g in got["good"].sizes)
+    assert got["good"].text.startswith("tier good vs random (eval.acc): better at 8, 32, 128 (+15")
+    assert "no different at the sizes run" in got["same"].text
+    assert curves.analyze(records, direction="higher", eval_size=2000, n_boot=300).versus == ()
+    doc = curves.to_json(a)
+    assert [v["verdict"] for v in doc["selection"]["verdicts"]] == [
+        got[t].verdict for t in ("good", "same", "bad")
+    ]
+
+
+def test_the_reference_is_the_random_tier_only_when_a_tier_is_ranked():
+    from loop.recipe import reference_tier
+
+    assert reference_tier(recipe([{"name": "all"}, {"name": "raw"}])) is None
+    assert reference_tier(recipe([{"name": "x"}, {"name": "ifd", "select": "ifd"}])) == "x"
+    both = recipe([{"name": "x"}, {"name": "random"}, {"name": "l", "select": "length"}])
+    assert reference_tier(both) == "random"
+    filtered = recipe(
+        [{"name": "best", "top": 0.5}, {"name": "l", "select": "length"}],
+        clean={"steps": ["quality"]},
+    )
+    assert reference_tier(filtered) is None  # a filtered draw is not random selection
