@@ -144,24 +144,38 @@ def k_center_order(emb: np.ndarray, greedy_max: int | None = None) -> tuple[np.n
     pick so far (ties: the lowest index). After `greedy_max` picks the rest follow by their
     distance to the picks, farthest first, without further greedy steps.
     """
+    from threadpoolctl import threadpool_limits
+
     x = np.ascontiguousarray(emb, dtype=np.float32)
     n = len(x)
     if n == 0:
         return np.zeros(0, np.int64), np.zeros(0, np.float32)
+    # One BLAS thread: a pick is one matrix-vector product, and on 2 busy cores a second thread
+    # made it 6x slower at 10k rows and no faster at 100k (measured: 11.9 vs 1.9 ms, 24.9 vs 22.6).
+    with threadpool_limits(1):
+        return _k_center(x, greedy_max)
+
+
+def _k_center(x: np.ndarray, greedy_max: int | None) -> tuple[np.ndarray, np.ndarray]:
+    n = len(x)
     k = n if greedy_max is None else max(1, min(n, int(greedy_max)))
-    sq = np.einsum("ij,ij->i", x, x)
+    sq = np.einsum("ij,ij->i", x, x).astype(np.float32)
     centre = x.mean(0)
     first = int(np.argmin(sq - 2.0 * (x @ centre)))  # ||x - mean||^2 up to a constant
     # squared distances to the nearest pick; picked rows are set to -1 so they are never again
-    mind = np.maximum(sq + sq[first] - 2.0 * (x @ x[first]), 0.0)
+    mind = np.maximum(sq + sq[first] - 2.0 * (x @ x[first]), 0.0).astype(np.float32)
     order = np.empty(n, np.int64)
     radius = np.empty(n, np.float32)
     order[0], radius[0] = first, np.inf
     mind[first] = -1.0
+    d = np.empty(n, np.float32)  # one buffer for every pick's distances: no allocation per pick
     for t in range(1, k):
         j = int(np.argmax(mind))
         order[t], radius[t] = j, math.sqrt(max(float(mind[j]), 0.0))
-        d = sq + sq[j] - 2.0 * (x @ x[j])
+        np.dot(x, x[j], out=d)
+        d *= -2.0
+        d += sq
+        d += sq[j]
         np.minimum(mind, d, out=mind)
         mind[j] = -1.0
     if k < n:
