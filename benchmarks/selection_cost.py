@@ -42,6 +42,8 @@ def machine() -> dict:
         "device": "cuda" if torch.cuda.is_available() else "cpu",
         "platform": platform.platform(),
         "python": platform.python_version(),
+        # the 2 cores are shared: the load when the figures were taken
+        "load_average_1m_at_start": round(os.getloadavg()[0], 2),
     }
 
 

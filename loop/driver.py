@@ -811,6 +811,7 @@ def report(
     repeats = repeated_tiers(prep)
     if repeats:
         notes.append(repeated_tiers_text(repeats, prep))
+    notes += [r.note for r in prep.rankings.values()]  # how each ranked tier was ranked
     if recipe.licenses.allow and recipe.licenses.policy == "warn":
         from loop import provenance
 
