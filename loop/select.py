@@ -68,9 +68,11 @@ from loop.recipe import ModelConfig, Recipe, TierSpec, is_ranked
 
 IFD_VERSION = 1  # bump when the scoring changes, so cached scores are not reused
 CHUNK = 64  # examples scored between cache writes: what an interruption can lose
-# Forward-pass CPU seconds per scored token of SmolLM2-135M (2 cores, fp32, batch 16), from
-# benchmarks/selection_cost.py; other models scale by their parameter count.
-_CPU_S_PER_TOKEN_135M = 1.0e-3
+# Forward-pass CPU seconds per scored token of SmolLM2-135M (2 shared cores at load ~4, fp32,
+# batch 16): 140 tokens/s, 0.47 examples/s at 266 tokens (benchmarks/selection_cost.py,
+# results/selection/ifd_consensus_summary.json); other models scale by their parameter count.
+# A later run on the same machine uses the rate it measured instead.
+_CPU_S_PER_TOKEN_135M = 1 / 140
 _PARAMS_135M = 134.5e6
 # Not measured here: a GPU is assumed ~30x a 2-core CPU (as semantic dedup assumes).
 _GPU_SPEEDUP = 30.0
