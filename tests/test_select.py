@@ -223,7 +223,6 @@ def test_rankings_are_deterministic_and_their_subsets_nest(tmp_path, tiny_cfg, m
     from loop.models import load_tokenizer
 
     monkeypatch.setattr(semantic, "embed", _fake_embed)
-    monkeypatch.setattr(semantic, "estimate", lambda *a, **k: semantic.SemanticEstimate(0, 0, 0, 0))
     r = recipe(
         [
             {"name": "random"},
@@ -374,3 +373,29 @@ def test_the_reference_is_the_random_tier_only_when_a_tier_is_ranked():
         clean={"steps": ["quality"]},
     )
     assert reference_tier(filtered) is None  # a filtered draw is not random selection
+
+
+def test_diversity_reads_the_embeddings_semantic_dedup_cached(tmp_path, tiny_cfg, monkeypatch):
+    from loop.clean import semantic
+    from loop.models import load_tokenizer
+
+    calls: list[int] = []
+
+    class Encoder:
+        def encode(self, texts, **_):
+            calls.append(len(texts))
+            return _fake_embed(texts)
+
+    monkeypatch.setattr(semantic, "load_encoder", lambda device=None: Encoder())
+    r = recipe([{"name": "random"}, {"name": "diverse", "select": "diversity"}])
+    pool = [ex(f"prompt number {i}", "an answer") for i in range(12)]
+    # what semantic dedup writes: work/clean/cache/embeddings.npz, keyed by the prompt text
+    cache = tmp_path / "clean" / "cache" / semantic.CACHE_FILE
+    cfg = r.clean.semantic_dedup
+    semantic.embed([semantic.embedding_text(e, cfg.max_chars) for e in pool], cache_path=cache)
+    assert calls == [12]
+    got = select.rank_tiers(
+        r, {"diverse": pool}, folder=tmp_path / "select", tokenizer=load_tokenizer(tiny_cfg)
+    )
+    assert calls == [12]  # every prompt came from the cache: nothing embedded again
+    assert len(got["diverse"].order) == 12
