@@ -470,6 +470,13 @@ def sweep(
         },
         tags={"loop.recipe": recipe.name},
     )
+    throughput = {  # IFD scoring speed on this machine, when this sweep scored examples
+        f"select.{name}.examples_per_s": r.examples_per_s
+        for name, r in prep.rankings.items()
+        if r.examples_per_s
+    }
+    if throughput:
+        track.log_metrics(tr.client, parent_id, throughput)
     s = _Sweep(recipe, prep, tr, parent_id, progress)
     decisions: list[dict] = []
     try:

@@ -102,6 +102,7 @@ class Ranking:
     scores: dict[str, float]  # id -> IFD / answer tokens / k-center distance / quality
     unscored: int  # examples ranked last for want of a score (short answers for IFD)
     note: str  # one line: what was ranked and how long it took
+    examples_per_s: float | None = None  # IFD: scoring throughput, when this call scored any
 
 
 # ----------------------------------------------------------------------------- orders
@@ -562,7 +563,9 @@ def rank_tier(
             f"{run.cached:,} scores cached, {run.scored:,} scored in {run.seconds:.1f} s"
             + (f" ({run.examples_per_s:.2f} examples/s)" if run.examples_per_s else "")
         )
-        return Ranking(spec.name, "ifd", tuple(order), scores, groups["short"], note)
+        return Ranking(
+            spec.name, "ifd", tuple(order), scores, groups["short"], note, run.examples_per_s
+        )
     raise ValueError(f"tier {spec.name!r}: select {spec.select!r} is not a ranking")  # random
 
 

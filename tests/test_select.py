@@ -321,6 +321,8 @@ def test_a_sweep_tags_each_child_run_with_its_method(tmp_path, monkeypatch):
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
     exp = mlflow.get_experiment_by_name("selsweep")
     kids = mlflow.search_runs([exp.experiment_id], filter_string="tags.`loop.kind` = 'cell'")
+    parent = mlflow.search_runs([exp.experiment_id], filter_string="tags.`loop.kind` = 'sweep'")
+    assert parent.iloc[0]["metrics.select.ifd.examples_per_s"] > 0  # IFD throughput, logged
     by_tier = dict(zip(kids["tags.loop.tier"], kids["tags.loop.select"], strict=False))
     assert by_tier == {"random": "random", "longest": "length", "ifd": "ifd", "zero-shot": "none"}
     summary = json.loads((tmp_path / "mlruns/work/selsweep/report/summary.json").read_text())
