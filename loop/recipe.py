@@ -1231,6 +1231,8 @@ def recipe_digest(r: Recipe) -> str:
     # Changing the generation batch size changes nothing measured.
     d.get("eval", {}).pop("batch_size", None)
     d.get("selection", {}).pop("batch_size", None)
+    if not any(is_ranked(t) for t in r.tiers):
+        d.pop("selection", None)  # settings of rankings no tier uses
     for key in ("strategy", "adaptive", "sizes", "seeds"):  # which cells run, not what one measures
         d.get("subsets", {}).pop(key, None)
     d = {k: v for k, v in d.items() if v != {}}  # a section left with nothing is at its defaults

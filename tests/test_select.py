@@ -76,9 +76,10 @@ def test_recipes_without_the_new_fields_keep_their_digest():
     assert recipe_digest(plain) == recipe_digest(explicit)  # default select, cosmetic batch size
     ranked = recipe([{"name": "all", "select": "length"}])
     assert recipe_digest(ranked) != recipe_digest(plain)
-    assert recipe_digest(recipe([{"name": "all"}], selection={"min_answer_tokens": 5})) != (
-        recipe_digest(plain)
-    )
+    stricter = recipe([{"name": "all", "select": "length"}], selection={"min_answer_tokens": 5})
+    assert recipe_digest(stricter) != recipe_digest(ranked)
+    unused = recipe([{"name": "all"}], selection={"min_answer_tokens": 5})
+    assert recipe_digest(unused) == recipe_digest(plain)  # no tier ranks: nothing changes
 
 
 # ----------------------------------------------------------------------------- k-center
