@@ -2146,8 +2146,12 @@ def _versus(c: CurveResult, reference: str, obs, ref, confidence: float) -> Vers
         lo, hi = _interval(Y[:m, i] - r_Y[:m, j], confidence)
         gaps.append(SizeGap(int(n), float(y[i] - r_y[j]), (float(lo), float(hi))))
     units = _Units(c.accuracy_like, c.direction, c.metric)
-    better = [g for g in gaps if g.ci[0] > 0]
-    worse = [g for g in gaps if g.ci[1] < 0]
+    eps = c.epsilon
+    # a gap whose whole interval lies within ±ε is no difference worth acting on, even when it
+    # excludes 0 (an equivalence test); better/worse need the interval off 0 and not inside ±ε
+    within = [g for g in gaps if -eps < g.ci[0] and g.ci[1] < eps]
+    better = [g for g in gaps if g.ci[0] > 0 and g not in within]
+    worse = [g for g in gaps if g.ci[1] < 0 and g not in within]
     verdict = (
         "no different"
         if not better and not worse
@@ -2175,9 +2179,14 @@ def _versus(c: CurveResult, reference: str, obs, ref, confidence: float) -> Vers
         verdict = "no different"
     elif verdict == "no different":
         big = max(gaps, key=lambda g: abs(g.gap))
+        how = (
+            f"every interval lies within ±ε ({format_gain(eps, units)})"
+            if len(within) == len(gaps)
+            else f"each interval includes 0 or lies within ±ε ({format_gain(eps, units)})"
+        )
         text = (
-            f"{head}: no different at the sizes run ({sizes_text(gaps)}): every interval "
-            f"includes 0; largest gap {gap_text(big)}"
+            f"{head}: no different at the sizes run ({sizes_text(gaps)}): {how}; largest gap "
+            f"{gap_text(big)}"
         )
     elif verdict == "mixed":
         text = (

@@ -778,8 +778,10 @@ def _blocks(
                 "p",
                 f"Each tier against tier {ref} at the sizes both ran: the gap of the mean "
                 f"scores (positive = better, for loss as for accuracy) with its {conf} "
-                "bootstrap interval. Better or worse: the interval excludes 0 at one size or "
-                "more; no different: it includes 0 at every size run (not proof of equality). "
+                "bootstrap interval. Better or worse: at one size or more the interval excludes 0 "
+                "and does not lie within ±ε (a gap that small is not worth acting on); no "
+                "different: at every size run it includes 0 (not proof of equality) or lies "
+                "within ±ε. "
                 "A ranked tier's seeds vary only training, not its examples.",
             )
         )

@@ -402,3 +402,22 @@ def test_diversity_reads_the_embeddings_semantic_dedup_cached(tmp_path, tiny_cfg
     )
     assert calls == [12]  # every prompt came from the cache: nothing embedded again
     assert len(got["diverse"].order) == 12
+
+
+def test_a_clear_gap_smaller_than_epsilon_is_no_difference():
+    from loop import curves
+
+    rng = np.random.default_rng(1)
+    records = [
+        curves.Record(tier, n, seed, "eval.acc", 0.4 + 0.05 * math.log2(n / 8) + shift + noise)
+        for n in (8, 32, 128)
+        for seed in range(3)
+        for tier, shift in (("random", 0.0), ("close", 0.003), ("far", 0.05))
+        for noise in [rng.normal(0, 0.0005)]
+    ]
+    a = curves.analyze(records, direction="higher", eval_size=10**6, n_boot=300, reference="random")
+    got = {v.tier: v for v in a.versus}
+    assert all(g.ci[0] > 0 for g in got["close"].sizes)  # the gap is real...
+    assert got["close"].verdict == "no different"  # ...but a third of ε (1 point)
+    assert "within ±ε (1.0 points)" in got["close"].text
+    assert got["far"].verdict == "better"
