@@ -197,7 +197,8 @@ def clean(recipe: Recipe, *, progress: Progress = silent, force: bool = False) -
     """`loop clean`: the funnel, its files, and a `clean` run in MLflow (once per recipe+pool)."""
     from loop import track
 
-    prep = prepare(recipe, progress=progress, force_clean=force)
+    # the funnel and the tiers' sizes only: rankings (IFD's forward passes) wait for the sweep
+    prep = prepare(recipe, progress=progress, force_clean=force, rank=False)
     tr = track.tracker(recipe, prep.pool_digest)
     warn_raw_records(recipe, tr, progress)
     log_clean(recipe, prep, tr)
