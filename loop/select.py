@@ -465,6 +465,8 @@ def _diversity(
         return Ranking(name, "diversity", order, scores, 0, f"k-center order reused ({order_file})")
     shared = shared_lines(pool) if cfg.shared_text == "drop" else frozenset()
     texts = [semantic.embedding_text(ex, cfg.max_chars, shared) for ex in pool]
+    # semantic dedup's cache: run_clean keeps it in <work dir>/clean/cache (loop.prepare), and
+    # `folder` is <work dir>/select
     cache = folder.parent / "clean" / "cache" / semantic.CACHE_FILE
     known = set(semantic.EmbeddingCache(cache).load())
     todo = [t for t in dict.fromkeys(texts) if semantic.cache_key(t) not in known]
