@@ -421,3 +421,30 @@ def test_a_clear_gap_smaller_than_epsilon_is_no_difference():
     assert got["close"].verdict == "no different"  # ...but a third of ε (1 point)
     assert "within ±ε (1.0 points)" in got["close"].text
     assert got["far"].verdict == "better"
+
+
+def test_loop_clean_and_size_checks_do_not_rank(tmp_path, monkeypatch):
+    from loop import prepare
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    with (tmp_path / "pool.jsonl").open("w") as f:
+        for i in range(30):
+            f.write(json.dumps({"instruction": f"Say {i} twice", "output": f"{i} {i}"}) + "\n")
+    r = parse_recipe(
+        {
+            "name": "norank",
+            "pool": {"paths": ["pool.jsonl"]},
+            "clean": {"steps": ["exact_dedup"]},
+            "tiers": [{"name": "random"}, {"name": "ifd", "select": "ifd"}],
+            "subsets": {"sizes": [4]},
+            "model": {"name": "tiny-random"},
+        }
+    )
+    prep = prepare.clean(r)
+    prepare.check_sizes(r)
+    assert prep.rankings == {} and prep.tier_sizes == {"random": 27, "ifd": 27}
+    assert not (tmp_path / "mlruns" / "work" / "norank" / "select").exists()  # nothing scored
+    ranked = prepare.prepare(r)
+    assert set(ranked.rankings) == {"ifd"}
+    assert [e.id for e in ranked.tiers["ifd"]] == [e.id for e in ranked.rankings["ifd"].order]
