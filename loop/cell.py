@@ -16,7 +16,7 @@ from typing import Any
 
 from loop import subsets as subsets_mod
 from loop.example import Example
-from loop.recipe import Cell, Recipe, to_dict
+from loop.recipe import Cell, Recipe, is_ranked, to_dict
 
 OnStep = Callable[[int, int, dict], None]
 """(optimizer step, planned steps, the trainer's log dict) after each logged step."""
@@ -57,7 +57,19 @@ def outcome(cell: Cell, res: CellResult, run_id: str | None) -> CellOutcome:
 
 
 def take_subset(recipe: Recipe, pool: list[Example], cell: Cell) -> subsets_mod.Subset:
-    """The cell's subset of its tier's training pool `pool` (nested, seeded: see subsets)."""
+    """The cell's subset of its tier's training pool `pool` (nested, seeded: see subsets). For a
+    ranked tier `pool` is its ranking, best first (`Prepared.tiers` holds it so), and the subset
+    is its top `size` whatever the seed."""
+    spec = next((t for t in recipe.tiers if t.name == cell.tier), None)
+    if spec is not None and is_ranked(spec):
+        return subsets_mod.take_ranked(
+            pool,
+            tier=cell.tier,
+            size=cell.size,
+            seed=cell.seed,
+            select=spec.select,
+            on_too_small=recipe.subsets.on_too_small,
+        )
     return subsets_mod.take(
         pool,
         tier=cell.tier,

@@ -250,6 +250,27 @@ class Exchange:
 
 
 @dataclass(frozen=True)
+class SizeGap:
+    """One size both tiers ran: tier minus reference, improvement units (positive = better)."""
+
+    size: int
+    gap: float
+    ci: tuple[float, float]
+
+
+@dataclass(frozen=True)
+class Versus:
+    """A tier against the reference tier (a selection method against random), one metric."""
+
+    tier: str
+    reference: str
+    metric: str
+    verdict: str  # better | no different | worse | mixed, at the sizes both ran
+    sizes: tuple[SizeGap, ...]
+    text: str
+
+
+@dataclass(frozen=True)
 class Analysis:
     curves: tuple[CurveResult, ...]
     exchanges: tuple[Exchange, ...]
@@ -257,6 +278,7 @@ class Analysis:
     confidence: float
     n_boot: int
     seed: int
+    versus: tuple[Versus, ...] = ()  # with `reference`: every other tier against it
 
     @property
     def tiers(self) -> tuple[str, ...]:
@@ -1554,7 +1576,7 @@ def _analyze_curve(
     n_boot: int,
     rng: np.random.Generator,
     item_rng: np.random.Generator,
-) -> tuple[CurveResult, _Boot | None]:
+) -> tuple[CurveResult, _Boot | None, tuple[np.ndarray, np.ndarray, np.ndarray]]:
     sign = 1.0 if direction == HIGHER else -1.0
     all_vals = np.concatenate([*d.vals, [d.zero] if d.zero is not None else []])
     in_unit = bool(np.all((all_vals >= 0) & (all_vals <= 1)))
@@ -1741,7 +1763,7 @@ def _analyze_curve(
         noise=noise,
     )
     boot = _Boot(fit.grid, fit.predB, fit.pred_p, sign, max_n) if fit is not None else None
-    return res, boot
+    return res, boot, (d.sizes, reps.y, reps.Y)
 
 
 # ----------------------------------------------------------------------------- across curves
@@ -1956,6 +1978,7 @@ def analyze(
     max_items: dict[str, int] | int | None = None,
     n_boot: int = 1000,
     seed: int = 0,
+    reference: str | None = None,
 ) -> Analysis:
     """Fit, bootstrap and decide for every (tier, metric) in `records` and `items`.
 
@@ -1965,7 +1988,8 @@ def analyze(
     from doubling worth paying for (default: 1 point for accuracy-like metrics, 1% of the value at
     the largest size otherwise). `eval_size`: evaluation items per accuracy-like metric, for the
     p(1-p)/m noise floor of curves without items. `max_items`: validation items available, so
-    advice never asks for more.
+    advice never asks for more. `reference`: a tier (e.g. random selection) every other tier
+    is compared with at the sizes both ran (`Analysis.versus`).
     """
     records, items = list(records), list(items)
     if not records and not items:
@@ -2040,13 +2064,14 @@ def analyze(
 
     results: list[CurveResult] = []
     boots: dict[tuple[str, str], _Boot] = {}
+    observed: dict[tuple[str, str], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
     tiers = list(dict.fromkeys(t for t, _ in datas))
     for tier, metric in sorted(datas, key=lambda t: (metrics.index(t[1]), tiers.index(t[0]))):
         d = datas[(tier, metric)]
         rng = np.random.default_rng([seed, zlib.crc32(f"{tier}\0{metric}".encode())])
         # the same items get the same draw in every tier and metric: gains stay paired across them
         item_rng = np.random.default_rng([seed, d.item_key])
-        res, boot = _analyze_curve(
+        res, boot, observed[(tier, metric)] = _analyze_curve(
             tier,
             metric,
             d,
@@ -2097,6 +2122,18 @@ def analyze(
                         _exchange(metric, rb.tier, ra.tier, bb, ba, rb, ra, confidence)
                     )
 
+    versus: list[Versus] = []
+    if reference is not None:
+        for metric in metrics:
+            ref = observed.get((reference, metric))
+            if ref is None:
+                continue
+            for r in results:
+                if r.metric == metric and r.tier != reference:
+                    versus.append(
+                        _versus(r, reference, observed[(r.tier, metric)], ref, confidence)
+                    )
+
     return Analysis(
         curves=tuple(results),
         exchanges=tuple(exchanges),
@@ -2104,7 +2141,80 @@ def analyze(
         confidence=confidence,
         n_boot=n_boot,
         seed=seed,
+        versus=tuple(versus),
     )
+
+
+def _versus(c: CurveResult, reference: str, obs, ref, confidence: float) -> Versus:
+    """`c`'s tier against `reference` at every size both ran: the gap of the observed means
+    with a bootstrap interval (the replicates share the item draws where both curves have
+    per-item scores on the same items, so the gap is paired)."""
+    sizes, y, Y = obs
+    r_sizes, r_y, r_Y = ref
+    at = {int(n): i for i, n in enumerate(r_sizes)}
+    m = min(len(Y), len(r_Y))
+    gaps = []
+    for i, n in enumerate(sizes):
+        j = at.get(int(n))
+        if j is None:
+            continue
+        lo, hi = _interval(Y[:m, i] - r_Y[:m, j], confidence)
+        gaps.append(SizeGap(int(n), float(y[i] - r_y[j]), (float(lo), float(hi))))
+    units = _Units(c.accuracy_like, c.direction, c.metric)
+    eps = c.epsilon
+    # a gap whose whole interval lies within ±ε is no difference worth acting on, even when it
+    # excludes 0 (an equivalence test); better/worse need the interval off 0 and not inside ±ε
+    within = [g for g in gaps if -eps < g.ci[0] and g.ci[1] < eps]
+    better = [g for g in gaps if g.ci[0] > 0 and g not in within]
+    worse = [g for g in gaps if g.ci[1] < 0 and g not in within]
+    verdict = (
+        "no different"
+        if not better and not worse
+        else "mixed"
+        if better and worse
+        else "better"
+        if better
+        else "worse"
+    )
+    conf = f"{100 * confidence:.0f}%"
+
+    def sizes_text(gs: list[SizeGap]) -> str:
+        return ", ".join(f"{g.size:,}" for g in gs)
+
+    def num(x: float) -> str:
+        return f"{100 * x:+.1f}" if units.accuracy_like else f"{x:+.3g}"
+
+    def gap_text(g: SizeGap) -> str:
+        unit = " points" if units.accuracy_like else ""
+        return f"{num(g.gap)}{unit} at {g.size:,}, {conf} CI {num(g.ci[0])} to {num(g.ci[1])}"
+
+    head = f"tier {c.tier} vs {reference} ({c.metric})"
+    if not gaps:
+        text = f"{head}: no size in common, so no comparison"
+        verdict = "no different"
+    elif verdict == "no different":
+        big = max(gaps, key=lambda g: abs(g.gap))
+        how = (
+            f"every interval lies within ±ε ({format_gain(eps, units)})"
+            if len(within) == len(gaps)
+            else f"each interval includes 0 or lies within ±ε ({format_gain(eps, units)})"
+        )
+        text = (
+            f"{head}: no different at the sizes run ({sizes_text(gaps)}): {how}; largest gap "
+            f"{gap_text(big)}"
+        )
+    elif verdict == "mixed":
+        text = (
+            f"{head}: mixed: better at {sizes_text(better)} ({gap_text(better[-1])}), worse at "
+            f"{sizes_text(worse)} ({gap_text(worse[-1])})"
+        )
+    else:
+        clear = better or worse
+        rest = [g for g in gaps if g not in clear]
+        text = f"{head}: {verdict} at {sizes_text(clear)} ({gap_text(clear[-1])})" + (
+            f"; no clear difference at {sizes_text(rest)}" if rest else ""
+        )
+    return Versus(c.tier, reference, c.metric, verdict, tuple(gaps), text)
 
 
 # ----------------------------------------------------------------------------- JSON
@@ -2238,6 +2348,29 @@ def to_json(analysis: Analysis) -> dict:
                 for e in analysis.exchanges
             ],
             "warnings": list(analysis.warnings),
+            **(
+                {
+                    "selection": {
+                        "reference": analysis.versus[0].reference,
+                        "verdicts": [
+                            {
+                                "tier": v.tier,
+                                "reference": v.reference,
+                                "metric": v.metric,
+                                "verdict": v.verdict,
+                                "text": v.text,
+                                "sizes": [
+                                    {"size": g.size, "gap": g.gap, "ci": list(g.ci)}
+                                    for g in v.sizes
+                                ],
+                            }
+                            for v in analysis.versus
+                        ],
+                    }
+                }
+                if analysis.versus
+                else {}
+            ),
         }
     )
 

@@ -43,7 +43,14 @@ from loop.prepare import (
     warn_raw_records,
     work_dir,
 )
-from loop.recipe import Cell, Recipe, expand_cells, is_curve_metric, validate
+from loop.recipe import (
+    Cell,
+    Recipe,
+    expand_cells,
+    is_curve_metric,
+    reference_tier,
+    validate,
+)
 
 
 @dataclass(frozen=True)
@@ -375,6 +382,7 @@ def run_zero_shot(s: _Sweep) -> None:
         "loop.recipe_digest": s.tr.recipe_digest,
         "loop.pool_digest": s.tr.pool_digest,
         "loop.capped": "false",
+        "loop.select": "none",  # the untrained model: no selection method
         # leased like every cell: a second driver on the same store does not evaluate it again
         track.HEARTBEAT_TAG: f"{time.time():.3f}",
         track.OWNER_TAG: track.lease_owner(),
@@ -462,6 +470,13 @@ def sweep(
         },
         tags={"loop.recipe": recipe.name},
     )
+    throughput = {  # IFD scoring speed on this machine, when this sweep scored examples
+        f"select.{name}.examples_per_s": r.examples_per_s
+        for name, r in prep.rankings.items()
+        if r.examples_per_s
+    }
+    if throughput:
+        track.log_metrics(tr.client, parent_id, throughput)
     s = _Sweep(recipe, prep, tr, parent_id, progress)
     decisions: list[dict] = []
     try:
@@ -784,6 +799,7 @@ def report(
         confidence=recipe.saturation.confidence,
         eval_size=eval_size or None,
         max_items=n_val,
+        reference=reference_tier(recipe),  # selection methods against random, when ranked
     )
     if not write:
         return ReportOutcome(report_mod.decision_table(analysis), None, analysis)
@@ -802,6 +818,7 @@ def report(
     repeats = repeated_tiers(prep)
     if repeats:
         notes.append(repeated_tiers_text(repeats, prep))
+    notes += [r.note for r in prep.rankings.values()]  # how each ranked tier was ranked
     if recipe.licenses.allow and recipe.licenses.policy == "warn":
         from loop import provenance
 

@@ -8,7 +8,7 @@ identifies finished cells. `clean` is `loop clean`: the same, plus its run in th
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -18,9 +18,10 @@ from loop.clean.result import CleanResult
 from loop.events import Progress, say, silent
 from loop.example import Example
 from loop.pool import PoolLoad
-from loop.recipe import EvaluatorSpec, Recipe, RecipeError, to_dict, validate
+from loop.recipe import EvaluatorSpec, Recipe, RecipeError, is_ranked, to_dict, validate
 
 if TYPE_CHECKING:
+    from loop.select import Ranking
     from loop.track import Tracker
 
 
@@ -65,16 +66,21 @@ def resolve_evaluators(
 class Prepared:
     raw: PoolLoad
     clean: CleanResult
-    tiers: dict[str, list[Example]]  # training pool per tier
+    tiers: dict[str, list[Example]]  # training pool per tier; a ranked tier's in ranking order
     val: list[Example]
     pool_digest: str
+    rankings: dict[str, Ranking] = field(default_factory=dict)  # the ranked tiers (loop.select)
 
     @property
     def tier_sizes(self) -> dict[str, int]:
         return {k: len(v) for k, v in self.tiers.items()}
 
 
-def prepare(recipe: Recipe, *, progress: Progress = silent, force_clean: bool = False) -> Prepared:
+def prepare(
+    recipe: Recipe, *, progress: Progress = silent, force_clean: bool = False, rank: bool = True
+) -> Prepared:
+    """`rank=False`: leave the ranked tiers unranked (their pools in pool order), for what needs
+    only the tiers' sizes; no subset may be taken from such a Prepared."""
     from loop import clean, models, tiers
 
     shown = [*recipe.pool.paths, *(s.path for s in recipe.pool.sources)]
@@ -108,17 +114,34 @@ def prepare(recipe: Recipe, *, progress: Progress = silent, force_clean: bool = 
     digest = hashlib.sha256(
         f"{pool_mod.pool_digest(raw.examples)}:{result.key}".encode()
     ).hexdigest()[:16]
-    return Prepared(raw, result, pools, val, digest)
+    rankings = {}
+    if rank and any(is_ranked(t) for t in recipe.tiers):
+        from loop import select
+
+        say(progress, "ranking the tiers that select by a score")
+        rankings = select.rank_tiers(
+            recipe, pools, folder=work_dir(recipe) / "select", tokenizer=tokenizer,
+            progress=progress,
+        )  # fmt: skip
+        for name, ranking in rankings.items():
+            pools[name] = list(ranking.order)
+    return Prepared(raw, result, pools, val, digest, rankings)
 
 
 def repeated_tiers(prep: Prepared) -> dict[str, str]:
     """Tiers whose training pool holds exactly the examples of an earlier tier: {tier: earlier}.
     Their cells would train on what the earlier tier's cells train on (e.g. `raw` when cleaning
     removed nothing but the validation split), so a grid sweep does not run them."""
-    first: dict[frozenset[str], str] = {}
+    first: dict[tuple, str] = {}
     out: dict[str, str] = {}
     for name, examples in prep.tiers.items():
-        ids = frozenset(ex.id for ex in examples)
+        # a ranked tier takes its subsets by its order: it repeats only the same order
+        r = prep.rankings.get(name)
+        ids = (
+            (r.method, tuple(ex.id for ex in examples))
+            if r
+            else ("random", frozenset(ex.id for ex in examples))
+        )
         if ids in first:
             out[name] = first[ids]
         else:
@@ -159,7 +182,7 @@ def check_sizes(recipe: Recipe, prep: Prepared | None = None) -> Prepared:
     `loop validate --pool`, `plan`, `sweep` and `train` all pass here before training."""
     from loop import evaluate
 
-    prep = prep or prepare(recipe)
+    prep = prep or prepare(recipe, rank=False)  # sizes only: a ranking changes none
     errors = subsets_mod.check_sizes(prep.tier_sizes, recipe.sizes, recipe.subsets.on_too_small)
     if errors:
         raise RecipeError(recipe.path or recipe.name, errors)
@@ -174,7 +197,8 @@ def clean(recipe: Recipe, *, progress: Progress = silent, force: bool = False) -
     """`loop clean`: the funnel, its files, and a `clean` run in MLflow (once per recipe+pool)."""
     from loop import track
 
-    prep = prepare(recipe, progress=progress, force_clean=force)
+    # the funnel and the tiers' sizes only: rankings (IFD's forward passes) wait for the sweep
+    prep = prepare(recipe, progress=progress, force_clean=force, rank=False)
     tr = track.tracker(recipe, prep.pool_digest)
     warn_raw_records(recipe, tr, progress)
     log_clean(recipe, prep, tr)

@@ -375,6 +375,37 @@ class TierSpec:
         doc="metadata filter: {field: value}, {field: [values]} or {date: {after: D, before: D}}; "
         "top/min_score then rank within it",
     )
+    select: Literal["random", "ifd", "length", "diversity", "quality"] = _f(
+        "random",
+        doc="which examples size n takes: random (seeded), or the top n of a ranking: ifd "
+        "(instruction-following difficulty), length (longest answers), diversity (k-center "
+        "greedy on prompt embeddings), quality (heuristic score); see loop/select.py",
+    )
+    select_model: str | None = _f(
+        None, doc="select: ifd only: the model that scores IFD (default: model.name)"
+    )
+
+
+@dataclass(frozen=True)
+class SelectionConfig:
+    """Settings of the ranking selection methods (tiers with `select:` other than random)."""
+
+    batch_size: int = _f(16, doc="IFD scoring batch size (sequences per forward pass)", ge=1)
+    max_length: int | None = _f(
+        None, doc="IFD: tokens per scored sequence (default: train.max_length)", ge=16
+    )
+    min_answer_tokens: int = _f(
+        3,
+        doc="IFD: answers with fewer tokens than this get no IFD (the ratio of one or two "
+        "tokens' losses is noise) and rank after every scored example",
+        ge=1,
+    )
+    diversity_greedy_max: int = _f(
+        10000,
+        doc="diversity: greedy k-center picks (one pass over the embeddings each); later "
+        "prompts follow by distance to those picks",
+        ge=1,
+    )
 
 
 @dataclass(frozen=True)
@@ -582,6 +613,7 @@ class Recipe:
     licenses: LicensesConfig = _f(LicensesConfig())
     clean: CleanConfig = _f(CleanConfig())
     tiers: tuple[TierSpec, ...] = _f((TierSpec(name="all", top=1.0),), doc="quality tiers")
+    selection: SelectionConfig = _f(SelectionConfig())
     subsets: SubsetsConfig = _f(SubsetsConfig())
     model: ModelConfig = _f(ModelConfig())
     lora: LoraConfig = _f(LoraConfig())
@@ -967,7 +999,30 @@ def _check_provenance(r: Recipe) -> list[str]:
 
 def needs_quality(t: TierSpec) -> bool:
     """Whether a tier selects by quality score (and so needs the `quality` clean step)."""
-    return t.name != RAW_TIER and (t.min_score is not None or (t.top or 1.0) < 1.0)
+    return t.name != RAW_TIER and (
+        t.min_score is not None or (t.top or 1.0) < 1.0 or t.select == "quality"
+    )
+
+
+def reference_tier(r: Recipe) -> str | None:
+    """The tier selection methods are compared with: when a tier is ranked, the tier named
+    `random` if it draws at random, else the first random-draw tier without top/min_score/where
+    (the cleaned pool as it is). None when no tier is ranked or none is such a draw."""
+    if not any(is_ranked(t) for t in r.tiers):
+        return None
+    plain = [
+        t
+        for t in r.tiers
+        if t.name != RAW_TIER and not is_ranked(t) and not needs_quality(t) and not t.where
+    ]
+    named = [t for t in plain if t.name == "random"]
+    chosen = named or plain
+    return chosen[0].name if chosen else None
+
+
+def is_ranked(t: TierSpec) -> bool:
+    """Whether size n of the tier is the top n of a ranking (not a seeded random draw)."""
+    return t.select != "random"
 
 
 def _check_tiers(r: Recipe) -> list[str]:
@@ -986,8 +1041,26 @@ def _check_tiers(r: Recipe) -> list[str]:
             errors.append(f"tiers[{i}]: give `top` or `min_score`, not both")
         if t.name != RAW_TIER and not t.name.replace("_", "").replace("-", "").isalnum():
             errors.append(f"tiers[{i}].name: letters, digits, - and _ only, got {t.name!r}")
+        if t.name == RAW_TIER and t.select != "random":
+            errors.append(
+                f"tiers[{i}].select: the `raw` tier is the uncleaned pool, drawn at random; "
+                f"got {t.select!r}"
+            )
+        if t.select_model is not None and t.select != "ifd":
+            errors.append(
+                f"tiers[{i}].select_model: only tiers with select: ifd score with a model, "
+                f"got select {t.select!r}"
+            )
+        if t.select_model is not None and not t.select_model.strip():
+            errors.append(f"tiers[{i}].select_model: expected a model name, got ''")
         if needs_quality(t) and "quality" not in r.clean.steps:
-            field_name = "min_score" if t.min_score is not None else "top"
+            field_name = (
+                "min_score"
+                if t.min_score is not None
+                else "select"
+                if t.select == "quality" and (t.top or 1.0) >= 1.0
+                else "top"
+            )
             errors.append(
                 f"tiers[{i}].{field_name} ({t.name}): selects by quality score, which needs "
                 f"`quality` in clean.steps; got clean.steps {list(r.clean.steps)}"
@@ -1157,6 +1230,9 @@ def recipe_digest(r: Recipe) -> str:
         d.pop(key, None)
     # Changing the generation batch size changes nothing measured.
     d.get("eval", {}).pop("batch_size", None)
+    d.get("selection", {}).pop("batch_size", None)
+    if not any(is_ranked(t) for t in r.tiers):
+        d.pop("selection", None)  # settings of rankings no tier uses
     for key in ("strategy", "adaptive", "sizes", "seeds"):  # which cells run, not what one measures
         d.get("subsets", {}).pop(key, None)
     d = {k: v for k, v in d.items() if v != {}}  # a section left with nothing is at its defaults

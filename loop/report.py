@@ -770,6 +770,30 @@ def _blocks(
         "settle",
     )
     out.append(("table", head, [[r[k] for k in keys] for r in decision_table(analysis)]))
+    if analysis.versus:
+        ref = analysis.versus[0].reference
+        out.append(("h", 2, f"Selection methods against {ref}"))
+        out.append(
+            (
+                "p",
+                f"Each tier against tier {ref} at the sizes both ran: the gap of the mean "
+                f"scores (positive = better, for loss as for accuracy) with its {conf} "
+                "bootstrap interval. Better or worse: at one size or more the interval excludes 0 "
+                "and does not lie within ±ε (a gap that small is not worth acting on); no "
+                "different: at every size run it includes 0 (not proof of equality) or lies "
+                "within ±ε. "
+                "A ranked tier's seeds vary only training, not its examples.",
+            )
+        )
+        out.append(
+            (
+                "ul",
+                [
+                    _sentence(v.text.replace(f"({v.metric})", f"({_label(v.metric, labels)})"))
+                    for v in analysis.versus
+                ],
+            )
+        )
     if rounds:
         out.append(("h", 2, "Adaptive rounds"))
         out.append(

@@ -4,6 +4,13 @@ For each tier and seed there is one ordering of that tier's training pool; size 
 so every smaller subset is contained in the larger one. The ordering is by sha256(seed, example id),
 so it does not depend on the order records were read in, on numpy's RNG, or on the platform, and a
 tier nested in another (top 30% within top 70%) sees its examples in the same relative order.
+
+A ranked tier (`select: ifd | length | diversity | quality`, loop/select.py) has one ordering,
+its ranking, and size n takes its top n for every seed (`take_ranked`): the ranking is
+deterministic, so a seed there varies only what training draws from it (the LoRA initialisation
+and the order batches are drawn in), not which examples are in the subset. Seeds of a ranked
+tier therefore measure training noise alone; a random tier's seeds measure the draw as well.
+`subsets.stratify_by` applies to random tiers only.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ class Subset:
     seed: int
     examples: tuple[Example, ...]
     capped: bool  # the tier had fewer examples than `size`; all of them are used
+    select: str = "random"  # random: a seeded draw; else the method whose top `size` this is
 
     @property
     def ids(self) -> tuple[str, ...]:
@@ -79,6 +87,25 @@ def take(
     return Subset(tier, size, seed, tuple(order[:size]), capped=size > len(pool))
 
 
+def take_ranked(
+    ranking: list[Example],
+    *,
+    tier: str,
+    size: int,
+    seed: int,
+    select: str,
+    on_too_small: str = "error",
+) -> Subset:
+    """The top `size` examples of a ranked tier's `ranking` (best first), the same for every
+    seed, so every smaller subset is the start of every larger one."""
+    if size > len(ranking) and on_too_small == "error":
+        raise DataError(
+            f"tier {tier!r} has {len(ranking)} training examples, fewer than size {size} "
+            "(set subsets.on_too_small: cap to use the whole tier)"
+        )
+    return Subset(tier, size, seed, tuple(ranking[:size]), size > len(ranking), select)
+
+
 def check_sizes(tier_sizes: dict[str, int], sizes: tuple[int, ...], on_too_small: str) -> list[str]:
     """Errors for sizes a tier cannot supply (empty when on_too_small is `cap`)."""
     if on_too_small == "cap":
@@ -95,7 +122,7 @@ def check_sizes(tier_sizes: dict[str, int], sizes: tuple[int, ...], on_too_small
 
 
 def manifest(subset: Subset) -> dict:
-    return {
+    out = {
         "tier": subset.tier,
         "size": subset.size,
         "seed": subset.seed,
@@ -104,6 +131,9 @@ def manifest(subset: Subset) -> dict:
         "ids": list(subset.ids),
         "ids_sha256": hashlib.sha256("\n".join(subset.ids).encode()).hexdigest(),
     }
+    if subset.select != "random":  # a random subset's manifest (and sha256) stays as it was
+        out["select"] = subset.select
+    return out
 
 
 def manifest_bytes(subset: Subset) -> bytes:

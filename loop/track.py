@@ -732,6 +732,7 @@ def cell_tags(tr: Tracker, cell: Cell, subset: Subset) -> dict[str, str]:
         "loop.tier": cell.tier,
         "loop.size": str(cell.size),
         "loop.seed": str(cell.seed),
+        "loop.select": subset.select,  # the selection method, for grouping in the UI
         "loop.recipe_digest": tr.recipe_digest,
         "loop.pool_digest": tr.pool_digest,
         "loop.capped": str(subset.capped).lower(),
