@@ -1393,6 +1393,8 @@ def _words(f: _Facts, units: _Units) -> tuple[str, str]:
     if f.certified is not None and f.certified_at is not None:
         cert = f"; doubling past {f.certified_at:,} {_bound_phrase(f.certified, units)} ({conf})"
     settle = f"; to settle it: {f.settle.text}" if f.settle is not None else ""
+    if cert and cert[2:] in settle:  # the advice already quotes the certified bound
+        cert = ""
     if v.why == FEW_SIZES:
         s = "s" if f.n_sizes != 1 else ""
         reason = (

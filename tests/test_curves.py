@@ -623,6 +623,8 @@ def test_open_call_too_close_to_call_says_nothing_within_reach_settles_it():
     assert c.settle.kind == "none" and not c.settle.likely and c.settle.p_settle < 0.8
     assert "nothing within reach" in c.settle.text and "400 items" in c.settle.text
     assert "what the data certifies" in c.settle.text
+    bound = c.settle.text.split("what the data certifies: ")[1]
+    assert c.summary.count(bound) == 1, c.summary  # quoted once, not again after the advice
 
 
 # ----------------------------------------------------------------------------- decision rule
