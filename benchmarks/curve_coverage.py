@@ -41,7 +41,7 @@ def main() -> None:
     args = ap.parse_args()
     t0 = time.perf_counter()
     print(f"runs per shape {args.runs}, n_boot {args.n_boot}, nominal coverage 0.90")
-    print(f"{'shape':10} {'decisions':44} {'delta2(max) covered':>24} {'n* covered':>22}")
+    print(f"{'shape':10} {'decisions':52} {'delta2(max) covered':>24} {'n* covered':>22}")
     d2_all = ns_all = ns_n = 0
     for name in NAMES:
         shape = SHAPES[name]
@@ -67,7 +67,7 @@ def main() -> None:
         rates = ", ".join(f"{k} {v / args.runs:.3f}" for k, v in sorted(dec.items()))
         d2_txt = f"{d2}/{args.runs} = {d2 / args.runs:.3f}"
         ns_txt = f"{ns}/{n_sat} = {ns / n_sat:.3f}" if n_sat else "-"
-        print(f"{name:10} {rates:44} {d2_txt:>24} {ns_txt:>22}", flush=True)
+        print(f"{name:10} {rates:52} {d2_txt:>24} {ns_txt:>22}", flush=True)
         d2_all, ns_all, ns_n = d2_all + d2, ns_all + ns, ns_n + n_sat
     n_d2 = args.runs * len(NAMES)
     print(
