@@ -237,8 +237,8 @@ def sft_config(
     dtype: torch.dtype,
     output_dir: str,
 ) -> SFTConfig:
-    # TRL turns activation checkpointing on by default; it costs ~20% speed and the small models
-    # this tool targets don't need it (a CUDA OOM halves the micro-batch instead).
+    # TRL turns activation checkpointing on by default; it recomputes activations in the backward
+    # pass (slower) and the small models this tool targets don't need it (a CUDA OOM halves the micro-batch instead).
     # transformers 5.2x renamed the field (the old name still works, with a warning).
     from trl import SFTConfig
 
