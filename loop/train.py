@@ -35,7 +35,9 @@ from loop.example import Example
 from loop.models import Base, answer_logprobs, encode_example, training_row
 from loop.recipe import LoraConfig, TrainConfig
 
-if TYPE_CHECKING:  # trl/peft load in ~5 s: imported on first use, so `plan_budget` stays cheap
+# trl/peft take 5-9 s to import (benchmarks/results/figures/trl_import.txt): they are imported on
+# first use, so `plan_budget` stays cheap
+if TYPE_CHECKING:
     from peft import LoraConfig as PeftLoraConfig
     from transformers import TrainerCallback
     from trl import SFTConfig, SFTTrainer
