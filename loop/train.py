@@ -35,7 +35,9 @@ from loop.example import Example
 from loop.models import Base, answer_logprobs, encode_example, training_row
 from loop.recipe import LoraConfig, TrainConfig
 
-if TYPE_CHECKING:  # trl/peft load in ~5 s: imported on first use, so `plan_budget` stays cheap
+# trl/peft take 5-9 s to import (benchmarks/results/figures/trl_import.txt): they are imported on
+# first use, so `plan_budget` stays cheap
+if TYPE_CHECKING:
     from peft import LoraConfig as PeftLoraConfig
     from transformers import TrainerCallback
     from trl import SFTConfig, SFTTrainer
@@ -237,8 +239,8 @@ def sft_config(
     dtype: torch.dtype,
     output_dir: str,
 ) -> SFTConfig:
-    # TRL turns activation checkpointing on by default; it costs ~20% speed and the small models
-    # this tool targets don't need it (a CUDA OOM halves the micro-batch instead).
+    # TRL turns activation checkpointing on by default; it recomputes activations in the backward
+    # pass (slower) and the small models this tool targets don't need it (a CUDA OOM halves the micro-batch instead).
     # transformers 5.2x renamed the field (the old name still works, with a warning).
     from trl import SFTConfig
 

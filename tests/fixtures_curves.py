@@ -62,6 +62,17 @@ def true_n_star(shape: Shape) -> int | None:
     return None
 
 
+def true_crossing(shape: Shape, grid) -> int | None:
+    """First n of `grid` from which the true delta2 stays below epsilon, rounded as the analysis
+    rounds its n* interval; None when it never does on the grid."""
+    eps = true_epsilon(shape)
+    below = [true_delta2(shape, n) < eps for n in grid]
+    for i, n in enumerate(grid):
+        if all(below[i:]):
+            return int(round(n))
+    return None
+
+
 def simulate(shape: Shape, seed: int, n_seeds: int = 3, tier: str = "all") -> list[Record]:
     """One sweep: `n_seeds` seeds per size, seed noise plus binomial evaluation noise."""
     rng = np.random.default_rng(seed)

@@ -153,7 +153,17 @@ def test_sweep_tracks_every_cell_under_one_parent(in_tmp: Path):
         assert row["answer"] in tags["mlflow.note.content"]
     # what each cell answered, from its logged predictions
     doc = json.loads((in_tmp / "mlruns" / "work" / "tiny" / "report" / "summary.json").read_text())
-    assert "answers" in doc["curves"]["high"]["eval.json_match"]
+    answers = doc["curves"]["high"]["eval.json_match"]["answers"]
+    # the base model first, then each cell of the tier; json_match reports the unparseable share
+    assert [(a["size"], a["seed"]) for a in answers] == [
+        (0, 0), (4, 0), (4, 1), (8, 0), (8, 1), (16, 0), (16, 1)
+    ]  # fmt: skip
+    by_cell = {(int(r["tags.loop.size"]), int(r["tags.loop.seed"])): r["run_id"]
+               for _, r in kids.iterrows() if r["tags.loop.tier"] in ("high", "zero-shot")}  # fmt: skip
+    for a in answers:
+        rows = track.load_predictions(client, by_cell[(a["size"], a["seed"])])
+        valid = [float(r["json_match.valid"]) for r in rows]
+        assert valid and a["unparseable"] == pytest.approx(1 - sum(valid) / len(valid)), a
     # progress: one start and one done event per cell, counting up to the total
     done = [e for e in events if e.kind == "cell_done"]
     assert [e.done for e in done] == list(range(1, 13)) and done[-1].total == 12

@@ -512,18 +512,19 @@ def run_clean(
     )
 
 
-# Rows per second per step, measured by benchmarks/clean_pool.py on 2 shared cores (load ~3):
-# synthetic English-like rows of ~75 words; `length` with the SmolLM2 tokenizer (1M-row run).
-# Semantic dedup has its own estimate, from the prompt length.
+# Rows per second per step, measured by benchmarks/clean_pool.py on 2 shared cores (load ~3.4):
+# 200k synthetic English-like rows of ~75 words; `length` with the SmolLM2 tokenizer
+# (benchmarks/results/figures/clean_pool_200k.txt). Semantic dedup has its own estimate, from the
+# prompt length.
 STEP_ROWS_PER_S: dict[str, float] = {
-    "exact_dedup": 34_000.0,
-    "near_dedup": 28_000.0,
-    "length": 5_400.0,
-    "format": 600_000.0,
-    "pii": 50_000.0,
-    "harmful": 18_000.0,
-    "contradictions": 80_000.0,
-    "quality": 20_000.0,
+    "exact_dedup": 43_000.0,
+    "near_dedup": 25_000.0,
+    "length": 3_800.0,
+    "format": 340_000.0,
+    "pii": 42_000.0,
+    "harmful": 9_100.0,
+    "contradictions": 72_000.0,
+    "quality": 13_000.0,
     # benchmarks/provenance_steps.py (50k rows, 2 shared cores): notices alone 20.7k rows/s,
     # with 200 protected texts 6.8k rows/s (the slower figure is the estimate); freshness 29k
     "copyright": 6_800.0,

@@ -7,8 +7,7 @@ detail: category and matched text); `flag` keeps it with `harmful:<category>` in
 
 Why a list: nothing offline that was tried catches requests for harmful instructions. detoxify
 downloads its checkpoint at first use; alt-profanity-check finds insults, not requests, and pins
-scikit-learn/joblib exactly; better-profanity runs at ~35 docs/s and flags "kill a Python
-process".
+scikit-learn/joblib exactly; better-profanity flags "kill a Python process".
 
 Limits, stated plainly: English only; explicit phrasings only, so paraphrase, euphemism,
 misspelling, leetspeak, other languages and multi-turn build-ups get through; harmful answers

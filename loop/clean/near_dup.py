@@ -25,11 +25,11 @@ The text compared leaves out the prompt lines that at least half of the records 
 (`shared_text: drop`): a common system prompt or a template's fixed lines would otherwise make
 every short prompt a near-duplicate of every other.
 
-Measured with benchmarks/clean_pool.py (2 shared cores, 970k rows of ~75 words, 50k planted
-pairs): 21 s (46k rows/s), recall 0.93 of pairs with true Jaccard >= 0.8 (1.00 above 0.9),
-precision 1.00; datasketch `MinHash.bulk` + `MinHashLSH` with the same bands and verification:
-297 s, recall 0.91, 13.7 GB peak. Reading rensa's digest matrix back (`to_rows`) is now the
-largest single cost.
+Measured with benchmarks/clean_pool.py (2 shared cores, load ~3.4, 200k synthetic rows of ~75
+words): inside the cleaning pipeline the step took 194k rows in 7.7 s, 25k rows/s
+(benchmarks/results/figures/clean_pool_200k.txt). That script also prints recall and precision
+on planted pairs and the same step with datasketch (`MinHash.bulk` + `MinHashLSH`) as the
+baseline; no run of that part is stored yet.
 """
 
 from __future__ import annotations

@@ -18,9 +18,10 @@ content and keeps the old one in meta['original_id']; `drop` removes the record 
 `flag` keeps it and adds `pii:<kind>` to meta['flags'].
 
 Limits: person names, street addresses and other free-form identifiers are not detected.
-Names need a named-entity model; presidio-analyzer with a spaCy model works offline but ran at
-~64 docs/s on 2 cores (regex + phonenumbers: ~13k docs/s), too slow to run inline on a large
-pool, so it is left to a sampled review (`loop review export`) or a separate background pass.
+Names need a named-entity model; presidio-analyzer with a spaCy model works offline but runs a
+model over every document, where this step's regexes + phonenumbers ran at 42k rows/s on 2 shared
+cores (benchmarks/results/figures/clean_pool_200k.txt), so names are left to a sampled review
+(`loop review export`) or a separate background pass.
 """
 
 from __future__ import annotations

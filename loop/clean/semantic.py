@@ -8,19 +8,20 @@
 - Cache: embeddings are kept by BLAKE2b(model tag + text) in `<cache_dir>/embeddings.npz`, so a
   re-run, or a run with another threshold, embeds only new prompts.
 - Search: exact inner product (faiss `IndexFlatIP.range_search`) up to `exact_search_max` rows;
-  above it faiss `IndexIVFFlat` (up to 1024 lists, nprobe 8; 200k queries ~29 s at 99.4%
-  recall@10 on 2 cores), which can miss a few pairs.
+  above it faiss `IndexIVFFlat` (up to 1024 lists, nprobe 8), which can miss a few pairs.
 - Shared text: prompt lines that at least half of the records share (template text) are left
   out before embedding (`shared_text: drop`).
 - Minimal pairs: a pair whose answers differ materially (below `answer_similarity`) is kept and
   counted (`minimal_pairs`), as in near_dedup.
 - Clusters: connected components of the remaining pairs with cosine >= `threshold`; each keeps
   the highest quality score, then the first seen; the rest are dropped as `semantic_duplicate`.
-  With MiniLM, real paraphrases scored 0.67-0.97 and near-topic non-duplicates up to 0.66, so
-  ~0.9 suits automatic removal and 0.8-0.9 is better sent to review.
+  The lower the cosine, the more of the pairs are near-topic non-duplicates rather than
+  paraphrases, so a threshold well below the default (0.92) is better sent to review than
+  removed.
 
-Speed (2 CPU threads, batch 64): ~143 prompts/s at ~34 tokens, ~62/s at ~80, ~34/s at ~147,
-so a 1M-row pool takes hours on CPU; `estimate_seconds` says how long before starting.
+Speed (2 shared CPU cores under load ~4, batch 64; benchmarks/results/figures/semantic_dedup_*.txt):
+55 prompts/s at ~28 tokens, 29/s at ~63, 24/s at ~82, so a 1M-row pool takes hours on CPU;
+`estimate_seconds` says how long before starting.
 """
 
 from __future__ import annotations
@@ -51,12 +52,14 @@ from loop.recipe import SemanticDedupConfig
 MODEL_TAG = "all-MiniLM-L6-v2"
 DIM = 384
 CACHE_FILE = "embeddings.npz"
-# Per-row CPU seconds ~ 0.3 ms + 0.2 ms per token (fit to 7.0 / 16.1 / 29.4 ms at 34 / 80 / 147
-# tokens, 2 threads, batch 64); ~4 characters per token; the model reads at most 256 tokens.
-_CPU_BASE_S, _CPU_PER_TOKEN_S, _CHARS_PER_TOKEN = 3e-4, 2e-4, 4.0
+# Per-row CPU seconds ~ 6.7 ms + 0.42 ms per token: the least-squares line through 18.2 / 34.4 /
+# 40.9 ms at 28 / 63 / 82 tokens (2 shared cores under load ~4, batch 64), where prompts ran 5.8-6.2
+# characters per token (benchmarks/results/figures/semantic_dedup_*.txt); the model reads at most
+# 256 tokens.
+_CPU_BASE_S, _CPU_PER_TOKEN_S, _CHARS_PER_TOKEN = 6.7e-3, 4.2e-4, 6.0
 # Not measured here: a GPU is assumed ~30x a 2-core CPU. Pass rows_per_s from measure_rate().
 _GPU_SPEEDUP = 30.0
-_LOAD_S = 6.0
+_LOAD_S = 6.0  # model load: 5.0-12.0 s in the stored runs
 
 
 def default_device() -> str:
@@ -226,7 +229,7 @@ def estimate_seconds(
 ) -> float:
     """Rough wall time of semantic dedup of `n_rows` prompts (`cached` of them embedded already).
 
-    Without `rows_per_s` the CPU rate measured on 2 cores is used (per row ~0.3 ms + 0.2 ms per
+    Without `rows_per_s` the CPU rate measured on 2 cores is used (per row ~6.7 ms + 0.42 ms per
     token), divided by an assumed 30 on a GPU; `measure_rate` gives a real figure in seconds.
     """
     if n_rows <= 0:
@@ -237,8 +240,9 @@ def estimate_seconds(
         if device != "cpu":
             per_row /= _GPU_SPEEDUP
         rows_per_s = 1.0 / per_row
-    # Exact search: ~1 s for 10k rows, quadratic; IVF: ~29 s per 200k queries.
-    search = (n_rows / 10_000) ** 2 if n_rows <= exact_search_max else n_rows * 1.5e-4
+    # Exact search: 1.7 s for 10k rows (semantic_dedup_10k.txt), quadratic; IVF: a rough 0.15 ms
+    # a query, not stored.
+    search = 1.7 * (n_rows / 10_000) ** 2 if n_rows <= exact_search_max else n_rows * 1.5e-4
     todo = max(0, n_rows - cached)
     return (_LOAD_S if todo else 0.0) + todo / rows_per_s + search
 
