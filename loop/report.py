@@ -81,6 +81,21 @@ def _num(x: float | None, sig: int = 4) -> str:
     return "—" if _missing(x) else f"{x:.{sig}g}"
 
 
+def _reference_line(ax, y: float, label: str, color: str, ls, gid: str) -> None:
+    """A horizontal line across the plot, labelled at its right end (chance, majority)."""
+    ax.axhline(y, color=color, ls=ls, lw=1.2, gid=gid)
+    ax.annotate(
+        label,
+        xy=(0.995, y),
+        xycoords=("axes fraction", "data"),
+        xytext=(0, 3),
+        textcoords="offset points",
+        ha="right",
+        fontsize=7.5,
+        color=color,
+    )
+
+
 def _display(x: float | None, c: CurveResult) -> str:
     """A score in the units ε is in: 48.3% for accuracy-like metrics, 4 digits otherwise."""
     if _missing(x):
@@ -530,32 +545,14 @@ def draw_metric(
         drawn.add("zero_shot")
         ys.append(k * z)
     if baseline is not None and lo_b <= k * baseline.chance <= hi_b:
-        ax.axhline(k * baseline.chance, color="#B00000", ls=(0, (2, 2)), lw=1.2, gid="chance")
-        ax.annotate(
-            f"chance {_display(baseline.chance, first)} ({baseline.how})",
-            xy=(0.995, k * baseline.chance),
-            xycoords=("axes fraction", "data"),
-            xytext=(0, 3),
-            textcoords="offset points",
-            ha="right",
-            fontsize=7.5,
-            color="#B00000",
-        )
+        label = f"chance {_display(baseline.chance, first)} ({baseline.how})"
+        _reference_line(ax, k * baseline.chance, label, "#B00000", (0, (2, 2)), "chance")
         drawn.add("chance")
         ys.append(k * baseline.chance)
     major = baseline.majority if baseline is not None else None
     if major is not None and abs(major - baseline.chance) > 1e-9 and lo_b <= k * major <= hi_b:
-        ax.axhline(k * major, color="#7A4E00", ls=(0, (1, 2)), lw=1.2, gid="majority")
-        ax.annotate(
-            f"always {baseline.majority_label}: {_display(major, first)}",
-            xy=(0.995, k * major),
-            xycoords=("axes fraction", "data"),
-            xytext=(0, 3),
-            textcoords="offset points",
-            ha="right",
-            fontsize=7.5,
-            color="#7A4E00",
-        )
+        label = f"always {baseline.majority_label}: {_display(major, first)}"
+        _reference_line(ax, k * major, label, "#7A4E00", (0, (1, 2)), "majority")
         drawn.add("majority")
         ys.append(k * major)
 
