@@ -6,7 +6,7 @@ the curve asks). Then the grid runs in the same store: cells the adaptive sweep 
 are shared (same cell, same result), so only the sizes it skipped are trained. Prints the cells
 and the training compute (examples x epochs as trained) of each, and both decisions.
 
-    python benchmarks/adaptive_real.py            # ~10-15 minutes on 2 CPU cores
+    python benchmarks/adaptive_real.py            # no timed run of it is stored yet
 """
 
 from __future__ import annotations

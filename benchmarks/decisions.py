@@ -22,7 +22,7 @@ Truth, from the population curve (expectation over items and training noise):
   onward every later doubling gains less than epsilon (checked up to 1000x the largest size);
 - neither (not learning yet, or rising again later): only "inconclusive" is right.
 
-What the design can carry (notes/decisions.md): 200 fresh replicates of the same design (new
+What the design can carry: 200 fresh replicates of the same design (new
 items, new training noise); an oracle that knows the sampling spread of two simple paired
 statistics, the slope of the score on log2 n over the last 3 sizes (T) and the rise of the
 largest size over zero-shot (R), carries `saturated` when T + z*sd(T) < eps and R - z*sd(R) > eps
@@ -333,7 +333,7 @@ def _pct(k: int, n: int) -> str:
 
 def item_correlation(seed: int = 99) -> float:
     """Item-level correlation of two trained cells' outcomes (adjacent sizes, one seed) in the
-    simulation, for the reader: real evaluations show 0.5-0.9 between sizes (notes)."""
+    simulation, for the reader to set beside a real sweep's (no real figure is stored here)."""
     c = Case("mid", -1.0, 2.0, 60.0, 1.0, 0.0, 0.15, 0.06, 2000, 1, 0.01)
     out, cells = simulate(c, np.random.default_rng(seed))
     a, b = cells.index((128, 0)), cells.index((256, 0))

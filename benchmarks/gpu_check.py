@@ -1,8 +1,8 @@
 """The GPU check: what `loop` does on CUDA, measured in one run, written to one JSON file.
 
-Run it through `benchmarks/gpu_check.sh` on a machine with a GPU (at most ~5 minutes on one
-H200). Sections, each timed, each failing on its own (its error goes into the JSON, the rest
-still runs):
+Run it through `benchmarks/gpu_check.sh` on a machine with a GPU (the script stops it after
+300 s; no GPU run is stored yet). Sections, each timed, each failing on its own (its error goes
+into the JSON, the rest still runs):
 
 - `env`: torch, CUDA device, bf16, FlashAttention, which of loop's dependencies are missing;
 - `tests`: the test subset that needs CUDA (`pytest -m cuda`);
@@ -16,8 +16,9 @@ still runs):
 - `ray`: a 2-cell sweep on the Ray executor with one GPU per cell (skipped without Ray).
 
 The model is the packaged SmolLM2-135M when its converted copy is in the loop cache, else the
-same architecture (SmolLM2-135M's config) with random weights: the weights (98 MB) may not
-travel to the GPU machine, and speed does not depend on their values. Generation then runs to
+same architecture (SmolLM2-135M's config) with random weights: the weights (the 98 MB GGUF file,
+538 MB converted: benchmarks/results/figures/gguf_size.txt, model_load.txt) may not travel to
+the GPU machine, and speed does not depend on their values. Generation then runs to
 `--max-new-tokens` on every item (random weights seldom stop), which the JSON says.
 
 Without CUDA it writes {"cuda": false, ...} and exits 0, so CI keeps the script working;

@@ -6,7 +6,7 @@ executor runs one cell at a time with every core; Ray runs `--workers` cells at 
 core each. Prints each wall time (set-up, cleaning and the report included: what a user waits
 for) and the speed-up. On 2 cores expect at most ~2x: training is compute-bound.
 
-    python benchmarks/parallel_sweep.py                    # packaged SmolLM2-135M, ~10 minutes
+    python benchmarks/parallel_sweep.py                    # packaged SmolLM2-135M (no run stored yet)
     python benchmarks/parallel_sweep.py --model tiny-random --workers 2
 """
 
@@ -90,7 +90,8 @@ def main() -> None:
     args = ap.parse_args()
     print(f"model {args.model}; 8 cells (2 tiers x sizes 8,16 x seeds 0,1); {os.cpu_count()} CPUs")
     # One-time costs first, outside both timings: the packaged model's conversion to safetensors
-    # (~20 s once per machine) would otherwise land on whichever side runs first.
+    # (42 s once per machine on loaded cores: results/figures/model_load.txt) would otherwise land
+    # on whichever side runs first.
     t0 = time.perf_counter()
     warm_up(args.model)
     print(f"warm-up (model cache)  : {time.perf_counter() - t0:7.1f} s  (not counted)")

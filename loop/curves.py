@@ -447,7 +447,7 @@ def _fit_power_law(
 
     best: tuple[float, float, np.ndarray, float] | None = None
     for _, c0, a0, b0, nl in sorted(starts)[:5]:
-        # n_l stays at its profile value: refining it too made the solver crawl (4x slower)
+        # n_l stays at its profile value: refining it too made the solver crawl
         def resid(p: np.ndarray, nl=nl) -> np.ndarray:
             return (y - p[0] + p[1] * (n + nl) ** -p[2]) / se
 
@@ -840,7 +840,8 @@ def _parametric_reps(
     source = "seeds"
     if dof.sum() > 0:
         pooled = float(np.nansum(seed_var * dof) / dof.sum())
-        # With 3 seeds a per-size variance has 2 d.o.f. and is off by 2x about one time in 5;
+        # With 3 seeds a per-size variance has 2 d.o.f. and is off by more than 2x about half the
+        # time (P = 0.53; its sd one time in 4: benchmarks/results/figures/seed_variance_2dof.txt);
         # shrinking toward the pooled variance (4 pseudo-d.o.f.) keeps one lucky size from
         # getting a spuriously tight interval.
         shrunk = (np.nan_to_num(seed_var) * dof + 4.0 * pooled) / (dof + 4.0)
@@ -1237,8 +1238,9 @@ class _Power:
     uncertain as the data leave it (sd_now), so the new estimate spreads by sd_now and the new
     design's sd together, and the call settles when it clears ε by z new standard errors:
     P = Φ((Δ₂ − ε − z·sd) / √(sd_now² + sd²)) for "more data pays", plus the same the other way
-    times the same for the rise for "saturated" (assurance, not power at the point estimate:
-    that one promised 80% and delivered 20% in the benchmark).
+    times the same for the rise for "saturated" (assurance, not power at the point estimate,
+    which over-promised in an earlier run of benchmarks/decisions.py that is not stored; with
+    assurance the stored run promised 80.8% and delivered 69.2%: benchmarks/results/decisions.txt).
     """
 
     def __init__(self, d: _Data, reps: _Reps, fit: _Fit, eps, confidence, c_max, rng):

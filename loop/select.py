@@ -154,7 +154,8 @@ def k_center_order(emb: np.ndarray, greedy_max: int | None = None) -> tuple[np.n
     if n == 0:
         return np.zeros(0, np.int64), np.zeros(0, np.float32)
     # One BLAS thread: a pick is one matrix-vector product, and on 2 busy cores a second thread
-    # made it 6x slower at 10k rows and no faster at 100k (measured: 11.9 vs 1.9 ms, 24.9 vs 22.6).
+    # made it slower: 8.1 vs 0.38 ms a pick at 10k rows, 13.1 vs 9.2 ms at 100k
+    # (benchmarks/results/figures/kcenter_threads.txt).
     with threadpool_limits(1):
         return _k_center(x, greedy_max)
 

@@ -128,8 +128,9 @@ class _BucketSampler(torch.utils.data.Sampler[int]):
     Each pass shuffles the examples, cuts them into buckets of `bucket_batches` micro-batches, sorts
     each bucket by length and splits it into micro-batches, then shuffles the order of the full
     micro-batches (a partial one goes last so the loader's batching stays aligned). transformers'
-    `group_by_length` sorts megabatches of 50 effective batches instead, which for subsets below
-    ~400 examples means every epoch runs from the longest examples to the shortest.
+    `group_by_length` sorts megabatches of min(50, n / (4 x batch)) batches instead, so below
+    1,600 examples at batch 8 every epoch is four runs from the longest examples to the shortest
+    (transformers 5.24: benchmarks/results/figures/doc_facts.txt).
     """
 
     def __init__(self, lengths: list[int], micro_batch: int, seed: int, bucket_batches: int = 8):

@@ -57,3 +57,38 @@ def short_task():
 @pytest.fixture
 def json_task():
     return make_json_task
+
+
+# ----------------------------------------------------------------------------- browser tests
+# `pytest -q` names no test, so a skipped browser test would pass unseen: every run ends with one
+# line saying what became of the tests marked `browser` (tests/test_ui_screenshot.py).
+
+_BROWSER: dict[str, str] = {}  # test name -> passed | failed | skipped (reason)
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if "browser" not in report.keywords:
+        return
+    name = report.nodeid.rsplit("::", 1)[-1]
+    if report.failed:
+        _BROWSER[name] = "failed" if report.when == "call" else f"failed in {report.when}"
+    elif report.skipped and name not in _BROWSER:
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else "skipped"
+        _BROWSER[name] = f"skipped ({reason.removeprefix('Skipped: ')})"
+    elif report.when == "call" and report.passed:
+        _BROWSER[name] = "passed"
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    from shutil import which
+
+    if not _BROWSER:
+        line = "browser tests (tests/test_ui_screenshot.py): not in this run"
+    else:
+        counts: dict[str, int] = {}
+        for outcome in _BROWSER.values():
+            counts[outcome] = counts.get(outcome, 0) + 1
+        said = ", ".join(f"{n} {outcome}" for outcome, n in counts.items())
+        browser = which("chromium") or which("chromium-browser") or "no chromium on PATH"
+        line = f"browser tests (tests/test_ui_screenshot.py, {browser}): {said}"
+    terminalreporter.write_line(line)

@@ -353,8 +353,14 @@ def test_item_noise_asks_for_more_items_when_the_sweep_can_rescore():
         rescore=rescore,
     )  # fmt: skip
     assert asked and asked[0] == ("noisy", curve.settle.items)
-    assert any(d.eval_items for d in out.decisions)
-    assert "noisy" in out.final
+    rows = list(out.decisions)
+    at = next(i for i, d in enumerate(rows) if d.eval_items)
+    assert rows[at].eval_items == curve.settle.items and rows[at].next_sizes == ()
+    # re-scored on that many items the call settles: more data pays, one doubling past 256
+    after = [(d.decision, d.next_sizes) for d in rows[at + 1 :]]
+    assert after[:1] == [(adaptive.MORE_DATA_PAYS, (512,))], after
+    # and the tier keeps paying until the round cap, not stopped where it asked for items
+    assert out.final["noisy"].decision == adaptive.MAX_ROUNDS
 
 
 def test_inconclusive_with_precise_points_runs_the_next_size_instead():

@@ -10,7 +10,7 @@ import pytest
 
 from loop import provenance
 from loop.clean.funnel import DroppedRecord, render_markdown, step_funnel
-from loop.errors import PoolError, RecipeError
+from loop.errors import DataError, PoolError, RecipeError
 from loop.example import Message, make_example
 from loop.pool import load_pool
 from loop.recipe import PoolConfig, TierSpec, parse_recipe
@@ -421,7 +421,8 @@ def test_validation_can_be_drawn_from_one_source_only():
     chosen = choose_validation(POOL, SplitConfig(validation=0.2, where={"source": "expert"}))
     assert len(chosen) == 2  # 20% of the 10 expert records
     assert {POOL[i].meta["source"] for i in chosen} == {"expert"}
-    with pytest.raises(Exception, match="clean.split.where: 0 cleaned record"):
+    # an input error (exit 2, no traceback), not a bug
+    with pytest.raises(DataError, match="clean.split.where: 0 cleaned record"):
         choose_validation(POOL, SplitConfig(where={"source": "nobody"}))
     errors = provenance.where_errors([], POOL, extra={"clean.split.where": {"src": "x"}})
     assert errors[0].startswith("clean.split.where.src: no record has a field 'src'")

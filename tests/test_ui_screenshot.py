@@ -1,8 +1,9 @@
 """The MLflow UI shows a sweep: a headless-Chromium screenshot of the experiment page.
 
 Skipped where Chromium is absent (`apt-get install chromium`), except in CI, which installs it
-and sets LOOP_REQUIRE_CHROMIUM=1. Set LOOP_SCREENSHOT=path.png to
-keep the picture.
+and sets LOOP_REQUIRE_CHROMIUM=1. The browser tests carry the `browser` marker, and every run
+ends with one line saying whether they passed, failed or were skipped (tests/conftest.py), so
+`pytest -q` cannot hide a skip. Set LOOP_SCREENSHOT=path.png to keep the picture.
 """
 
 from __future__ import annotations
@@ -69,6 +70,7 @@ def test_chromium_is_there_when_ci_requires_it():
         assert CHROMIUM, "LOOP_REQUIRE_CHROMIUM=1 but no chromium on PATH (.ci/run installs it)"
 
 
+@pytest.mark.browser
 @pytest.mark.skipif(CHROMIUM is None and not REQUIRE, reason="Chromium is not installed")
 def test_experiment_page_renders_the_sweep(tmp_path: Path, monkeypatch):
     import mlflow
@@ -102,6 +104,7 @@ def test_experiment_page_renders_the_sweep(tmp_path: Path, monkeypatch):
         assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.browser
 @pytest.mark.skipif(CHROMIUM is None and not REQUIRE, reason="Chromium is not installed")
 def test_parent_chart_view_draws_the_curves_and_the_decision_filter_finds_it(
     tmp_path: Path, monkeypatch

@@ -19,7 +19,8 @@
   paraphrases, so a threshold well below the default (0.92) is better sent to review than
   removed.
 
-Speed (2 shared CPU cores under load ~4, batch 64; benchmarks/results/figures/semantic_dedup_*.txt):
+Speed (2 shared CPU cores, load 0.8-4.0 at the runs' start, batch 64;
+benchmarks/results/figures/semantic_dedup_*.txt):
 55 prompts/s at ~28 tokens, 29/s at ~63, 24/s at ~82, so a 1M-row pool takes hours on CPU;
 `estimate_seconds` says how long before starting.
 """
@@ -53,9 +54,9 @@ MODEL_TAG = "all-MiniLM-L6-v2"
 DIM = 384
 CACHE_FILE = "embeddings.npz"
 # Per-row CPU seconds ~ 6.7 ms + 0.42 ms per token: the least-squares line through 18.2 / 34.4 /
-# 40.9 ms at 28 / 63 / 82 tokens (2 shared cores under load ~4, batch 64), where prompts ran 5.8-6.2
-# characters per token (benchmarks/results/figures/semantic_dedup_*.txt); the model reads at most
-# 256 tokens.
+# 40.9 ms at 28 / 63 / 82 tokens (2 shared cores, load 0.8-4.0 at the start, batch 64), where
+# prompts ran 5.8-6.2 characters per token (benchmarks/results/figures/semantic_dedup_*.txt; the
+# fit: semantic_rate_fit.txt); the model reads at most 256 tokens.
 _CPU_BASE_S, _CPU_PER_TOKEN_S, _CHARS_PER_TOKEN = 6.7e-3, 4.2e-4, 6.0
 # Not measured here: a GPU is assumed ~30x a 2-core CPU. Pass rows_per_s from measure_rate().
 _GPU_SPEEDUP = 30.0
@@ -240,9 +241,10 @@ def estimate_seconds(
         if device != "cpu":
             per_row /= _GPU_SPEEDUP
         rows_per_s = 1.0 / per_row
-    # Exact search: 1.7 s for 10k rows (semantic_dedup_10k.txt), quadratic; IVF: a rough 0.15 ms
-    # a query, not stored.
-    search = 1.7 * (n_rows / 10_000) ** 2 if n_rows <= exact_search_max else n_rows * 1.5e-4
+    # Exact search: 1.7 s for 10k rows (semantic_dedup_10k.txt), quadratic; IVF: 0.30 ms a query
+    # at 100k rows (selection/kcenter.json), 0.43 ms at 200k on loaded cores under nice
+    # (semantic_dedup_search_200k.txt).
+    search = 1.7 * (n_rows / 10_000) ** 2 if n_rows <= exact_search_max else n_rows * 3.0e-4
     todo = max(0, n_rows - cached)
     return (_LOAD_S if todo else 0.0) + todo / rows_per_s + search
 

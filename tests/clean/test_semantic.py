@@ -75,7 +75,7 @@ def test_estimate_seconds():
     assert est(10_000, mean_chars=100) < est(10_000, mean_chars=500)
     assert est(10_000, device="cuda") < est(10_000)
     assert est(10_000, cached=10_000) < est(10_000, cached=0)
-    assert est(1000, rows_per_s=100, exact_search_max=10) == pytest.approx(6 + 10 + 0.15)
+    assert est(1000, rows_per_s=100, exact_search_max=10) == pytest.approx(6 + 10 + 0.3)
 
 
 def test_estimate_counts_cached_rows(tmp_path):
