@@ -466,7 +466,10 @@ def run_clean(
     if any(t.name == RAW_TIER for t in recipe.tiers):
         start = time.perf_counter()
         ctx.tick("raw_tier", 0, len(raw), note="raw pool minus validation duplicates", force=True)
-        raw_out = tuple(raw_pool(raw, split.validation, cfg.near_dedup))
+        paraphrases = None
+        if "semantic_dedup" in cfg.steps:
+            paraphrases = semantic.validation_leaks(split.validation, raw, cfg.semantic_dedup, ctx)
+        raw_out = tuple(raw_pool(raw, split.validation, cfg.near_dedup, paraphrases))
         held = [ex for ex in raw_out if ex.split == "held_out"]
         funnel.append(
             step_funnel(

@@ -218,6 +218,43 @@ def run(examples: list[Example], cfg: SemanticDedupConfig, ctx: StepContext) -> 
     return StepOutput(list(examples), tuple(drops), counts=pair_counts(minimal, pairs, shared))
 
 
+def validation_leaks(
+    validation: Sequence[Example],
+    others: Sequence[Example],
+    cfg: SemanticDedupConfig,
+    ctx: StepContext,
+    chunk: int = 4096,
+) -> dict[int, str]:
+    """Index in `others` -> why it paraphrases a validation example: prompt cosine >= threshold.
+
+    For the `raw` tier, which skips cleaning: semantic dedup took paraphrases out of the clean
+    tiers before the split, but a raw record that rephrases a validation prompt would be scored
+    on its own answer. As in the step, a pair whose answers differ materially is a minimal pair,
+    not a leak, unless `minimal_pairs: drop`."""
+    if not validation or not others:
+        return {}
+    shared = shared_lines([*validation, *others]) if cfg.shared_text == "drop" else frozenset()
+    cache_path = ctx.cache_dir / CACHE_FILE if ctx.cache_dir is not None else None
+
+    def vectors(examples: Sequence[Example]) -> np.ndarray:
+        texts = [embedding_text(ex, cfg.max_chars, shared) for ex in examples]
+        return embed(texts, batch_size=cfg.batch_size, device=ctx.device, cache_path=cache_path)
+
+    ev, eo = vectors(validation), vectors(others)
+    found: dict[int, str] = {}
+    for lo in range(0, len(others), chunk):
+        sims = eo[lo : lo + chunk] @ ev.T
+        for r, c in zip(*np.nonzero(sims >= cfg.threshold), strict=True):
+            i = lo + int(r)
+            if i in found:
+                continue
+            v = validation[int(c)]
+            if cfg.minimal_pairs == "keep" and answers_differ(v, others[i], cfg.answer_similarity):
+                continue
+            found[i] = f"paraphrase of validation {v.id} (prompt cosine {float(sims[r, c]):.2f})"
+    return found
+
+
 def estimate_seconds(
     n_rows: int,
     *,

@@ -12,7 +12,9 @@ Then every training example that leaks a validation example is removed and count
 prompt, or a MinHash near-duplicate under the recipe's `clean.near_dedup` settings (estimated
 Jaccard >= threshold, compared without the prompt lines most records share; a near-duplicate
 whose answer differs materially is a minimal pair, not a leak, unless `minimal_pairs: drop`).
-The same test builds the `raw` tier (`raw_pool`).
+The same test builds the `raw` tier (`raw_pool`); when the recipe runs semantic dedup, the raw
+tier also loses the paraphrases of validation examples (cleaning removed them from the clean
+tiers before the split; in the demo pool they were 3% of the raw tier).
 """
 
 from __future__ import annotations
@@ -139,10 +141,16 @@ def split_validation(
 
 
 def raw_pool(
-    raw: Sequence[Example], validation: Sequence[Example], near: NearDedupConfig
+    raw: Sequence[Example],
+    validation: Sequence[Example],
+    near: NearDedupConfig,
+    paraphrases: dict[int, str] | None = None,
 ) -> list[Example]:
-    """The raw pool with split `train`, or `held_out` when it duplicates a validation example."""
-    found = leaks(validation, raw, near)
+    """The raw pool with split `train`, or `held_out` when it duplicates a validation example.
+
+    `paraphrases`: index in `raw` -> why it paraphrases a validation example (the semantic test,
+    `semantic.validation_leaks`), held out as well where no cheaper test caught it first."""
+    found = {**(paraphrases or {}), **leaks(validation, raw, near)}
     out = []
     for i, ex in enumerate(raw):
         if i in found:

@@ -306,3 +306,35 @@ def test_settings_left_unset_are_derived_printed_and_written(tmp_path):
     again = []
     run_clean(unset, POOL, count_tokens=words, out_dir=tmp_path, progress=again.append)
     assert [str(p) for p in again if p.step == "defaults"] == derived  # said again when reused
+
+
+def test_raw_tier_holds_out_paraphrases_of_validation_prompts(tmp_path):
+    pairs = [
+        ("What is the capital of France?", "Tell me the capital city of France."),
+        ("How do I bake sourdough bread?", "Explain how to bake a sourdough loaf."),
+        ("How many legs does a spider have?", "Tell me how many legs spiders have."),
+        ("What causes ocean tides?", "Explain what causes the tides of the ocean."),
+        ("Who wrote the play Hamlet?", "Tell me who the author of Hamlet was."),
+        ("How do vaccines train the immune system?", "Explain how a vaccine trains immunity."),
+    ]
+    pool = [
+        ex(p, f"Answer number {i} in full words.") for i, pair in enumerate(pairs) for p in pair
+    ]
+    r = recipe(
+        tiers=[{"name": "all"}, {"name": "raw"}],
+        steps=["semantic_dedup"],
+        semantic_dedup={"threshold": 0.8},
+        split={"validation": 0.3},
+    )
+    result = run_clean(r, pool, count_tokens=words, out_dir=tmp_path)
+    val = {e.id for e in result.examples if e.split == "validation"}
+    assert val
+    held = {e.id: e.meta["held_out"] for e in result.raw if e.split == "held_out"}
+    for i in range(len(pairs)):
+        a, b = pool[2 * i], pool[2 * i + 1]
+        if a.id in val or b.id in val:  # the pair's other prompt is a paraphrase of it
+            other = b if a.id in val else a
+            assert other.id in held, (other.prompt, held)
+            assert held[other.id].startswith("paraphrase of validation")
+        else:
+            assert a.id not in held and b.id not in held

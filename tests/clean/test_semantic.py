@@ -109,3 +109,21 @@ def test_template_text_is_not_embedded_and_minimal_pairs_stay(tmp_path):
     assert [(d.index, d.reason) for d in out.drops] == [(2, "semantic_duplicate")]
     assert out.counts["minimal_pairs"] >= 1
     assert out.counts["shared_lines_ignored"] == 1
+
+
+def test_raw_records_that_paraphrase_a_validation_prompt_are_leaks(tmp_path):
+    validation = [ex("What is the capital of France?", "Paris."), ex("Write a poem about the sea.")]
+    raw = [
+        ex("Tell me the capital city of France.", "Paris."),  # a paraphrase, same answer: a leak
+        ex(
+            "Tell me the capital city of France.", "Lyon is a fine city in the south."
+        ),  # minimal pair
+        ex("What is the capital of Germany?", "Berlin."),  # same topic, another question
+        ex("How do I bake sourdough bread?"),
+    ]
+    cfg = SemanticDedupConfig(threshold=0.85)
+    found = semantic.validation_leaks(validation, raw, cfg, StepContext(cache_dir=tmp_path))
+    assert list(found) == [0]
+    assert found[0].startswith(f"paraphrase of validation {validation[0].id} (prompt cosine 0.")
+    strict = SemanticDedupConfig(threshold=0.85, minimal_pairs="drop")
+    assert list(semantic.validation_leaks(validation, raw, strict, StepContext())) == [0, 1]

@@ -109,3 +109,9 @@ def test_raw_pool_holds_out_validation_and_its_duplicates():
     assert [e.split for e in out] == ["held_out", "train", "held_out", "held_out", "train"]
     assert "near-duplicate of validation" in out[3].meta["held_out"]
     assert out[1].meta["tiers"] == ["raw"]
+    # what the semantic test found is held out too, where no cheaper test caught it first
+    why = {1: "paraphrase of validation x", 0: "paraphrase of validation y"}
+    out = split.raw_pool(raw, validation, NearDedupConfig(), paraphrases=why)
+    assert [e.split for e in out] == ["held_out", "held_out", "held_out", "held_out", "train"]
+    assert out[1].meta["held_out"] == why[1]
+    assert out[0].meta["held_out"].startswith("same record as validation")
