@@ -326,8 +326,9 @@ def test_demo_recipe_end_to_end_on_the_tiny_model(in_tmp: Path):
 @pytest.mark.slow
 def test_demo_on_the_real_model_finds_where_clean_data_saturates(in_tmp: Path):
     """recipes/demo.yaml on the packaged SmolLM2-135M, on a smaller pool of another generator
-    seed (1,000 records, 120 validation items). Real training and evaluation: ~10 minutes on 2
-    cores. The clean tier must rise above zero-shot and then flatten: `saturated`, n* a size run."""
+    seed (1,000 records, 150 validation items). Real training and evaluation: 16 CPU-minutes, 22
+    min wall on 2 shared cores (benchmarks/results/demo/slow_seed1.txt). The clean tier must rise
+    above zero-shot and then flatten: `saturated`, n* a size run."""
     r = load_recipe(ROOT / "recipes" / "demo.yaml")
     out = commands.demo(r, rows=1000, seed=1)
     assert (out.sweep.failed, out.sweep.report is not None) == (0, True)
