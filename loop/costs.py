@@ -89,7 +89,8 @@ class CostTable:
 
 
 def _score(x: float) -> str:
-    return f"{x:.3g}" if abs(x) >= 1 or x == 0 else f"{x:.3f}".rstrip("0")
+    # three significant digits: a loss of 0.0014 is not "0.001", an accuracy of 0.8 is "0.8"
+    return f"{x:.3g}"
 
 
 def count(x: float) -> str:
@@ -326,7 +327,11 @@ def _plateau_lines(curves: Sequence[CurveResult]) -> list[str]:
             at = f" from about {f.n_star:,} examples" if f.n_star else ""
             out.append(f"{metric}: only tier {f.tier} reaches its plateau{at}; {others} not yet")
         elif flat:
-            out.append(f"{metric}: tiers {', '.join(c.tier for c in flat)} reach their plateau")
+            each = ", ".join(
+                f"{c.tier}" + (f" (from about {c.n_star:,} examples)" if c.n_star else "")
+                for c in flat
+            )
+            out.append(f"{metric}: tiers {each} reach their plateau")
         else:
             out.append(f"{metric}: no tier reaches its plateau within the sizes run")
     return out
@@ -354,16 +359,18 @@ def cost_table(
     curves = {(c.tier, c.metric): c for c in analysis.curves}
     rates = tuple(_rate(e, costs, conf, curves) for e in analysis.exchanges)
     wanted = dict(targets) if targets else default_targets(analysis)
+    order = {name: i for i, name in enumerate(sources)}  # the recipe's tier order
+    ranked = sorted(analysis.curves, key=lambda c: order.get(c.tier, len(order)))
     rows = []
     for metric, values in wanted.items():
-        curves = [c for c in analysis.curves if c.metric == metric]
+        mine = [c for c in ranked if c.metric == metric]
         for value in values:
-            rows += [target_cost(c, float(value), costs.get(c.tier), conf) for c in curves]
+            rows += [target_cost(c, float(value), costs.get(c.tier), conf) for c in mine]
     return CostTable(
         tuple(sources.values()),
         rates,
         tuple(rows),
-        tuple(_plateau_lines(analysis.curves)),
+        tuple(_plateau_lines(ranked)),
         analysis.confidence,
     )
 

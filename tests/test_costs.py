@@ -186,3 +186,31 @@ def test_rate_intervals_with_an_open_end_are_said_as_bounds():
     assert costs.ratio_ci((2.0, None)) == "at least 2"
     assert costs.ratio_ci((None, 6.5)) == "at most 6.5"
     assert costs.ratio_ci((None, None)) == "open at both ends"
+
+
+def test_targets_follow_the_recipe_order_and_small_losses_keep_three_digits():
+    recs = [
+        Record(t, n, s, "val_loss", 0.001 + 2.0 * (n / k) ** -2 + d)
+        for t, k in (("expert", 1), ("synthetic", K))
+        for n in (16, 32, 64, 128)
+        for s, d in enumerate((-1e-5, 0.0, 1e-5))
+    ]
+    a = analyze(recs, direction="lower", n_boot=200)
+    flipped = {"synthetic": SOURCES["synthetic"], "expert": SOURCES["expert"]}
+    table = costs.cost_table(a, flipped, {"val_loss": [0.00142]})
+    assert [t.tier for t in table.targets] == ["synthetic", "expert"]
+    assert any(line.startswith("val_loss 0.00142: tier synthetic: ") for line in table.summary())
+
+
+def test_every_tier_at_its_plateau_is_named_with_where_it_gets_there():
+    recs = [Record(t, 0, s, "eval.acc", 0.3) for t in ("expert", "synthetic") for s in range(3)]
+    for n in (16, 32, 64, 128, 256):
+        for s, d in enumerate((-0.001, 0.0, 0.001)):
+            for t in ("expert", "synthetic"):
+                recs.append(Record(t, n, s, "eval.acc", 0.85 - 2 * n**-1.5 + d))
+    table = costs.cost_table(
+        analyze(recs, direction="higher", eval_size=100_000, n_boot=200), SOURCES
+    )
+    (line,) = table.plateau
+    assert line.startswith("eval.acc: tiers expert (from about ")
+    assert ", synthetic (from about " in line and line.endswith(" examples) reach their plateau")
