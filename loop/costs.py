@@ -6,6 +6,10 @@ Pure: reads an `Analysis` (`loop.curves`) and each tier's sources (`loop.provena
   equal score the other tier reaches inside its own sizes: "1 expert ≈ 6.5 synthetic", with the
   bootstrap interval of the other tier's size divided by the better tier's size. With a cost per
   example on both, the same score costs `rate × other's cost` against the better one's cost.
+  When no such row exists because the other tier's best fitted score stays below the better
+  tier's at its smallest size, the rate gets a floor instead (`ratio_floor`: the other's
+  largest size over the better's smallest, "1 expert is worth more than 8 synthetic"), read
+  from the sizes run alone.
 - Cost of a target: the smallest n where a tier's fitted curve (`CurveResult.band`) reaches the
   target, log-interpolated on the band's grid; its interval inverts the band's bounds (for a
   family of rising curves, P(n_T ≤ n) = P(score(n) ≥ T), so the band's upper bound gives the
@@ -46,6 +50,9 @@ class Rate:
     at_size: int | None  # examples of `better` the rate was read at
     cost_ratio: float | None  # cost of the score with `other` / with `better`
     text: str
+    # no rate within the sizes run, but `other`'s best score stays below `better`'s at its
+    # smallest size: one `better` example is worth more than this many of `other`
+    ratio_floor: float | None = None
 
 
 @dataclass(frozen=True)
@@ -82,7 +89,8 @@ class CostTable:
 
 
 def _score(x: float) -> str:
-    return f"{x:.3g}" if abs(x) >= 1 or x == 0 else f"{x:.3f}".rstrip("0")
+    # three significant digits: a loss of 0.0014 is not "0.001", an accuracy of 0.8 is "0.8"
+    return f"{x:.3g}"
 
 
 def count(x: float) -> str:
@@ -206,19 +214,81 @@ def target_cost(c: CurveResult, target: float, cost: float | None, conf: str) ->
     )
 
 
-def _rate(e, costs: Mapping[str, float | None], conf: str, largest_other: int) -> Rate:
+def ratio_ci(ci: tuple[float | None, float | None] | None) -> str:
+    """An exchange rate's interval in words: an open end (the other tier's curve never gets there
+    within one doubling, or starts above it already) is said as a bound."""
+    lo, hi = ci or (None, None)
+    if lo is not None and hi is not None:
+        return f"{lo:.2g}–{hi:.2g}"
+    if lo is not None:
+        return f"at least {lo:.2g}"
+    if hi is not None:
+        return f"at most {hi:.2g}"
+    return "open at both ends"
+
+
+def _best_in_range(c: CurveResult) -> float | None:
+    """The curve's best fitted score within the sizes run (None without a fit)."""
+    if c.band is None:
+        return None
+    grid = np.asarray(c.band.n, dtype=float)
+    fitted = np.asarray(c.band.fitted, dtype=float)[grid <= c.max_size * (1 + 1e-9)]
+    if not len(fitted):
+        return None
+    return float(fitted.max() if c.direction == HIGHER else fitted.min())
+
+
+def _floor(better: CurveResult | None, other: CurveResult | None) -> float | None:
+    """`other`'s largest size over `better`'s smallest, when `other`'s best fitted score within
+    its sizes stays short of `better`'s fitted score at its smallest size: a lower bound on the
+    exchange rate that needs no extrapolation."""
+    if better is None or other is None or not better.sizes:
+        return None
+    best = _best_in_range(other)
+    if best is None:
+        return None
+    start = float(better.sizes[0].fitted)
+    short = best < start if better.direction == HIGHER else best > start
+    return other.max_size / better.sizes[0].size if short else None
+
+
+def _rate(
+    e,
+    costs: Mapping[str, float | None],
+    conf: str,
+    curves: Mapping[tuple[str, str], CurveResult],
+) -> Rate:
+    largest_other = curves[(e.other, e.metric)].max_size
     inside = [r for r in e.rows if r.other_size is not None and r.other_size <= largest_other]
+    cb, co = costs.get(e.better), costs.get(e.other)
     if not inside:
-        return Rate(
-            e.metric,
-            e.better,
-            e.other,
-            None,
-            None,
-            None,
-            None,
+        text = (
             f"{e.metric}: tier {e.other} does not reach tier {e.better}'s scores within "
-            f"its sizes run (up to {largest_other:,}); no exchange rate",
+            f"its sizes run (up to {largest_other:,}); no exchange rate"
+        )
+        better = curves.get((e.better, e.metric))
+        floor = _floor(better, curves.get((e.other, e.metric)))
+        if floor is None:
+            return Rate(e.metric, e.better, e.other, None, None, None, None, text)
+        smallest = better.sizes[0].size  # type: ignore[union-attr]
+        text += (
+            f", but 1 {e.better} is worth more than {floor:.2g} {e.other}: tier {e.other}'s "
+            f"fitted score at {largest_other:,} stays below tier {e.better}'s at {smallest:,}"
+        )
+        cost_floor = None
+        if cb and co is not None:
+            cost_floor = floor * co / cb
+            text += (
+                f"; the same score costs {money(cb)} with {e.better} or more than "
+                f"{money(floor * co)} with {e.other}: "
+                + (
+                    f"{e.better} is cheaper"
+                    if cost_floor >= 1
+                    else f"run {e.other} past {largest_other:,} to know which is cheaper"
+                )
+            )
+        return Rate(
+            e.metric, e.better, e.other, None, None, smallest, None, text, ratio_floor=floor
         )
     r = inside[-1]
     ratio = r.ratio
@@ -226,16 +296,11 @@ def _rate(e, costs: Mapping[str, float | None], conf: str, largest_other: int) -
     if r.other_size_ci is not None:
         lo, hi = r.other_size_ci
         ci = (None if lo is None else lo / r.size, None if hi is None else hi / r.size)
-    ci_text = ""
-    if ci is not None:
-        lo_t = f"{ci[0]:.2g}" if ci[0] is not None else "?"
-        hi_t = f"{ci[1]:.2g}" if ci[1] is not None else "more"
-        ci_text = f", {conf} CI {lo_t}–{hi_t}"
+    ci_text = f", {conf} CI {ratio_ci(ci)}" if ci is not None else ""
     text = (
         f"1 {e.better} ≈ {ratio:.2g} {e.other} at equal {e.metric}{ci_text} "
         f"(read at {r.size:,} {e.better} examples)"
     )
-    cb, co = costs.get(e.better), costs.get(e.other)
     cost_ratio = None
     if cb and co is not None:
         cost_ratio = ratio * co / cb
@@ -262,7 +327,11 @@ def _plateau_lines(curves: Sequence[CurveResult]) -> list[str]:
             at = f" from about {f.n_star:,} examples" if f.n_star else ""
             out.append(f"{metric}: only tier {f.tier} reaches its plateau{at}; {others} not yet")
         elif flat:
-            out.append(f"{metric}: tiers {', '.join(c.tier for c in flat)} reach their plateau")
+            each = ", ".join(
+                f"{c.tier}" + (f" (from about {c.n_star:,} examples)" if c.n_star else "")
+                for c in flat
+            )
+            out.append(f"{metric}: tiers {each} reach their plateau")
         else:
             out.append(f"{metric}: no tier reaches its plateau within the sizes run")
     return out
@@ -287,19 +356,21 @@ def cost_table(
     """Rates for every pair of tiers, and the cost of each target per tier (recipe order)."""
     conf = f"{100 * analysis.confidence:.0f}%"
     costs = {name: s.cost_per_example for name, s in sources.items()}
-    largest = {(c.tier, c.metric): c.max_size for c in analysis.curves}
-    rates = tuple(_rate(e, costs, conf, largest[(e.other, e.metric)]) for e in analysis.exchanges)
+    curves = {(c.tier, c.metric): c for c in analysis.curves}
+    rates = tuple(_rate(e, costs, conf, curves) for e in analysis.exchanges)
     wanted = dict(targets) if targets else default_targets(analysis)
+    order = {name: i for i, name in enumerate(sources)}  # the recipe's tier order
+    ranked = sorted(analysis.curves, key=lambda c: order.get(c.tier, len(order)))
     rows = []
     for metric, values in wanted.items():
-        curves = [c for c in analysis.curves if c.metric == metric]
+        mine = [c for c in ranked if c.metric == metric]
         for value in values:
-            rows += [target_cost(c, float(value), costs.get(c.tier), conf) for c in curves]
+            rows += [target_cost(c, float(value), costs.get(c.tier), conf) for c in mine]
     return CostTable(
         tuple(sources.values()),
         rates,
         tuple(rows),
-        tuple(_plateau_lines(analysis.curves)),
+        tuple(_plateau_lines(ranked)),
         analysis.confidence,
     )
 
@@ -314,6 +385,7 @@ def metrics(table: CostTable) -> dict[str, float]:
             ("cost_ratio", r.cost_ratio),
             ("ratio_lo", r.ci[0] if r.ci else None),
             ("ratio_hi", r.ci[1] if r.ci else None),
+            ("ratio_floor", r.ratio_floor),
         ):
             if value is not None:
                 out[f"{key}.{name}"] = float(value)

@@ -1186,12 +1186,14 @@ def cost_blocks(table: CostTable) -> list[tuple]:
             [
                 r.metric,
                 f"1 {r.better}",
-                f"{r.ratio:.2g} {r.other}" if r.ratio is not None else "—",
                 (
-                    f"{r.ci[0]:.2g}–{r.ci[1]:.2g}"
-                    if r.ci and r.ci[0] is not None and r.ci[1] is not None
+                    f"{r.ratio:.2g} {r.other}"
+                    if r.ratio is not None
+                    else f"more than {r.ratio_floor:.2g} {r.other}"
+                    if r.ratio_floor is not None
                     else "—"
                 ),
+                costs_mod.ratio_ci(r.ci) if r.ci is not None else "—",
                 f"{r.cost_ratio:.2g}×" if r.cost_ratio is not None else "—",
             ]
             for r in table.rates
@@ -1204,8 +1206,8 @@ def cost_blocks(table: CostTable) -> list[tuple]:
                 t.metric,
                 _num(t.target, 3),
                 t.tier,
-                costs_mod.count(t.n) if t.n is not None else "—",
-                costs_mod.money(t.cost) if t.cost is not None else "—",
+                _at_most(t, costs_mod.count(t.n)) if t.n is not None else "—",
+                _at_most(t, costs_mod.money(t.cost)) if t.cost is not None else "—",
                 t.text,
             ]
             for t in table.targets
@@ -1213,3 +1215,9 @@ def cost_blocks(table: CostTable) -> list[tuple]:
         head = ["metric", "target", "tier", "examples", "cost", "in words"]
         out.append(("table", head, rows))
     return out
+
+
+def _at_most(t, value: str) -> str:
+    """A target reached already at the smallest size run: that size (and its cost) is an upper
+    bound, not the point where the curve crosses it."""
+    return f"≤{value}" if t.status == costs_mod.AT_SMALLEST else value

@@ -132,3 +132,85 @@ def test_metrics_and_report_section(analysis, tmp_path: Path):
     assert md.index("## Sources, licenses and cost") < md.index("## Warnings")
     summary = json.loads(paths.summary_json.read_text())
     assert summary["sources"]["exchange_rates"][0]["better"] == "expert"
+
+
+def far_behind() -> list[Record]:
+    """Synthetic 32x worse per example, run only to 128: its best stays below expert's at 16."""
+    recs = [r for r in records() if r.tier == "expert"]
+    for n in (16, 32, 64, 128):
+        for s, d in enumerate((0.001, 0.0, -0.001)):
+            recs.append(Record("synthetic", n, s, "eval.acc", expert(n / 32) + d))
+    return recs
+
+
+def test_no_rate_inside_the_sizes_gives_a_floor_not_an_extrapolation(tmp_path: Path):
+    from loop.report import write_report
+
+    a = analyze(far_behind(), direction="higher", eval_size=100_000, n_boot=200)
+    (rate,) = costs.cost_table(a, SOURCES).rates
+    assert rate.ratio is None and rate.ci is None and rate.cost_ratio is None
+    assert rate.ratio_floor == 128 / 16 and rate.at_size == 16
+    assert "1 expert is worth more than 8 synthetic" in rate.text
+    # 8 x $0.05 = $0.40 < $3.50: the floor does not settle which source is cheaper
+    assert rate.text.endswith(
+        "the same score costs $3.50 with expert or more than $0.40 with synthetic: run "
+        "synthetic past 128 to know which is cheaper"
+    )
+    dear = {**SOURCES, "synthetic": TierSources("synthetic", 1200, {}, {}, 0.5)}
+    (rate,) = costs.cost_table(a, dear).rates
+    assert rate.text.endswith("or more than $4.00 with synthetic: expert is cheaper")
+    assert costs.metrics(costs.cost_table(a, SOURCES))[
+        "exchange.expert.synthetic.eval.acc.ratio_floor"
+    ] == pytest.approx(8)
+    md = write_report(a, tmp_path, title="t", costs=costs.cost_table(a, SOURCES)).markdown
+    assert "| eval.acc | 1 expert | more than 8 synthetic | — | — |" in md.read_text()
+
+
+def test_a_rate_read_inside_the_sizes_gets_no_floor(analysis):
+    (rate,) = costs.cost_table(analysis, SOURCES).rates
+    assert rate.ratio == pytest.approx(K, rel=0.02) and rate.ratio_floor is None
+
+
+def test_a_target_reached_at_the_smallest_size_is_an_upper_bound_in_the_table(
+    analysis, tmp_path: Path
+):
+    from loop.report import write_report
+
+    table = costs.cost_table(analysis, SOURCES, {"eval.acc": [0.2]})
+    md = write_report(analysis, tmp_path, title="t", costs=table).markdown.read_text()
+    assert "| eval.acc | 0.2 | expert | ≤16 | ≤$56.00 | reached already at its smallest size" in md
+
+
+def test_rate_intervals_with_an_open_end_are_said_as_bounds():
+    assert costs.ratio_ci((2.0, 6.5)) == "2–6.5"
+    assert costs.ratio_ci((2.0, None)) == "at least 2"
+    assert costs.ratio_ci((None, 6.5)) == "at most 6.5"
+    assert costs.ratio_ci((None, None)) == "open at both ends"
+
+
+def test_targets_follow_the_recipe_order_and_small_losses_keep_three_digits():
+    recs = [
+        Record(t, n, s, "val_loss", 0.001 + 2.0 * (n / k) ** -2 + d)
+        for t, k in (("expert", 1), ("synthetic", K))
+        for n in (16, 32, 64, 128)
+        for s, d in enumerate((-1e-5, 0.0, 1e-5))
+    ]
+    a = analyze(recs, direction="lower", n_boot=200)
+    flipped = {"synthetic": SOURCES["synthetic"], "expert": SOURCES["expert"]}
+    table = costs.cost_table(a, flipped, {"val_loss": [0.00142]})
+    assert [t.tier for t in table.targets] == ["synthetic", "expert"]
+    assert any(line.startswith("val_loss 0.00142: tier synthetic: ") for line in table.summary())
+
+
+def test_every_tier_at_its_plateau_is_named_with_where_it_gets_there():
+    recs = [Record(t, 0, s, "eval.acc", 0.3) for t in ("expert", "synthetic") for s in range(3)]
+    for n in (16, 32, 64, 128, 256):
+        for s, d in enumerate((-0.001, 0.0, 0.001)):
+            for t in ("expert", "synthetic"):
+                recs.append(Record(t, n, s, "eval.acc", 0.85 - 2 * n**-1.5 + d))
+    table = costs.cost_table(
+        analyze(recs, direction="higher", eval_size=100_000, n_boot=200), SOURCES
+    )
+    (line,) = table.plateau
+    assert line.startswith("eval.acc: tiers expert (from about ")
+    assert ", synthetic (from about " in line and line.endswith(" examples) reach their plateau")

@@ -37,3 +37,21 @@ def test_stored_summary_is_a_real_sweep():
                 "more_data_pays",
                 "inconclusive",
             )
+
+
+def test_readme_sources_answer_is_the_stored_report():
+    """The two-source answer in "Where the data comes from" is quoted from the stored report."""
+    stored = ROOT / "benchmarks" / "results" / "sources"
+    report = (stored / "report.md").read_text(encoding="utf-8")
+    section = README[README.index("`recipes/sources.yaml` is this comparison") :]
+    start = section.index("```text\n") + len("```text\n")
+    lines = section[start : section.index("\n```", start)].splitlines()
+    assert len(lines) >= 4
+    for line in lines:
+        assert f"- {line}\n" in report, line
+    table = section[section.index("| tier | training examples") : section.index("\n\n")]
+    assert table in report
+    log = (stored / "sweep.log").read_text(encoding="utf-8")
+    assert "cells: 8 ran, 0 already done, 0 failed" in log and "real\t55m" in log
+    done = [line for line in log.splitlines() if line.startswith("✓ [")]
+    assert len(done) == 8 and any("synthetic-n128-s0" in line for line in done)
