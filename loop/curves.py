@@ -213,7 +213,7 @@ class CurveResult:
     bootstrap: str  # items+seeds | items+residuals | items | seeds | parametric
     warnings: tuple[str, ...]
     zero_shot: float | None  # the base model's score (size 0), metric units
-    anchor: str  # zero-shot | first size: what "has it risen" is measured against
+    anchor: str  # zero-shot | first size | chance: what "has it risen" is measured against
     rise: float | None  # fitted score at the largest size minus the anchor, improvement units
     rise_ci: tuple[float, float] | None
     learning: bool  # the rise clears epsilon with `confidence`
@@ -1580,6 +1580,7 @@ def _analyze_curve(
     n_boot: int,
     rng: np.random.Generator,
     item_rng: np.random.Generator,
+    chance: float | None = None,
 ) -> tuple[CurveResult, _Boot | None, tuple[np.ndarray, np.ndarray, np.ndarray]]:
     sign = 1.0 if direction == HIGHER else -1.0
     all_vals = np.concatenate([*d.vals, [d.zero] if d.zero is not None else []])
@@ -1625,8 +1626,12 @@ def _analyze_curve(
         base_B = reps.Y0 if reps.Y0 is not None else reps.Y[:, 0]
         q_lo = q_hi = np.full(K, np.nan)
         ev_n = d.sizes
+    if chance is not None and direction == HIGHER and chance > base_p:
+        # a rise from an untrained score below chance up to chance (e.g. from never writing a
+        # bare label to always writing the majority one) is learning the format, not the task
+        anchor, base_p, base_B = "chance", float(chance), np.full_like(base_B, chance)
     rise_B = top_B - base_B
-    rise = float(top_p - base_p) if K > 1 or d.zero is not None else None
+    rise = float(top_p - base_p) if K > 1 or d.zero is not None or anchor == "chance" else None
     rise_lo = float(_quantiles(rise_B, [1 - confidence])[0]) if rise is not None else None
     rise_ci = tuple(map(float, _interval(rise_B, confidence))) if rise is not None else None
 
@@ -1891,7 +1896,9 @@ def _disagreements(curves: list[CurveResult]) -> list[tuple[str, str]]:
             for ac in accs:
                 # trends exist for two sizes or more, with or without a fitted curve
                 pair = f"{lo.metric} vs {ac.metric}"
-                if lo.trend == "improving" and ac.trend == "worsening":
+                # an accuracy that rose clear of its anchor is learning the task, whatever its
+                # tail does: a small dip after it levels off is not "learning the format"
+                if lo.trend == "improving" and ac.trend == "worsening" and not ac.learning:
                     done.add(frozenset((lo.metric, ac.metric)))
                     out.append(
                         (
@@ -1983,6 +1990,7 @@ def analyze(
     n_boot: int = 1000,
     seed: int = 0,
     reference: str | None = None,
+    chance: dict[str, float] | None = None,
 ) -> Analysis:
     """Fit, bootstrap and decide for every (tier, metric) in `records` and `items`.
 
@@ -1993,7 +2001,10 @@ def analyze(
     the largest size otherwise). `eval_size`: evaluation items per accuracy-like metric, for the
     p(1-p)/m noise floor of curves without items. `max_items`: validation items available, so
     advice never asks for more. `reference`: a tier (e.g. random selection) every other tier
-    is compared with at the sizes both ran (`Analysis.versus`).
+    is compared with at the sizes both ran (`Analysis.versus`). `chance`: per higher-is-better
+    metric, the score of a model that learned nothing about the task (1/k options, always the
+    majority label; loop.diagnose): a curve is measured against it when its zero-shot score is
+    lower, so a curve that only climbs to chance is "not learning yet", never saturated.
     """
     records, items = list(records), list(items)
     if not records and not items:
@@ -2007,6 +2018,7 @@ def analyze(
     epss = _as_map(epsilon, metrics)
     evals = _as_map(eval_size, metrics)
     caps = _as_map(max_items, metrics)
+    chances = dict(chance or {})
     for m in metrics:
         if dirs.get(m) not in (HIGHER, LOWER):
             raise ValueError(
@@ -2087,6 +2099,7 @@ def analyze(
             n_boot,
             rng,
             item_rng,
+            chances.get(metric),
         )
         if curve_warn.get((tier, metric)):
             res = replace(res, warnings=tuple(curve_warn[(tier, metric)]) + res.warnings)

@@ -39,6 +39,12 @@ class Baseline:
     majority: float | None = None
     majority_label: str | None = None
 
+    @property
+    def floor(self) -> float:
+        """What a model that learned nothing about the task scores: chance, or always giving
+        the most common right answer when that scores more."""
+        return max(self.chance, self.majority or 0.0)
+
 
 @dataclass(frozen=True)
 class CellAnswers:

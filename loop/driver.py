@@ -800,6 +800,7 @@ def report(
         eval_size=eval_size or None,
         max_items=n_val,
         reference=reference_tier(recipe),  # selection methods against random, when ranked
+        chance=_chance_levels(recipe, prep),
     )
     if not write:
         return ReportOutcome(report_mod.decision_table(analysis), None, analysis)
@@ -849,6 +850,16 @@ def report(
             [(r["tier"], r["metric"], r["answer"], r["summary"]) for r in table],
         )
     return ReportOutcome(table, paths, analysis, cost_table)
+
+
+def _chance_levels(recipe: Recipe, prep: Prepared) -> dict[str, float]:
+    """Per metric, what a model that learned nothing scores on the evaluated items (chance, or
+    always the majority label): the analysis never calls a curve at that level saturated."""
+    from loop import diagnose
+    from loop.evaluate import sample_for_generation
+
+    sample = sample_for_generation(prep.val, recipe.eval)
+    return {m: b.floor for m, b in diagnose.baselines(recipe.eval.evaluators, sample).items()}
 
 
 def _diagnose(recipe: Recipe, prep: Prepared, runs: list[Any], client: Any) -> Any:

@@ -210,10 +210,15 @@ def headline(
     moved = f"from {start} to {_display(last.mean, c)} at {last.size:,}"
     two = f"{2 * last.size:,}"
     fmt = any(_FORMAT in w for w in c.warnings)
-    at_chance = baseline is not None and all(
-        abs(s.mean - baseline.chance) <= max((s.mean_ci[1] - s.mean_ci[0]) / 2, c.epsilon)
-        for s in c.sizes
-    )
+
+    def near(level: float) -> bool:
+        return all(
+            abs(s.mean - level) <= max((s.mean_ci[1] - s.mean_ci[0]) / 2, c.epsilon)
+            for s in c.sizes
+        )
+
+    # at chance, or at what always giving the most common right answer scores (the majority)
+    at_chance = baseline is not None and (near(baseline.chance) or near(baseline.floor))
     notes = []
     if fmt and c.direction == "lower":
         notes.append(f"accuracy does not follow: the model is learning the {_FORMAT}")
@@ -232,14 +237,20 @@ def headline(
         falls = fmt or loss_falls
         while_loss = " while validation loss falls" if falls else ""
         why = f": the model is learning the {_FORMAT}" if falls else ""
-        return (
-            f"Not learning yet: {m} stays at chance ({_display(baseline.chance, c)}) {span}"
-            f"{while_loss}{why}.{tail} {levers}"
+        level = (
+            f"at chance ({_display(baseline.chance, c)})"
+            if near(baseline.chance) and baseline.majority != baseline.chance
+            else f"at the score of always answering {baseline.majority_label} "
+            f"({_display(baseline.floor, c)})"
         )
+        return f"Not learning yet: {m} stays {level} {span}{while_loss}{why}.{tail} {levers}"
     if c.why == NOT_LEARNING:
-        ref = "the untrained model's score" if c.anchor == "zero-shot" else "its first size"
+        ref = {
+            "zero-shot": "the untrained model's score",
+            "chance": "what a model that learned nothing scores",
+        }.get(c.anchor, "its first size")
         return f"Not learning yet: {m} stays near {ref} ({moved}).{tail} {levers}"
-    if fmt and c.direction == "higher" and c.trend != "improving":
+    if fmt and c.direction == "higher" and c.trend != "improving" and not c.learning:
         verb = "falls" if c.trend == "worsening" else "does not rise clearly"
         head = (
             f"Not learning the task: {m} {verb} ({moved}) while validation loss falls: the model "
