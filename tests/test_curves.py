@@ -593,6 +593,45 @@ def test_flat_curve_at_zero_shot_level_is_not_saturated_but_risen_and_flat_is():
     assert rose.rise == pytest.approx(top - zero, abs=0.005)
 
 
+def test_a_curve_that_only_climbs_to_the_majority_rate_is_not_learning_yet():
+    # the event_categories shape: the untrained model never writes a bare label (0%), every cell
+    # answers the majority label, right on 95% of the items
+    flat = {n: 0.95 for n in (32, 64, 128)}
+    items = _ladder_items(flat, zero=0.0, m=60, seeds=1)
+    blind = analyze(items=items, direction="higher", n_boot=300).curves[0]
+    assert blind.decision == SATURATED and blind.anchor == "zero-shot"  # what chance changes
+    majority = float(np.mean([i.score for i in items if i.size == 128]))
+    c = analyze(items=items, direction="higher", n_boot=300, chance={"acc": majority}).curves[0]
+    assert c.anchor == "chance" and c.zero_shot == 0.0
+    assert c.decision == INCONCLUSIVE and c.why == NOT_LEARNING and not c.learning
+    assert c.rise == pytest.approx(0.0, abs=1e-9) and c.certified_epsilon is None
+    # a chance level under the zero-shot score changes nothing: the anchor stays zero-shot
+    low = analyze(items=items, direction="higher", n_boot=300, chance={"acc": -0.5}).curves[0]
+    assert low.anchor == "zero-shot" and low.decision == SATURATED
+    # a lower-is-better metric has no chance level to climb to
+    loss = analyze(items=items, direction="lower", n_boot=300, chance={"acc": 2.0}).curves[0]
+    assert loss.anchor == "zero-shot"
+
+
+def test_a_dip_after_a_clear_rise_is_not_learning_the_format():
+    # the imperial_date shape: ROUGE-L 28% untrained, ~80% from 32 on with a 1-point dip at the
+    # tail, while validation loss keeps falling: the model learned the task
+    rng = np.random.default_rng(3)
+    m = 240
+    base = rng.random(m)
+    items = []
+    for k, (size, level) in enumerate(((0, 0.28), (32, 0.80), (64, 0.79), (128, 0.788))):
+        acc = np.clip(level + 0.15 * (base - 0.5), 0, 1)
+        items += _hand_items("t", "eval.rouge_l", size, acc)
+        items += _hand_items("t", "val_loss", size, 1.5 - 0.2 * k + 0.05 * rng.standard_normal(m))
+    an = analyze(
+        items=items, direction={"val_loss": "lower", "eval.rouge_l": "higher"}, n_boot=300
+    )
+    acc = an.curve("t", "eval.rouge_l")
+    assert acc.trend == "worsening" and acc.learning
+    assert not any("answer format" in w for w in acc.warnings)
+
+
 def test_without_a_zero_shot_row_the_first_size_is_the_anchor():
     flat = [Record("t", n, s, "acc", 0.5 + 0.001 * s) for s in range(3) for n in (100, 200, 400)]
     flat += [Record("t", 800, s, "acc", 0.5) for s in range(3)]

@@ -125,3 +125,27 @@ def test_zero_shot_cell_belongs_to_every_tier():
     assert [c.size for c in cells] == [0, 16]
     assert cells[0].problem.startswith("the untrained model answers A to 100%")
     assert d.for_curve("raw", "eval.choice_loglik")[0].size == 0
+
+
+def test_floor_is_chance_or_the_majority_rate_whichever_is_higher():
+    # 3 options, A right for 34 of 100: always answering A beats chance (1/3)
+    refs = ["A"] * 34 + ["B"] * 33 + ["C"] * 33
+    val = [_mc(i, r) for i, r in enumerate(refs)]
+    spec = EvaluatorSpec("choice_loglik", {"letters": True})
+    base = baselines([spec], val)
+    assert base["eval.choice_loglik"].floor == pytest.approx(0.34)
+    assert base["eval.choice_loglik.prob"].floor == pytest.approx(1 / 3)  # no majority there
+
+
+def test_the_report_passes_each_metrics_floor_to_the_analysis():
+    # what loop.driver.report hands curves.analyze as `chance`: the majority label's 90%
+    from types import SimpleNamespace
+
+    from loop.driver import _chance_levels
+
+    val = [_mc(i, "Information" if i % 10 else "Error", ()) for i in range(50)]
+    spec = EvaluatorSpec("normalized_match", {})
+    recipe = SimpleNamespace(eval=SimpleNamespace(evaluators=[spec], samples=None, seed=0))
+    assert _chance_levels(recipe, SimpleNamespace(val=val)) == {
+        "eval.normalized_match": pytest.approx(0.9)
+    }

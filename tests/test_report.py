@@ -246,3 +246,73 @@ def test_two_sizes_say_why_there_is_no_delta2_panel():
     (why,) = [t for t in fig.axes[1].texts if t.get_gid() == "why_empty"]
     assert "3 sizes or more" in why.get_text() and "16, 32" in why.get_text()
     assert "Add 64 to subsets.sizes" in why.get_text()
+
+
+def _label_run(levels, zero, m=60, seed=0):
+    """Per-item exact-match and validation loss of one tier: `levels` per size, loss falling."""
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(m)
+    items = []
+    for k, (size, level) in enumerate(((0, zero), *levels.items())):
+        right = (order < round(level * m)).astype(float)
+        for i in range(m):
+            items.append(ItemScore("clean", size, 0, "eval.normalized_match", f"q{i}", right[i]))
+            loss = 2.0 - 0.3 * k + 0.05 * rng.standard_normal()
+            items.append(ItemScore("clean", size, 0, "val_loss", f"q{i}", loss))
+    return items
+
+
+def test_a_curve_at_the_majority_label_rate_reads_not_learning_yet():
+    # every cell answers the majority label (57 of 60 items), the untrained model no bare label
+    from loop.report import headlines
+
+    items = _label_run({32: 0.95, 64: 0.95, 128: 0.95}, zero=0.0)
+    base = Baseline("eval.normalized_match", 0.95, "the majority label 'information'", 0.95,
+                    "information")  # fmt: skip
+    an = analyze(
+        items=items,
+        direction={"eval.normalized_match": "higher", "val_loss": "lower"},
+        n_boot=300,
+        chance={"eval.normalized_match": base.floor},
+    )
+    c = an.curve("clean", "eval.normalized_match")
+    assert c.decision != "saturated"
+    (text,) = [
+        t
+        for t, cv in zip(headlines(an, _Diag(base)), an.curves, strict=True)
+        if cv is c
+    ]
+    assert text.startswith(
+        "Not learning yet: accuracy (normalized_match) stays at the score of always answering "
+        "information (95%) from 32 to 128 examples while validation loss falls"
+    ), text
+    assert decision_table(an)[0]["decision"] != "saturated"
+
+
+class _Diag:
+    """The two lookups `headlines` makes of loop.diagnose.Diagnostics."""
+
+    def __init__(self, base):
+        self.base = base
+
+    def baseline(self, metric):
+        return self.base if metric == self.base.metric else None
+
+    def for_curve(self, tier, metric):
+        return ()
+
+
+def test_a_clear_rise_with_a_small_dip_at_the_tail_reads_enough_data():
+    from loop.report import headlines
+
+    levels = {32: 0.80, 64: 0.783, 128: 0.767}
+    items = _label_run(levels, zero=0.28, m=240)
+    an = analyze(
+        items=items,
+        direction={"eval.normalized_match": "higher", "val_loss": "lower"},
+        n_boot=300,
+    )
+    c = an.curve("clean", "eval.normalized_match")
+    assert c.learning and c.trend == "worsening"
+    text = dict(zip([id(x) for x in an.curves], headlines(an), strict=True))[id(c)]
+    assert not text.startswith("Not learning"), text
