@@ -80,7 +80,7 @@ __all__ = [
     "run_steps",
 ]
 
-CLEAN_VERSION = 3  # bump when a step's behaviour changes, so cached results are not reused
+CLEAN_VERSION = 4  # bump when a step's behaviour changes, so cached results are not reused
 
 STEP_MODULES: dict[str, ModuleType] = {
     "exact_dedup": exact,

@@ -16,10 +16,11 @@ Pipeline, all vectorized over chunks of 50k texts:
    answer_similarity below `answer_similarity`) is not a duplicate; both records stay and the
    pair is counted (`minimal_pairs`; pairs with the very same prompt are counted apart as
    `same_prompt_pairs` and left to the contradictions step).
-5. Clusters are the connected components of the remaining pairs (so a chain A~B~C is one
-   cluster even when A and C are further apart); each keeps one record, the highest quality
-   score, then the first seen. The others are dropped as `near_duplicate`, except a member whose
-   answer differs from the kept one's (also a minimal pair).
+5. Clusters are the connected components of the remaining pairs. Within one, members are
+   visited best first (quality score, then first seen); a member whose estimated Jaccard to a
+   record already kept reaches `threshold` is dropped as its `near_duplicate`, unless their
+   answers differ (a minimal pair); any other member is kept (`chained_kept` when only a chain
+   A~B~C linked it), so no record is dropped further than the threshold from the one it names.
 
 The text compared leaves out the prompt lines that at least half of the records share
 (`shared_text: drop`): a common system prompt or a template's fixed lines would otherwise make
@@ -48,8 +49,8 @@ from loop.clean.base import (
     groups_from_labels,
     shared_lines,
 )
-from loop.clean.pairs import answers_differ, pair_counts, split_minimal_pairs
-from loop.clean.quality import best_index
+from loop.clean.pairs import pair_counts, resolve_group, split_minimal_pairs
+from loop.clean.quality import best_first
 from loop.example import Example
 from loop.recipe import NearDedupConfig
 
@@ -288,21 +289,26 @@ def run(examples: list[Example], cfg: NearDedupConfig, ctx: StepContext) -> Step
     )
     labels = components(len(examples), pairs.left, pairs.right)
     drops = []
-    minimal = pairs.minimal_pairs
+    minimal, chained = pairs.minimal_pairs, 0
+
+    def jaccard_to(m: int, kept) -> np.ndarray:
+        rows = sig[list(kept)]
+        return estimated_jaccard(rows, np.broadcast_to(sig[m], rows.shape))
+
     for group in groups_from_labels(labels):
-        keep = best_index(group, examples, ctx)
-        kept = examples[keep]
-        others = [m for m in group if m != keep]
-        if cfg.minimal_pairs == "keep":
-            differ = [m for m in others if answers_differ(examples[m], kept, cfg.answer_similarity)]
-            minimal += len(differ)
-            others = [m for m in others if m not in set(differ)]
-        if not others:
-            continue
-        rows = np.array(others)
-        jac = estimated_jaccard(sig[rows], np.broadcast_to(sig[keep], (len(rows), sig.shape[1])))
-        for m, s in zip(rows, jac, strict=True):
+        out = resolve_group(
+            best_first(group, examples, ctx),
+            jaccard_to,
+            cfg.threshold,
+            examples,
+            keep_pairs=cfg.minimal_pairs == "keep",
+            answer_similarity=cfg.answer_similarity,
+        )
+        minimal, chained = minimal + out.minimal_pairs, chained + out.chained
+        for m, r, s in out.drops:
+            kept = examples[r]
             detail = f"of {kept.id} ({kept.source}), estimated Jaccard {s:.2f}"
             drops.append(Drop(int(m), "near_duplicate", detail, duplicate_of=kept.id))
     drops.sort(key=lambda d: d.index)
-    return StepOutput(list(examples), tuple(drops), counts=pair_counts(minimal, pairs, shared))
+    counts = pair_counts(minimal, pairs, shared, chained)
+    return StepOutput(list(examples), tuple(drops), counts=counts)

@@ -147,8 +147,9 @@ def run(examples: list[Example], cfg: QualityConfig, ctx: StepContext) -> StepOu
     return StepOutput(out)
 
 
-def best_index(indices: Sequence[int], examples: Sequence[Example], ctx: StepContext) -> int:
-    """The representative kept from a duplicate group: highest quality score, then first seen."""
+def best_first(indices: Sequence[int], examples: Sequence[Example], ctx: StepContext) -> list[int]:
+    """A duplicate group in the order its members are kept: highest quality score, then first
+    seen."""
 
     def key(i: int) -> tuple[float, int]:
         ex = examples[i]
@@ -157,4 +158,9 @@ def best_index(indices: Sequence[int], examples: Sequence[Example], ctx: StepCon
             score = quality_score(ex, ctx.quality, ctx.answer_format)
         return (-score, i)
 
-    return min((int(i) for i in indices), key=key)
+    return sorted((int(i) for i in indices), key=key)
+
+
+def best_index(indices: Sequence[int], examples: Sequence[Example], ctx: StepContext) -> int:
+    """The representative kept from a duplicate group: highest quality score, then first seen."""
+    return best_first(indices, examples, ctx)[0]

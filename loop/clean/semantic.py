@@ -13,8 +13,11 @@
   out before embedding (`shared_text: drop`).
 - Minimal pairs: a pair whose answers differ materially (below `answer_similarity`) is kept and
   counted (`minimal_pairs`), as in near_dedup.
-- Clusters: connected components of the remaining pairs with cosine >= `threshold`; each keeps
-  the highest quality score, then the first seen; the rest are dropped as `semantic_duplicate`.
+- Clusters: connected components of the remaining pairs with cosine >= `threshold`. Within one,
+  members are visited best first (quality score, then first seen); a member within `threshold`
+  of a record already kept is dropped as its `semantic_duplicate`, any other is kept (counted as
+  `chained_kept` when only a chain of pairs linked it), so no record goes at a cosine below the
+  threshold to the record it names.
   The lower the cosine, the more of the pairs are near-topic non-duplicates rather than
   paraphrases, so a threshold well below the default (0.92) is better sent to review than
   removed.
@@ -45,8 +48,8 @@ from loop.clean.base import (
     groups_from_labels,
     shared_lines,
 )
-from loop.clean.pairs import answers_differ, pair_counts, split_minimal_pairs
-from loop.clean.quality import best_index
+from loop.clean.pairs import answers_differ, pair_counts, resolve_group, split_minimal_pairs
+from loop.clean.quality import best_first
 from loop.example import Example
 from loop.recipe import SemanticDedupConfig
 
@@ -200,22 +203,25 @@ def run(examples: list[Example], cfg: SemanticDedupConfig, ctx: StepContext) -> 
     i, j, _ = similar_pairs(emb, cfg.threshold, cfg.exact_search_max)
     keep_pairs = cfg.minimal_pairs == "keep"
     pairs = split_minimal_pairs(examples, i, j, keep=keep_pairs, similarity=cfg.answer_similarity)
-    minimal = pairs.minimal_pairs
+    minimal, chained = pairs.minimal_pairs, 0
     drops = []
     for group in groups_from_labels(components(len(examples), pairs.left, pairs.right)):
-        keep = best_index(group, examples, ctx)
-        kept = examples[keep]
-        for m in group:
-            if m == keep:
-                continue
-            if keep_pairs and answers_differ(examples[m], kept, cfg.answer_similarity):
-                minimal += 1
-                continue
-            cos = float(emb[m] @ emb[keep])
+        out = resolve_group(
+            best_first(group, examples, ctx),
+            lambda m, kept: emb[list(kept)] @ emb[m],
+            cfg.threshold,
+            examples,
+            keep_pairs=keep_pairs,
+            answer_similarity=cfg.answer_similarity,
+        )
+        minimal, chained = minimal + out.minimal_pairs, chained + out.chained
+        for m, r, cos in out.drops:
+            kept = examples[r]
             detail = f"of {kept.id} ({kept.source}), prompt cosine {cos:.2f}"
             drops.append(Drop(int(m), "semantic_duplicate", detail, duplicate_of=kept.id))
     drops.sort(key=lambda d: d.index)
-    return StepOutput(list(examples), tuple(drops), counts=pair_counts(minimal, pairs, shared))
+    counts = pair_counts(minimal, pairs, shared, chained)
+    return StepOutput(list(examples), tuple(drops), counts=counts)
 
 
 def validation_leaks(

@@ -217,3 +217,16 @@ def test_options_a_word_apart_are_different_answers():
         StepContext(),
     )
     assert out.drops == () and out.counts["minimal_pairs"] == 1
+
+
+def test_a_chain_does_not_drop_a_record_further_than_the_threshold_from_the_kept_one():
+    # A~B and B~C clear the threshold, A~C does not: C is no duplicate of the record kept (A)
+    a = text(7, n=200)
+    b = edit(a, [20, 90, 160])
+    c = edit(b, [50, 120, 190])
+    cfg = NearDedupConfig(threshold=0.87)
+    assert jaccard(a, b) > 0.9 and jaccard(b, c) > 0.9 and jaccard(a, c) < 0.84
+    pool = [ex("Tell me a story.", t) for t in (a, b, c)]
+    out = near_dup.run(pool, cfg, StepContext())
+    assert [(d.index, d.duplicate_of) for d in out.drops] == [(1, pool[0].id)]
+    assert out.counts["chained_kept"] == 1
