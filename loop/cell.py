@@ -49,11 +49,13 @@ class CellOutcome:
     error: str | None = None
     steps: int = 0
     seconds: float = 0.0
+    train_seconds: float = 0.0  # of `seconds`: the rest is evaluation and set-up
 
 
 def outcome(cell: Cell, res: CellResult, run_id: str | None) -> CellOutcome:
     error = res.error.splitlines()[0] if res.error else None
-    return CellOutcome(cell.id, res.metrics, run_id, error, res.steps, res.seconds)
+    train_s = float(res.counters.get("train_seconds", 0.0))
+    return CellOutcome(cell.id, res.metrics, run_id, error, res.steps, res.seconds, train_s)
 
 
 def take_subset(recipe: Recipe, pool: list[Example], cell: Cell) -> subsets_mod.Subset:

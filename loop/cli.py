@@ -163,7 +163,13 @@ def _cell_line(event) -> str:
     ok = event.kind == "cell_done"
     mark = "[green]✓[/]" if ok else "[red]✗[/]"
     metrics = "  ".join(f"{k}={_fmt(v)}" for k, v in (event.metrics or {}).items())
-    return f"{mark} [{event.done}/{event.total}] {event.cell}  {metrics}{'' if ok else '  ' + event.message}"
+    left = ""
+    if event.eta_s is not None and event.done < event.total:
+        left = f"  · about {_duration(event.eta_s)} left"
+    return (
+        f"{mark} [{event.done}/{event.total}] {event.cell}  {metrics}"
+        f"{'' if ok else '  ' + event.message}{left}"
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -303,8 +309,9 @@ def cmd_plan(args) -> int:
     for line in plan.notes:
         console.print(line)
     console.print(
-        f"total: {sum(x.tokens for x in plan.rows):,} training tokens, "
-        f"about {_duration(sum(x.seconds for x in plan.rows))} on this machine ({plan.device})"
+        f"total: {sum(x.tokens for x in plan.rows):,} training tokens, about "
+        f"{_duration(plan.wall_s)} on this machine ({plan.device}), the base model's evaluation "
+        f"({_duration(plan.zero_shot_s)}) included"
     )
     return 0
 

@@ -187,6 +187,92 @@ class _Sweep:
     base: Any = None  # loaded on the first local cell
     outcomes: list[CellOutcome] = field(default_factory=list)
     skipped: int = 0
+    timings: list[Any] = field(default_factory=list)  # plan.CellTime of the cells run here
+    _eta: Any = None  # _Eta, made on first use
+
+
+@dataclass
+class _Eta:
+    """What the sweep's ETA needs: each cell's estimated training tokens and the prior rates."""
+
+    tokens: Callable[[Cell], float]
+    eval_prior_s: float
+    prior: Any  # plan.Rates
+    parallel: int
+    slow: float
+    device: str
+
+
+def _eta(s: _Sweep) -> _Eta:
+    if s._eta is None:
+        import torch
+
+        from loop import plan as plan_mod
+
+        gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        device = "cuda" if gpus else "cpu"
+        prior = plan_mod.load_rates(s.recipe, device) or plan_mod.default_rates(bool(gpus))
+        parallel, slow = plan_mod.parallel_cells(s.recipe, gpus)
+        s._eta = _Eta(
+            plan_mod.cell_cost(s.recipe, s.prep),
+            plan_mod.eval_prior_seconds(s.recipe, len(s.prep.val)),
+            prior,
+            parallel,
+            slow,
+            device,
+        )
+    return s._eta
+
+
+def _minutes(seconds: float) -> str:
+    from loop.plan import format_eta
+
+    return format_eta(seconds)
+
+
+def _rates_words(s: _Sweep) -> str:
+    from loop import plan as plan_mod
+
+    r = plan_mod.calibrate(_eta(s).prior, s.timings)
+    return f"{r.tokens_per_s:,.0f} training tokens/s, {r.source}"
+
+
+def _time_left(s: _Sweep, cells: list[Cell]) -> float:
+    """Seconds `cells` still take, at the rates this sweep's finished cells measured."""
+    from loop import plan as plan_mod
+
+    e = _eta(s)
+    rates = plan_mod.calibrate(e.prior, s.timings)
+    one = [plan_mod.cell_seconds(e.tokens(c), e.eval_prior_s, rates) * e.slow for c in cells]
+    return plan_mod.wall_seconds(one, e.parallel)
+
+
+def _timed(s: _Sweep, cell: Cell, out: CellOutcome) -> None:
+    """Add a finished cell's measured seconds to the sweep's calibration."""
+    from loop import plan as plan_mod
+
+    if out.error:
+        return
+    e = _eta(s)
+    s.timings.append(
+        plan_mod.CellTime(
+            # a cell sharing the machine (Ray) ran `slow` times slower: the rates stay the
+            # whole machine's, as the estimate of the cells left expects
+            e.tokens(cell) * e.slow,
+            out.train_seconds,
+            e.eval_prior_s * e.slow,
+            max(0.0, out.seconds - out.train_seconds),
+        )
+    )
+
+
+def _keep_rates(s: _Sweep) -> None:
+    """The rates this sweep measured, for the next `loop plan` here (trained cells only)."""
+    from loop import plan as plan_mod
+
+    if s._eta is None or not any(t.train_tokens for t in s.timings):
+        return
+    plan_mod.save_rates(s.recipe, s._eta.device, plan_mod.calibrate(s._eta.prior, s.timings))
 
 
 def _run_cells(s: _Sweep, cells: list[Cell]) -> None:
@@ -200,10 +286,20 @@ def _run_cells(s: _Sweep, cells: list[Cell]) -> None:
     if not pending:
         return
     counter = {"done": finished}
+    left = {c.id: c for c in pending}
+    say(
+        s.progress,
+        f"estimated time for {len(pending)} cell(s): about "
+        f"{_minutes(_time_left(s, pending))} ({_rates_words(s)})",
+    )
 
     def finished_cell(out: CellOutcome) -> None:
         s.outcomes.append(out)
         counter["done"] += 1
+        cell = left.pop(out.cell, None)
+        if cell is not None:
+            _timed(s, cell, out)
+        eta = _time_left(s, list(left.values()))
         if out.error:
             s.progress(
                 Event(
@@ -212,12 +308,20 @@ def _run_cells(s: _Sweep, cells: list[Cell]) -> None:
                     done=counter["done"],
                     total=total,
                     message=out.error,
+                    eta_s=eta,
                 )
             )
         else:
             shown = {k: v for k, v in out.metrics.items() if is_curve_metric(k)}
             s.progress(
-                Event("cell_done", cell=out.cell, done=counter["done"], total=total, metrics=shown)
+                Event(
+                    "cell_done",
+                    cell=out.cell,
+                    done=counter["done"],
+                    total=total,
+                    metrics=shown,
+                    eta_s=eta,
+                )
             )
 
     def started(cell: Cell) -> None:
@@ -401,6 +505,7 @@ def run_zero_shot(s: _Sweep) -> None:
         say(s.progress, f"{cell.id}: claimed by another driver at the same moment")
         return
     try:
+        t_eval = time.time()
         with track.heartbeat(s.tr.client, run_id, s.tr.heartbeat_s):
             ev = evaluate.evaluate(
                 s.base,
@@ -420,6 +525,10 @@ def run_zero_shot(s: _Sweep) -> None:
             seconds=time.time() - t0,
             item_scores=dict(ev.item_scores),
         )
+        from loop.plan import CellTime
+
+        # evaluation only, without the model load before it: what every cell's evaluation costs
+        s.timings.append(CellTime(0.0, 0.0, _eta(s).eval_prior_s, time.time() - t_eval))
     except KeyboardInterrupt:
         track.fail_cell(s.tr.client, run_id, "interrupted by the user (Ctrl-C)", killed=True)
         raise
@@ -495,6 +604,7 @@ def sweep(
             tr.client, parent_id, failed=sum(1 for o in s.outcomes if o.error), interrupted=True
         )
         raise
+    _keep_rates(s)
     failed = sum(1 for o in s.outcomes if o.error)
     rep = report(recipe, prep=prep, tr=tr, parent_id=parent_id, decisions=decisions or None)
     track.finish_parent(tr.client, parent_id, failed=failed)

@@ -17,6 +17,7 @@ class Event:
     max_steps: int = 0
     message: str = ""
     metrics: dict[str, float] | None = None
+    eta_s: float | None = None  # cell_done: the calibrated estimate of the time still to run
 
 
 Progress = Callable[[Event], None]

@@ -21,6 +21,12 @@ torch.set_num_threads(1)
 make_json_task = json_task  # the toy task the benchmarks measure too
 
 
+@pytest.fixture(autouse=True)
+def _own_rates_file(tmp_path_factory, monkeypatch):
+    """Each test its own measured-rates file (loop.plan), never the user's cache."""
+    monkeypatch.setenv("LOOP_RATES", str(tmp_path_factory.mktemp("rates") / "rates.json"))
+
+
 def make_short_task(n: int, seed: int = 0) -> list[Example]:
     """Very short chat examples (the tiny model's tokenizer is byte-level: 1 token per byte)."""
     rng = random.Random(seed)

@@ -20,6 +20,7 @@ import yaml
 
 from loop import cell as cell_mod
 from loop import commands, driver, track
+from loop import plan as plan_mod
 from loop.recipe import load_recipe
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -167,6 +168,14 @@ def test_sweep_tracks_every_cell_under_one_parent(in_tmp: Path):
     # progress: one start and one done event per cell, counting up to the total
     done = [e for e in events if e.kind == "cell_done"]
     assert [e.done for e in done] == list(range(1, 13)) and done[-1].total == 12
+    # the ETA: estimated before the first cell, then after each one from the cells measured
+    said = [e.message for e in events if e.kind == "message"]
+    assert any(m.startswith("estimated time for 12 cell(s)") for m in said), said
+    assert all(e.eta_s is not None and e.eta_s >= 0 for e in done)
+    assert done[-1].eta_s == 0  # nothing left
+    assert done[0].eta_s > done[-2].eta_s  # it counts down as cells finish
+    kept = plan_mod.load_rates(recipe, "cpu")  # for the next `loop plan` here
+    assert kept is not None and kept.cells == 13 and kept.tokens_per_s > 0
 
     again = driver.sweep(recipe)
     assert (again.ran, again.skipped) == (0, 12)
@@ -189,15 +198,28 @@ def test_changing_results_fields_starts_a_new_sweep(in_tmp: Path):
 
 
 def _done_runs() -> dict[str, list[str]]:
-    mlflow.set_tracking_uri(f"sqlite:///{Path.cwd() / 'mlruns' / 'mlflow.db'}")
-    exp = mlflow.get_experiment_by_name("tiny")
-    if exp is None:
+    """Finished cell runs by cell, read from the SQLite file directly and read-only: opening the
+    store with mlflow while the sweep creates it would run its schema migrations twice at once
+    (seen: `AttributeError: dimension_attributes` in the sweep's store check)."""
+    import sqlite3
+
+    db = Path.cwd() / "mlruns" / "mlflow.db"
+    if not db.is_file():
         return {}
-    runs = mlflow.search_runs([exp.experiment_id], filter_string="tags.`loop.kind` = 'cell'")
+    query = """
+        SELECT c.value, r.run_uuid FROM runs r
+        JOIN tags c ON c.run_uuid = r.run_uuid AND c.key = 'loop.cell'
+        JOIN tags k ON k.run_uuid = r.run_uuid AND k.key = 'loop.kind' AND k.value = 'cell'
+        JOIN tags d ON d.run_uuid = r.run_uuid AND d.key = 'loop.done' AND d.value = '1'
+        WHERE r.status = 'FINISHED'"""
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as con:
+            rows = con.execute(query).fetchall()
+    except sqlite3.OperationalError:  # tables not created yet, or locked for a moment
+        return {}
     out: dict[str, list[str]] = {}
-    for _, r in runs.iterrows():
-        if r["status"] == "FINISHED" and r.get("tags.loop.done") == "1":
-            out.setdefault(r["tags.loop.cell"], []).append(r["run_id"])
+    for cell, run_id in rows:
+        out.setdefault(cell, []).append(run_id)
     return out
 
 
