@@ -499,6 +499,10 @@ def _read_sources(
         if limit is not None and records >= limit:
             break
         tabular = src.kind in ("csv", "tsv", "parquet", "hf")
+        fm = cfg.fields
+        mapped = (fm.source, fm.license, fm.date, fm.annotator)
+        # provenance to add: a source entry or a mapped field (most pools have neither)
+        provenance = src.spec is not None or any(name is not None for name in mapped)
         items = _iter_source(src, cfg, base)
         files.append(src.shown)
         try:
@@ -518,7 +522,9 @@ def _read_sources(
                             f"expected a JSON object (one record), got {_kind(value)} "
                             f"{_repr.repr(value)}",
                         )
-                    ex = _with_provenance(_to_example(value, where, cfg, tabular), value, cfg, src)
+                    ex = _to_example(value, where, cfg, tabular)
+                    if provenance:
+                        ex = _with_provenance(ex, value, cfg, src)
                 except _Bad as bad:
                     skipped[bad.reason] += 1
                     problems.append(Problem(where, bad.reason, f"{where}: {bad.detail}"))
@@ -975,13 +981,16 @@ def _to_example(rec: dict, where: str, cfg: PoolConfig, tabular: bool) -> Exampl
         if system:
             messages.insert(0, Message("system", system))
     task = cfg.task_field
-    meta = {k: v for k, v in rec.items() if k not in used and k != task}
+    meta = dict(rec)  # less the fields used and the task label, in the record's order
+    for key in used:
+        meta.pop(key, None)
+    meta.pop(task, None)
     if task is not None and rec.get(task) is not None:
         meta["task"] = rec[task]
     if tabular:
         meta = {k: _plain(v) for k, v in meta.items()}
     msgs = tuple(messages)  # make_example, less the copy of the meta dict made just above
-    return Example(id=content_id(msgs), messages=msgs, source=where, format=fmt, meta=meta)
+    return Example(content_id(msgs), msgs, where, fmt, meta)
 
 
 def _with_provenance(ex: Example, rec: dict, cfg: PoolConfig, src: _Source) -> Example:
@@ -990,14 +999,11 @@ def _with_provenance(ex: Example, rec: dict, cfg: PoolConfig, src: _Source) -> E
     A mapped field (pool.fields.date: created_at) moves to the canonical key; a date is
     normalized to ISO 8601 in UTC, and a mapped date that cannot be read is a bad record.
     """
-    fm = cfg.fields
-    spec = src.spec
-    mapped = (fm.source, fm.license, fm.date, fm.annotator)  # provenance.PROVENANCE_KEYS
-    if spec is None and mapped == (None, None, None, None):
-        return ex  # no source entry, no mapped field: nothing to add (the common case)
     from loop import provenance
 
+    fm = cfg.fields
     meta = dict(ex.meta)
+    spec = src.spec
     if spec is not None:  # the recipe's word beats a record field that happens to share the name
         given = {"source": provenance.source_name(spec)}
         given.update({k: getattr(spec, k) for k in ("license", "date", "annotator")})
@@ -1079,6 +1085,8 @@ def _require_final_answer(
 
 def _text(rec: dict, key: str, what: str, *, required: bool, numbers: bool = False) -> str:
     value = rec.get(key)
+    if isinstance(value, str):  # the common case first
+        return value
     if value is None:
         if required:
             got = "null" if key in rec else "no such field"
