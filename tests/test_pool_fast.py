@@ -60,7 +60,7 @@ LINES: list[bytes] = [
     b'{"prompt": "raw tab \t inside", "completion": "x"}',
     b'{"prompt": "not utf-8 \xff", "completion": "x"}',
     b'{"prompt": "surrogate bytes \xed\xa0\x80", "completion": "x"}',
-    "\ufeff{\"prompt\": \"a BOM past line 1\", \"completion\": \"x\"}".encode(),
+    '\ufeff{"prompt": "a BOM past line 1", "completion": "x"}'.encode(),
     rb'["a", "list"]',
     rb'{"prompt": "two objects"}{"completion": "x"}',
     rb'{"messages": [{"role": "user", "content": "q"}, {"role": "robot", "content": "a"}]}',

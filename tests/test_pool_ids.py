@@ -60,15 +60,35 @@ SYSTEM_LINES = [
 ]
 
 # Computed with main at c581b5b (before this change); see the module docstring.
-LINES_IDS = ['bf0c70cb17308b8c', '70b171f6796c6fa0', 'cadb3518d35d5ff8', 'ec43279376b47b68', '42eede6e5bf3b8a4', 'f446a949691d24dc', '76975f298acd8477', '2bf1725ea2a5334c', 'bbf76c4ee6963faa', 'efd332a7689bee29', '88dd5474f0d64528', '7c1b0de1af881016', '0c9fd0dd3c74fccb', '2546bbdb4a6e7800', '1501a266ff3bbcd2', '68e40245bf52fdd0']
-ANSWER_LINES_IDS = ['63211c68defe3072', '1873c4c077f73c59']
-SYSTEM_LINES_IDS = ['d30c606b2fafc4cd', '1d412a7add859c7a']
-DIRECT_IDS = ['e8707ea69a2cecef', '8c59150b3d380425', 'b9a0d3ea8e66d47e']
+LINES_IDS = [
+    "bf0c70cb17308b8c",
+    "70b171f6796c6fa0",
+    "cadb3518d35d5ff8",
+    "ec43279376b47b68",
+    "42eede6e5bf3b8a4",
+    "f446a949691d24dc",
+    "76975f298acd8477",
+    "2bf1725ea2a5334c",
+    "bbf76c4ee6963faa",
+    "efd332a7689bee29",
+    "88dd5474f0d64528",
+    "7c1b0de1af881016",
+    "0c9fd0dd3c74fccb",
+    "2546bbdb4a6e7800",
+    "1501a266ff3bbcd2",
+    "68e40245bf52fdd0",
+]
+ANSWER_LINES_IDS = ["63211c68defe3072", "1873c4c077f73c59"]
+SYSTEM_LINES_IDS = ["d30c606b2fafc4cd", "1d412a7add859c7a"]
+DIRECT_IDS = ["e8707ea69a2cecef", "8c59150b3d380425", "b9a0d3ea8e66d47e"]
 
 CONTROL = "".join(chr(i) for i in range(32))
 DIRECT = [
     [Message("user", CONTROL + "x"), Message("assistant", "\x7f\u0085\u00a0\u2028\u2029\ufeff")],
-    [Message("user", "e\u0301 \u212b \ufb01"), Message("assistant", "\U0001f600\U00010000\U0010ffff")],
+    [
+        Message("user", "e\u0301 \u212b \ufb01"),
+        Message("assistant", "\U0001f600\U00010000\U0010ffff"),
+    ],
     [Message("system", " "), Message("user", '"\\/'), Message("assistant", "</script>&<>'")],
 ]
 
