@@ -16,6 +16,10 @@ Before timing, both loaders read the pool once and their Examples are compared f
 (ids, messages, source, format, meta, with int/float told apart): the run stops if they differ.
 Wall-clock and CPU (process) time are both given: on a machine shared with other jobs the CPU
 figure is the steadier one, the wall figure is what a user waits.
+
+Then (unless --no-parts) each part the change touched, timed alone on the same pool: reading a
+line, writing the id bytes, hashing them, the next line with 8 KiB and 1 MiB reads, the old
+loader with the garbage collector on and off, and the young-generation pass a load would leave.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import argparse
 import contextlib
 import datetime as dt
 import gc
+import hashlib
 import json
 import os
 import platform
@@ -33,8 +38,10 @@ import sys
 import tempfile
 import time
 import types
+import unicodedata
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import msgspec
 
@@ -148,6 +155,98 @@ def timed(fn: Callable[[], object]) -> tuple[float, float]:
     return wall, cpu
 
 
+def cpu_best(fn: Callable[[], object], repeat: int) -> float:
+    """Best CPU seconds of `repeat` calls."""
+    best = float("inf")
+    for _ in range(repeat):
+        start = time.process_time()
+        fn()
+        best = min(best, time.process_time() - start)
+    return best
+
+
+def part_rows(path: Path, cfg: PoolConfig, repeat: int) -> list[tuple[str, float]]:
+    """(what, best CPU ns per record) for each part the change touched, alone."""
+    lines = path.read_bytes().splitlines()
+    n = len(lines)
+    examples = load_pool(cfg).examples
+    pairs = [
+        [[m.role, unicodedata.normalize("NFC", m.content).strip()] for m in ex.messages]
+        for ex in examples
+    ]
+    payloads = [msgspec.json.encode(p) for p in pairs]
+
+    def ns(fn: Callable[[], object], count: int) -> float:
+        return cpu_best(fn, repeat) / count * 1e9
+
+    def lines_with(buffering: int) -> None:
+        with path.open("rb", buffering=buffering) as f:
+            for _ in f:
+                pass
+
+    def each(fn: Callable[[Any], object], items: list) -> Callable[[], None]:
+        def run() -> None:
+            for item in items:
+                fn(item)
+
+        return run
+
+    def dumps(p: list) -> bytes:
+        return json.dumps(p, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+    gc.disable()  # each part alone: the collector is measured apart
+    try:
+        return [
+            (
+                "read a line: decode + json.loads",
+                ns(each(lambda b: json.loads(b.decode()), lines), n),
+            ),
+            ("read a line: msgspec.json.decode", ns(each(msgspec.json.decode, lines), n)),
+            ("id bytes: json.dumps(..., ensure_ascii=False)", ns(each(dumps, pairs), n)),
+            ("id bytes: msgspec.json.encode", ns(each(msgspec.json.encode, pairs), n)),
+            (
+                "id: sha256 of those bytes",
+                ns(each(lambda b: hashlib.sha256(b).hexdigest(), payloads), n),
+            ),
+            ("next line, 8 KiB reads", ns(lambda: lines_with(8192), n)),
+            ("next line, 1 MiB reads", ns(lambda: lines_with(1 << 20), n)),
+        ]
+    finally:
+        gc.enable()
+
+
+def parts(path: Path, cfg: PoolConfig, before: Callable | None, repeat: int) -> None:
+    """Where the time went: each change measured alone on the same pool (CPU time)."""
+    rows = part_rows(path, cfg, repeat)
+    gc.collect()
+    print("\nwhere the time went, each part alone, collector off (best CPU ns per record):")
+    for label, value in rows:
+        print(f"  {label:46} {value:7,.0f}")
+    if before is not None:
+        on = cpu_best(lambda: before(cfg), 1)
+        gc.disable()
+        try:
+            off = cpu_best(lambda: before(cfg), 1)
+        finally:
+            gc.enable()
+        print(
+            f"  load_pool before, collector on / off: {on:.2f} s / {off:.2f} s CPU "
+            f"({1 - off / on:.0%} of its time in the collector)"
+        )
+    gc.disable()  # load_pool leaves a disabled collector alone: its objects stay young
+    try:
+        kept = load_pool(cfg)
+        start = time.process_time()
+        gc.collect(0)  # the pass that switching the collector back on would start
+        young = time.process_time() - start
+    finally:
+        gc.enable()
+    del kept
+    print(
+        f"  one young-generation pass over a loaded pool (freeze + unfreeze skip it): {young:.2f} s"
+    )
+
+
 def loadavg() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
@@ -167,6 +266,9 @@ def main() -> None:
     ap.add_argument("--records", type=int, default=100_000)
     ap.add_argument("--repeat", type=int, default=5, help="timed rounds; the best is reported")
     ap.add_argument("--before", default=BEFORE, help="git revision of the 'before' loader")
+    ap.add_argument(
+        "--no-parts", dest="parts", action="store_false", help="skip the per-part timings"
+    )
     args = ap.parse_args()
     now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     python = Path(sys.executable)
@@ -205,6 +307,8 @@ def main() -> None:
             for name, fn in runs.items():
                 wall, cpu = timed(fn)
                 best[name] = (min(best[name][0], wall), min(best[name][1], cpu))
+        if args.parts:
+            parts(path, cfg, before, args.repeat)
     base_wall, base_cpu = best["json.loads loop"]
     print(
         f"\nbest of {args.repeat} interleaved rounds     wall s   records/s    CPU s   records/s"

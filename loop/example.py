@@ -90,8 +90,9 @@ def content_id(messages: tuple[Message, ...] | list[Message]) -> str:
     pairs = [[m.role, normalize("NFC", m.content).strip()] for m in messages]
     try:
         # msgspec writes, for every str, the bytes json.dumps(pairs, ensure_ascii=False,
-        # separators=(",", ":")).encode("utf-8") writes (tests/test_pool_ids.py checks every code
-        # point), about 30x faster: json.dumps builds a new encoder per call with those options.
+        # separators=(",", ":")).encode("utf-8") writes (tests/test_pool_fast.py checks every code
+        # point), about 6x faster: json.dumps builds a new encoder per call with those options
+        # (benchmarks/results/figures/pool_load_100k.txt).
         payload = msgspec.json.encode(pairs)
     except (UnicodeEncodeError, TypeError):
         # A lone surrogate (or a role that is not a str): the json module's own path, which

@@ -58,8 +58,8 @@ FATAL_REASONS = frozenset(
     {"missing_file", "no_match", "not_a_file", "unknown_extension", "dataset_error", "no_input"}
 )
 _BOM = b"\xef\xbb\xbf"
-# 1 MiB reads: with the default 8 KiB buffer (one read call per ~16 lines of a typical pool),
-# iterating over a JSONL file's lines took 3x as long.
+# 1 MiB reads: with the default 8 KiB buffer (one read call per ~16 lines of a typical pool) the
+# next line cost twice as much (benchmarks/results/figures/pool_load_100k.txt).
 _READ_BUFFER = 1 << 20
 _ABSENT = object()
 _RAW_RECORDS = "raw records"  # internal format: rows as read, no column check (sample_records)
@@ -462,8 +462,8 @@ def _collector_paused() -> Iterator[None]:
 
     Parsed records and Examples hold no reference cycles, so the collector finds nothing to free,
     yet each of its passes walks every object still alive and the Examples pile up: with it on, a
-    100k-record load spends about half its time in it (benchmarks/pool_load.py). Switching it
-    back on would start one pass over everything made meanwhile (about 0.3 s per 100k records);
+    100k-record load spent half its time in it. Switching it back on would start one pass over
+    everything made meanwhile (0.28 s per 100k records; both in benchmarks/results/figures/pool_load_100k.txt);
     freeze + unfreeze files those objects in the oldest generation without that pass. Skipped
     where the program froze objects of its own, which unfreeze would thaw. The switch is one per
     process, so other threads' garbage waits for the end of the load too.
@@ -610,9 +610,10 @@ def _jsonl_lines(
         any_line = True
         where = f"{shown}:{lineno}"
         try:
-            # msgspec reads a line 5x faster than decode + json.loads and gives the same values
-            # (ints of any size included); what it refuses (bad JSON, bad UTF-8, NaN, lone
-            # surrogates) goes to the json module below, which reads it or says what is wrong.
+            # msgspec reads a line about 4x faster than decode + json.loads (benchmarks/results/
+            # figures/pool_load_100k.txt) and gives the same values, ints of any size included;
+            # what it refuses (bad JSON, bad UTF-8, NaN, lone surrogates) goes to the json module
+            # below, which reads it or says what is wrong.
             value = msgspec.json.decode(raw)
         except (msgspec.DecodeError, RecursionError):
             pass
