@@ -157,6 +157,24 @@ def test_msgspec_writes_the_bytes_json_dumps_writes_for_every_code_point():
     assert msgspec.json.encode(texts) == reference
 
 
+@settings(max_examples=500, deadline=None)
+@given(
+    st.one_of(
+        # past 64 bits ints must stay ints; the bounds keep clear of Python's 4300-digit limit
+        st.integers(min_value=-(10**100), max_value=10**100).map(str),
+        st.floats(allow_nan=False, allow_infinity=False).map(repr),
+        st.floats(allow_nan=False, allow_infinity=False).map(lambda f: f"{f:.25e}"),
+        st.decimals(
+            min_value=-(10**30), max_value=10**30, allow_nan=False, allow_infinity=False
+        ).map(lambda d: f"{d:f}"),
+    )
+)
+def test_msgspec_reads_numbers_as_the_json_module_does(text):
+    # a numeric answer becomes the answer text (str(value)), so it reaches the content id
+    value = json.loads(text)
+    assert repr(msgspec.json.decode(text.encode())) == repr(value)
+
+
 @settings(max_examples=300, deadline=None)
 @given(
     st.lists(
