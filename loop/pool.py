@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import gc
 import glob
 import hashlib
 import io
@@ -31,9 +32,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, BinaryIO
 
+import msgspec
+
 from loop.errors import PoolError  # defined with every user error
-from loop.example import ROLES, Example, Message, make_example
-from loop.recipe import FieldMap, PoolConfig, SourceSpec
+from loop.example import ROLES, Example, Message, content_id
+from loop.recipe import FieldMap, PoolConfig, ShareGPTConfig, SourceSpec
 
 Progress = Callable[[str, int], None]
 """progress(file, records read so far), called every PROGRESS_EVERY records and after each file."""
@@ -55,6 +58,9 @@ FATAL_REASONS = frozenset(
     {"missing_file", "no_match", "not_a_file", "unknown_extension", "dataset_error", "no_input"}
 )
 _BOM = b"\xef\xbb\xbf"
+# 1 MiB reads: with the default 8 KiB buffer (one read call per ~16 lines of a typical pool) the
+# next line cost twice as much (benchmarks/results/figures/pool_load_100k.txt).
+_READ_BUFFER = 1 << 20
 _ABSENT = object()
 _RAW_RECORDS = "raw records"  # internal format: rows as read, no column check (sample_records)
 _repr = reprlib.Repr()
@@ -118,7 +124,7 @@ def _open(path: Path, compression: str | None) -> BinaryIO:
         raw = path.open("rb")
         reader = zstandard.ZstdDecompressor().stream_reader(raw, closefd=True)
         return io.BufferedReader(reader)  # type: ignore[arg-type]
-    return path.open("rb")
+    return path.open("rb", buffering=_READ_BUFFER)
 
 
 def _decompress_errors() -> tuple[type[BaseException], ...]:
@@ -446,6 +452,42 @@ def _read(
     samples: int | None,
 ) -> PoolLoad:
     """Read every source; `samples` keeps only the first n examples of each format."""
+    with _collector_paused():
+        return _read_sources(cfg, sources, base, progress, samples)
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Python's cyclic garbage collector off while a pool loads; what the load made filed as old.
+
+    Parsed records and Examples hold no reference cycles, so the collector finds nothing to free,
+    yet each of its passes walks every object still alive and the Examples pile up: with it on, a
+    100k-record load spent half its time in it. Switching it back on would start one pass over
+    everything made meanwhile (0.28 s per 100k records; both in benchmarks/results/figures/pool_load_100k.txt);
+    freeze + unfreeze files those objects in the oldest generation without that pass. Skipped
+    where the program froze objects of its own, which unfreeze would thaw. The switch is one per
+    process, so other threads' garbage waits for the end of the load too.
+    """
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        if gc.get_freeze_count() == 0:
+            gc.freeze()
+            gc.unfreeze()
+        gc.enable()
+
+
+def _read_sources(
+    cfg: PoolConfig,
+    sources: list[_Source],
+    base: Path,
+    progress: Progress | None,
+    samples: int | None,
+) -> PoolLoad:
     examples: list[Example] = []
     problems: list[Problem] = []
     counts: Counter[str] = Counter()
@@ -457,6 +499,10 @@ def _read(
         if limit is not None and records >= limit:
             break
         tabular = src.kind in ("csv", "tsv", "parquet", "hf")
+        fm = cfg.fields
+        mapped = (fm.source, fm.license, fm.date, fm.annotator)
+        # provenance to add: a source entry or a mapped field (most pools have neither)
+        provenance = src.spec is not None or any(name is not None for name in mapped)
         items = _iter_source(src, cfg, base)
         files.append(src.shown)
         try:
@@ -476,7 +522,9 @@ def _read(
                             f"expected a JSON object (one record), got {_kind(value)} "
                             f"{_repr.repr(value)}",
                         )
-                    ex = _with_provenance(_to_example(value, where, cfg, tabular), value, cfg, src)
+                    ex = _to_example(value, where, cfg, tabular)
+                    if provenance:
+                        ex = _with_provenance(ex, value, cfg, src)
                 except _Bad as bad:
                     skipped[bad.reason] += 1
                     problems.append(Problem(where, bad.reason, f"{where}: {bad.detail}"))
@@ -526,6 +574,12 @@ def _damaged(compression: str | None, exc: BaseException) -> str:
 
 def _lines(f: BinaryIO, shown: str, compression: str | None) -> Iterator[tuple[int, bytes | _Bad]]:
     """(line number, bytes) per line; a damaged compressed stream ends with one `_Bad`."""
+    if compression is None:  # a plain file's read errors propagate: no generator in between
+        return enumerate(f, 1)
+    return _stream_lines(f, compression)
+
+
+def _stream_lines(f: BinaryIO, compression: str) -> Iterator[tuple[int, bytes | _Bad]]:
     lineno = 0
     it = iter(f)
     while True:
@@ -534,8 +588,6 @@ def _lines(f: BinaryIO, shown: str, compression: str | None) -> Iterator[tuple[i
         except StopIteration:
             return
         except _decompress_errors() as exc:
-            if compression is None:
-                raise
             yield lineno + 1, _Bad("bad_file", _damaged(compression, exc), 0)
             return
         lineno += 1
@@ -557,6 +609,17 @@ def _jsonl_lines(
             continue
         any_line = True
         where = f"{shown}:{lineno}"
+        try:
+            # msgspec reads a line about 4x faster than decode + json.loads (benchmarks/results/
+            # figures/pool_load_100k.txt) and gives the same values, ints of any size included;
+            # what it refuses (bad JSON, bad UTF-8, NaN, lone surrogates) goes to the json module
+            # below, which reads it or says what is wrong.
+            value = msgspec.json.decode(raw)
+        except (msgspec.DecodeError, RecursionError):
+            pass
+        else:
+            yield where, value
+            continue
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
@@ -804,18 +867,19 @@ def _column_problem(columns: list[str], cfg: PoolConfig) -> str | None:
     return f"missing columns: expected {wanted}; the header has {list(columns)}"
 
 
-def _detect(rec: dict, fm: FieldMap) -> str | None:
-    def has(key: str) -> bool:
-        value = rec.get(key)
-        return value is not None and not (isinstance(value, str) and value == "")
+def _has(rec: dict, key: str) -> bool:
+    value = rec.get(key)
+    return value is not None and not (isinstance(value, str) and value == "")
 
-    if has(fm.conversations) and not has(fm.messages):
-        return "sharegpt"
-    if has(fm.messages):
+
+def _detect(rec: dict, fm: FieldMap) -> str | None:
+    if _has(rec, fm.messages):  # beside conversations too
         return "chat"
-    if has(fm.instruction) or has(fm.output):
+    if _has(rec, fm.conversations):
+        return "sharegpt"
+    if _has(rec, fm.instruction) or _has(rec, fm.output):
         return "instruction"
-    if has(fm.prompt) or has(fm.completion):
+    if _has(rec, fm.prompt) or _has(rec, fm.completion):
         return "completion"
     return None
 
@@ -918,12 +982,16 @@ def _to_example(rec: dict, where: str, cfg: PoolConfig, tabular: bool) -> Exampl
         if system:
             messages.insert(0, Message("system", system))
     task = cfg.task_field
-    meta = {k: v for k, v in rec.items() if k not in used and k != task}
+    meta = dict(rec)  # less the fields used and the task label, in the record's order
+    for key in used:
+        meta.pop(key, None)
+    meta.pop(task, None)
     if task is not None and rec.get(task) is not None:
         meta["task"] = rec[task]
     if tabular:
         meta = {k: _plain(v) for k, v in meta.items()}
-    return make_example(messages, source=where, format=fmt, meta=meta)
+    msgs = tuple(messages)  # make_example, less the copy of the meta dict made just above
+    return Example(content_id(msgs), msgs, where, fmt, meta)
 
 
 def _with_provenance(ex: Example, rec: dict, cfg: PoolConfig, src: _Source) -> Example:
@@ -1018,6 +1086,8 @@ def _require_final_answer(
 
 def _text(rec: dict, key: str, what: str, *, required: bool, numbers: bool = False) -> str:
     value = rec.get(key)
+    if isinstance(value, str):  # the common case first
+        return value
     if value is None:
         if required:
             got = "null" if key in rec else "no such field"
@@ -1092,28 +1162,37 @@ def _chat_messages(value: Any, key: str, tabular: bool) -> list[Message]:
     """{role, content} turns as Messages; the caller checks how the conversation ends."""
     out: list[Message] = []
     for i, m in enumerate(_turns(value, key, tabular)):
-        at = f"{key}[{i}]"
-        if not isinstance(m, dict):
-            raise _Bad(
-                "bad_messages",
-                f"field `{at}`: expected an object with `role` and `content`, got {_kind(m)} {_repr.repr(m)}",
-            )
-        role = m.get("role")
-        if role is None:
-            raise _Bad(
-                "missing_field",
-                f"field `{at}.role`: expected one of {', '.join(ROLES)}, got nothing",
-            )
-        if role not in ROLES:
-            raise _Bad(
-                "unknown_role",
-                f"field `{at}.role`: expected one of {', '.join(ROLES)}, got {_repr.repr(role)}",
-            )
-        content = m.get("content")
-        if content is None:
-            raise _Bad("missing_field", f"field `{at}.content`: expected a string, got nothing")
-        out.append(Message(role, _content(content, f"{at}.content")))
+        if isinstance(m, dict):  # the common turn, read without naming its fields
+            role, content = m.get("role"), m.get("content")
+            if isinstance(content, str) and role in ROLES:
+                out.append(Message(role, content))
+                continue
+        out.append(_chat_message(m, f"{key}[{i}]"))
     return out
+
+
+def _chat_message(m: Any, at: str) -> Message:
+    """One {role, content} turn at `at` (field `messages[2]`), or the reason it is not one."""
+    if not isinstance(m, dict):
+        raise _Bad(
+            "bad_messages",
+            f"field `{at}`: expected an object with `role` and `content`, got {_kind(m)} {_repr.repr(m)}",
+        )
+    role = m.get("role")
+    if role is None:
+        raise _Bad(
+            "missing_field",
+            f"field `{at}.role`: expected one of {', '.join(ROLES)}, got nothing",
+        )
+    if role not in ROLES:
+        raise _Bad(
+            "unknown_role",
+            f"field `{at}.role`: expected one of {', '.join(ROLES)}, got {_repr.repr(role)}",
+        )
+    content = m.get("content")
+    if content is None:
+        raise _Bad("missing_field", f"field `{at}.content`: expected a string, got nothing")
+    return Message(role, _content(content, f"{at}.content"))
 
 
 def _sharegpt_messages(value: Any, key: str, cfg: PoolConfig, tabular: bool) -> list[Message]:
@@ -1121,34 +1200,44 @@ def _sharegpt_messages(value: Any, key: str, cfg: PoolConfig, tabular: bool) -> 
     sg = cfg.sharegpt
     out: list[Message] = []
     for i, m in enumerate(_turns(value, key, tabular)):
-        at = f"{key}[{i}]"
-        if not isinstance(m, dict):
-            raise _Bad(
-                "bad_messages",
-                f"field `{at}`: expected an object with `{sg.role_key}` and `{sg.content_key}`, "
-                f"got {_kind(m)} {_repr.repr(m)}",
-            )
-        speaker = m.get(sg.role_key)
-        if speaker is None:
-            raise _Bad(
-                "missing_field",
-                f"field `{at}.{sg.role_key}`: expected one of {', '.join(sg.roles)}, got nothing",
-            )
-        role = sg.roles.get(str(speaker))
-        if role not in ROLES:
-            raise _Bad(
-                "unknown_role",
-                f"field `{at}.{sg.role_key}`: expected one of {', '.join(sg.roles)}, got "
-                f"{_repr.repr(speaker)} (map it in pool.sharegpt.roles)",
-            )
-        content = m.get(sg.content_key)
-        if content is None:
-            raise _Bad(
-                "missing_field",
-                f"field `{at}.{sg.content_key}`: expected a string, got nothing",
-            )
-        out.append(Message(role, _content(content, f"{at}.{sg.content_key}")))
+        if isinstance(m, dict):  # the common turn, read without naming its fields
+            speaker, content = m.get(sg.role_key), m.get(sg.content_key)
+            role = sg.roles.get(str(speaker)) if speaker is not None else None
+            if isinstance(content, str) and role in ROLES:
+                out.append(Message(role, content))
+                continue
+        out.append(_sharegpt_message(m, f"{key}[{i}]", sg))
     return out
+
+
+def _sharegpt_message(m: Any, at: str, sg: ShareGPTConfig) -> Message:
+    """One ShareGPT turn at `at` (field `conversations[2]`), or the reason it is not one."""
+    if not isinstance(m, dict):
+        raise _Bad(
+            "bad_messages",
+            f"field `{at}`: expected an object with `{sg.role_key}` and `{sg.content_key}`, "
+            f"got {_kind(m)} {_repr.repr(m)}",
+        )
+    speaker = m.get(sg.role_key)
+    if speaker is None:
+        raise _Bad(
+            "missing_field",
+            f"field `{at}.{sg.role_key}`: expected one of {', '.join(sg.roles)}, got nothing",
+        )
+    role = sg.roles.get(str(speaker))
+    if role not in ROLES:
+        raise _Bad(
+            "unknown_role",
+            f"field `{at}.{sg.role_key}`: expected one of {', '.join(sg.roles)}, got "
+            f"{_repr.repr(speaker)} (map it in pool.sharegpt.roles)",
+        )
+    content = m.get(sg.content_key)
+    if content is None:
+        raise _Bad(
+            "missing_field",
+            f"field `{at}.{sg.content_key}`: expected a string, got nothing",
+        )
+    return Message(role, _content(content, f"{at}.{sg.content_key}"))
 
 
 def _kind(value: Any) -> str:
