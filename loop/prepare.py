@@ -95,8 +95,7 @@ def prepare(
     )
     tokenizer = models.load_tokenizer(recipe.model)
 
-    def count_tokens(texts: list[str]) -> list[int]:
-        return [len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
+    count_tokens = models.token_counter(tokenizer)
 
     result = clean.run_clean(
         recipe,

@@ -7,7 +7,8 @@ derived from this pool's answer lengths (loop.profile.length_bounds); `loop clea
 prints them before the steps run, so here they are only derived for a direct call. The example
 length is prompt tokens + answer tokens + what the chat template adds (`ctx.template_tokens`, by
 the roles of the messages: `loop.models.template_overhead` measures it on the recipe model's
-template). Tokens are counted by the caller's `count_tokens`, in batches of 10k texts.
+template). Tokens are counted by the caller's `count_tokens` (loop.models.token_counter), in
+batches of 10k texts.
 """
 
 from __future__ import annotations

@@ -72,3 +72,42 @@ def test_needs_a_tokenizer_that_counts_every_text():
     bad = StepContext(count_tokens=lambda texts: [1], max_tokens=10)
     with pytest.raises(ValueError, match="returned 1 counts for 2 texts"):
         length.run([ex(1, 20), ex(1, 20)], LengthConfig(), bad)
+
+
+def test_word_chunk_counter_drops_what_whole_text_counting_drops(gpt2_style_tokenizer):
+    # the same pool through the length step with the word-chunk counter and with every text
+    # tokenized whole (the counting the step used before): the same drops, details and counts
+    from loop import models
+
+    tok = gpt2_style_tokenizer
+    assert models._cuts_at_spaces(tok)
+
+    def whole(texts):
+        return [len(tok(t, add_special_tokens=False)["input_ids"]) for t in texts]
+
+    answers = ["ok", "Yes.", "the quick brown fox  jumps", "It's 12 of 345,  we'll see",
+               "a\n b\n\n  c", "Grüße aus 東京 😀", "", "word " * 40, "<|im_end|> done",
+               "the lazy dog. " * 12]  # fmt: skip
+    prompts = ["What?", "Say  it", "tab\t here", "don't   stop", "x", "Why is it so? " * 6]
+    pool = [
+        make_example(
+            [Message("user", prompts[i % len(prompts)] * (1 + i % 4)), Message("assistant", a)],
+            source=f"t:{i}",
+            format="chat",
+        )
+        for i, a in enumerate(answers * 3)
+    ]
+    fast = models.token_counter(tok)
+    assert fast([e.answer for e in pool]) == whole([e.answer for e in pool])
+    for cfg in (LengthConfig(), LengthConfig(min_answer_tokens=3, max_answer_tokens=20)):
+        results = [
+            length.run(
+                pool,
+                cfg,
+                StepContext(count_tokens=count, template_tokens=five_per_message, max_tokens=60),
+            )
+            for count in (fast, whole)
+        ]
+        got, want = ([(d.index, d.reason, d.detail) for d in r.drops] for r in results)
+        assert got == want
+        assert {reason for _, reason, _ in got} >= {"answer_too_short", "too_long"}
