@@ -6,14 +6,15 @@
 
 Runs exact dedup + near dedup + length (SmolLM2 tokenizer) + PII (anonymize) through
 `loop.clean.run_steps` twice, side by side: before (the code as it was before the speed-ups:
-the length step's texts tokenized whole, whitespace collapsed by regex, PII detectors on every
-text; `use_code_before`) and after (this tree: `loop.models.token_counter` and the rest), with a
-check that both kept the same rows with the same contents and dropped the same ones. Then the
-other row-wise steps (format, harmful, contradictions, quality) on the same pool, then the
-near-dup step alone, and the same near-dup step with datasketch (`MinHash.bulk` +
-`MinHashLSH`, same shingles, permutations, bands and verification threshold) as the baseline,
-on the same input in the same run. Each phase runs in a forked child, so its peak RSS is its
-own (the pool, shared with the parent, is counted in every phase: see `pool`).
+the length step's texts tokenized whole and every prompt counted, whitespace collapsed by regex,
+PII detectors on every text; `use_code_before`) and after (this tree: `loop.models.
+token_counter` and `tokens_within_bytes`, and the rest), with a check that both kept the same
+rows with the same contents and dropped the same ones. Then the other row-wise steps (format,
+harmful, contradictions, quality) on the same pool, then the near-dup step alone, and the same
+near-dup step with datasketch (`MinHash.bulk` + `MinHashLSH`, same shingles, permutations,
+bands and verification threshold) as the baseline, on the same input in the same run. Each
+phase runs in a forked child, so its peak RSS is its own (the pool, shared with the parent, is
+counted in every phase: see `pool`).
 Prints rows/s, peak memory, precision/recall of planted near-duplicates and PII recall.
 """
 
@@ -34,10 +35,10 @@ from typing import Any
 import numpy as np
 
 from loop.clean import near_dup, run_steps
-from loop.clean.base import StepContext, components, groups_from_labels
+from loop.clean.base import Drop, StepContext, StepOutput, components, groups_from_labels
 from loop.example import Example, Message, make_example
-from loop.models import token_counter
-from loop.recipe import CleanConfig, NearDedupConfig, PiiConfig
+from loop.models import token_counter, tokens_within_bytes
+from loop.recipe import CleanConfig, LengthConfig, NearDedupConfig, PiiConfig
 
 SYLLABLES = [a + b for a in "bcdfghjklmnprstvwz" for b in ("a", "e", "i", "o", "u", "ai", "ou")]
 _WORD = re.compile(r"[a-z0-9\x80-\U0010ffff]+")  # the word definition of loop.clean.near_dup
@@ -218,17 +219,48 @@ def normalize_before(
     return text
 
 
+def length_run_before(examples: list[Example], cfg: LengthConfig, ctx: StepContext) -> StepOutput:
+    """loop.clean.length.run before it skipped prompts: every prompt counted."""
+    from loop.clean.length import _count
+    from loop.profile import bounds_from_lengths
+
+    max_tokens = cfg.max_tokens or ctx.max_tokens
+    overhead = ctx.template_tokens or (lambda roles: 0)
+    n = len(examples)
+    answers = _count([ex.answer for ex in examples], ctx, 0, 2 * n)
+    prompts = _count(["\n".join(m.content for m in ex.prompt) for ex in examples], ctx, n, 2 * n)
+    lo, hi = cfg.min_answer_tokens, cfg.max_answer_tokens
+    if lo is None or hi is None:
+        derived = bounds_from_lengths(answers)
+        lo = derived[0] if lo is None else lo
+        hi = derived[1] if hi is None else hi
+    drops = []
+    for i, ex in enumerate(examples):
+        a = answers[i]
+        total = prompts[i] + a + overhead([m.role for m in ex.messages])
+        if a < lo:
+            drops.append(Drop(i, "answer_too_short", f"answer has {a} tokens < {lo}"))
+        elif hi and a > hi:
+            drops.append(Drop(i, "answer_too_long", f"answer has {a} tokens > {hi}"))
+        elif max_tokens is not None and total > max_tokens:
+            drops.append(Drop(i, "too_long", f"example has {total} tokens > {max_tokens}"))
+    return StepOutput(list(examples), tuple(drops))
+
+
 def use_code_before() -> None:
     """In this (forked) process, the cleaning code as it was before the speed-ups: the regex
     whitespace collapse in every step that normalizes, and PII with its one-scan gate open (an
     empty pattern matches every text, so every detector scans as before). The length step's
-    counting is the other change: `whole_text_counter`."""
-    from loop.clean import base, exact, pairs, pii, split
+    counting is the other change: `whole_text_counter`, and every prompt counted
+    (`length_run_before`)."""
+    from loop.clean import STEP_MODULES, base, exact, length, pairs, pii, split
 
     for mod in (base, exact, pairs, split):
         if getattr(mod, "normalize", None) is base.normalize:
             mod.normalize = normalize_before
     pii._ANY_SIGN = re.compile("")
+    assert STEP_MODULES["length"] is length
+    length.run = length_run_before
 
 
 def in_child(fn: Callable[[], dict]) -> dict:
@@ -358,7 +390,8 @@ def main() -> None:
         if which == "before":
             use_code_before()
         count = counters[which] or token_counter(tokenizer)
-        ctx = StepContext(count_tokens=count, max_tokens=512)
+        within = which == "after" and tokens_within_bytes(tokenizer)
+        ctx = StepContext(count_tokens=count, max_tokens=512, tokens_within_bytes=within)
         start = time.perf_counter()
         out = run_steps(pool, cfg, ctx)
         total = time.perf_counter() - start

@@ -480,27 +480,49 @@ _CUT = re.compile(r"(?<=\S)(?= )")
 _SPACE_AFTER_SPACE = re.compile(r"\s ")
 
 
+def _spec(tokenizer: Any) -> dict[str, Any] | None:
+    """The tokenizer.json fields of a fast tokenizer, None for any other."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None or getattr(tokenizer, "split_special_tokens", False):
+        return None
+    try:
+        return json.loads(backend.to_str())
+    except (AttributeError, ValueError, TypeError):
+        return None
+
+
+def _byte_level_bpe(spec: dict[str, Any]) -> bool:
+    pre, model = spec.get("pre_tokenizer") or {}, spec.get("model") or {}
+    return (
+        spec.get("normalizer") is None
+        and pre.get("type") == "ByteLevel"
+        and pre.get("add_prefix_space") is False
+        and model.get("type") == "BPE"
+    )
+
+
+def tokens_within_bytes(tokenizer: Any) -> bool:
+    """Whether a text never has more tokens than UTF-8 bytes (`token_counter`'s counts): true of
+    a byte-level BPE with no normalizer and no added prefix space, where every token stands for
+    at least one byte of the text (an added token for its whole content). The length step then
+    counts a prompt only when its bytes could make the example too long."""
+    spec = _spec(tokenizer)
+    return spec is not None and _byte_level_bpe(spec)
+
+
 def _cuts_at_spaces(tokenizer: Any) -> bool:
     """Whether `_CUT` keeps token counts: a byte-level BPE with GPT-2's pattern, no normalizer, no
     truncation, and added tokens that hold no space and strip nothing (the tokenizer.json
     fields). SmolLM2 and GPT-2 qualify; the tiny test tokenizer does not (BPE over whole texts)."""
-    backend = getattr(tokenizer, "backend_tokenizer", None)
-    if backend is None or getattr(tokenizer, "split_special_tokens", False):
+    spec = _spec(tokenizer)
+    if spec is None:
         return False
-    try:
-        spec = json.loads(backend.to_str())
-    except (AttributeError, ValueError, TypeError):
-        return False
-    pre, model = spec.get("pre_tokenizer") or {}, spec.get("model") or {}
     return (
-        spec.get("normalizer") is None
+        _byte_level_bpe(spec)
         and spec.get("truncation") is None
         and spec.get("padding") is None
-        and pre.get("type") == "ByteLevel"
-        and pre.get("use_regex") is True
-        and pre.get("add_prefix_space") is False
-        and model.get("type") == "BPE"
-        and model.get("dropout") is None
+        and spec["pre_tokenizer"].get("use_regex") is True
+        and spec["model"].get("dropout") is None
         and all(
             " " not in t["content"]
             and not (t.get("lstrip") or t.get("rstrip") or t.get("single_word"))

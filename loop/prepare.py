@@ -102,6 +102,7 @@ def prepare(
         raw.examples,
         count_tokens=count_tokens,
         template_tokens=models.template_overhead(tokenizer),
+        tokens_within_bytes=models.tokens_within_bytes(tokenizer),
         out_dir=work_dir(recipe) / "clean",
         progress=lambda msg: say(progress, f"  {msg}"),
         force=force_clean,

@@ -279,3 +279,16 @@ def test_token_counter_on_the_packaged_smollm2_tokenizer(tricky_texts):
     assert models._cuts_at_spaces(tok)
     texts = tricky_texts + _random_texts(300, seed=1)
     assert models.token_counter(tok)(texts) == _whole_counts(tok, texts)
+
+
+def test_byte_level_tokenizers_never_count_more_tokens_than_bytes(
+    gpt2_style_tokenizer, tiny_cfg, tricky_texts
+):
+    texts = tricky_texts + _random_texts(300, seed=2)
+    for tok in (gpt2_style_tokenizer, load_tokenizer(tiny_cfg)):
+        assert models.tokens_within_bytes(tok)
+        counts = models.token_counter(tok)(texts)
+        assert all(c <= len(t.encode("utf-8")) for c, t in zip(counts, texts, strict=True))
+    assert (
+        max(c - len(t.encode()) for c, t in zip(counts, texts, strict=True)) == 0
+    )  # tiny: 1 a byte

@@ -367,6 +367,7 @@ def run_clean(
     *,
     count_tokens: CountTokens | None,
     template_tokens: TemplateTokens | None = None,
+    tokens_within_bytes: bool = False,
     out_dir: Path,
     progress: Progress | None = None,
     answer_loss: AnswerLoss | None = None,
@@ -377,7 +378,8 @@ def run_clean(
 
     The recipe is valid (`loop.recipe` checked it). `count_tokens` is the recipe model's
     tokenizer as a batch counter (needed by `length`), `template_tokens` what its chat template
-    adds to an example by the roles of its messages (None: nothing);
+    adds to an example by the roles of its messages (None: nothing), `tokens_within_bytes`
+    whether a count never exceeds the text's UTF-8 bytes (`loop.models.tokens_within_bytes`);
     `answer_loss` only for `clean.quality.model_loss`. Deterministic for a recipe and pool; an
     unchanged re-run returns the stored result (`reused=True`) unless `force`.
     `progress` receives `CleanProgress` reports (`str()` of one is a log line).
@@ -411,6 +413,7 @@ def run_clean(
     ctx = StepContext(
         count_tokens=count_tokens,
         template_tokens=template_tokens,
+        tokens_within_bytes=tokens_within_bytes,
         max_tokens=recipe.train.max_length,
         quality=cfg.quality,
         answer_format=cfg.format.answer_format,

@@ -73,6 +73,9 @@ class StepContext:
     """What a step may need beyond its own config; the orchestrator fills it from the recipe."""
 
     count_tokens: CountTokens | None = None
+    # count_tokens never gives a text more tokens than its UTF-8 bytes (loop.models.
+    # tokens_within_bytes): the length step skips prompts that cannot make an example too long
+    tokens_within_bytes: bool = False
     template_tokens: TemplateTokens | None = None  # None: the template adds nothing
     max_tokens: int | None = None  # training context (train.max_length) unless the recipe says
     quality: QualityConfig = QualityConfig()
