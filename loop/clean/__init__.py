@@ -520,12 +520,14 @@ def run_clean(
 
 # Rows per second per step, measured by benchmarks/clean_pool.py on 2 shared cores (load ~3.4):
 # 200k synthetic English-like rows of ~75 words; `length` with the SmolLM2 tokenizer
-# (benchmarks/results/figures/clean_pool_200k.txt). Semantic dedup has its own estimate, from the
-# prompt length.
+# (benchmarks/results/figures/clean_pool_200k.txt). `length` since loop.models.token_counter:
+# that 3,789 times the step's speed-up in one run at 1M rows, 2,363 -> 18,817 rows/s = 8.0x
+# (benchmarks/results/figures/clean_pool_1m.txt, load ~8). Semantic dedup has its own estimate,
+# from the prompt length.
 STEP_ROWS_PER_S: dict[str, float] = {
     "exact_dedup": 43_000.0,
     "near_dedup": 25_000.0,
-    "length": 3_800.0,
+    "length": 30_000.0,
     "format": 340_000.0,
     "pii": 42_000.0,
     "harmful": 9_100.0,
