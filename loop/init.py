@@ -269,8 +269,7 @@ def plan(
         raise InitError(str(exc)) from None
     tokenizer = models.load_tokenizer(model)
 
-    def count_tokens(texts: list[str]) -> list[int]:
-        return [len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
+    count_tokens = models.token_counter(tokenizer)
 
     prof = profile_pool(load.examples, count_tokens, models.template_overhead(tokenizer))
     skipped = sum(load.skipped_by_reason.values())

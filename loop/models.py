@@ -32,7 +32,9 @@ from __future__ import annotations
 import contextlib
 import importlib.metadata
 import io
+import json
 import os
+import re
 import shutil
 import tempfile
 import threading
@@ -467,6 +469,129 @@ def prompt_ids(tokenizer: Any, ex: Example, *, as_text: bool = False) -> list[in
             row["prompt"], tokenize=True, add_generation_prompt=True, return_dict=True
         )
     )
+
+
+# GPT-2's pre-tokenizer pattern ('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|
+# \s+(?!\S)|\s+) ends a piece before every space that follows a non-space (only its whitespace
+# alternatives take a space, and only after whitespace) and looks behind nowhere, so cutting a
+# text there cuts no piece: its token count is the sum over the chunks. Python's \s holds every
+# character Oniguruma's does, so "not \s" here is a non-space there too.
+_CUT = re.compile(r"(?<=\S)(?= )")
+_SPACE_AFTER_SPACE = re.compile(r"\s ")
+
+
+def _spec(tokenizer: Any) -> dict[str, Any] | None:
+    """The tokenizer.json fields of a fast tokenizer, None for any other."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None or getattr(tokenizer, "split_special_tokens", False):
+        return None
+    try:
+        return json.loads(backend.to_str())
+    except (AttributeError, ValueError, TypeError):
+        return None
+
+
+def _byte_level_bpe(spec: dict[str, Any]) -> bool:
+    pre, model = spec.get("pre_tokenizer") or {}, spec.get("model") or {}
+    return (
+        spec.get("normalizer") is None
+        and pre.get("type") == "ByteLevel"
+        and pre.get("add_prefix_space") is False
+        and model.get("type") == "BPE"
+    )
+
+
+def tokens_within_bytes(tokenizer: Any) -> bool:
+    """Whether a text never has more tokens than UTF-8 bytes (`token_counter`'s counts): true of
+    a byte-level BPE with no normalizer and no added prefix space, where every token stands for
+    at least one byte of the text (an added token for its whole content). The length step then
+    counts a prompt only when its bytes could make the example too long."""
+    spec = _spec(tokenizer)
+    return spec is not None and _byte_level_bpe(spec)
+
+
+def _cuts_at_spaces(tokenizer: Any) -> bool:
+    """Whether `_CUT` keeps token counts: a byte-level BPE with GPT-2's pattern, no normalizer, no
+    truncation, and added tokens that hold no space and strip nothing (the tokenizer.json
+    fields). SmolLM2 and GPT-2 qualify; the tiny test tokenizer does not (BPE over whole texts)."""
+    spec = _spec(tokenizer)
+    if spec is None:
+        return False
+    return (
+        _byte_level_bpe(spec)
+        and spec.get("truncation") is None
+        and spec.get("padding") is None
+        and spec["pre_tokenizer"].get("use_regex") is True
+        and spec["model"].get("dropout") is None
+        and all(
+            " " not in t["content"]
+            and not (t.get("lstrip") or t.get("rstrip") or t.get("single_word"))
+            for t in spec.get("added_tokens", [])
+        )
+    )
+
+
+def token_counter(
+    tokenizer: Any, *, cache_size: int = 2_000_000
+) -> Callable[[list[str]], list[int]]:
+    """Token counts of a batch of texts, each `len(tokenizer(text, add_special_tokens=False)
+    ["input_ids"])`: the one measure for the length filter and the pool profile.
+
+    Where the tokenizer allows (`_cuts_at_spaces`), a text is cut before its spaces into word
+    chunks and each distinct chunk is tokenized once and remembered: the pre-tokenizer's regex
+    was the cost (~10k texts per CPU-second, whole), and free text repeats its words. The counts
+    are the same (tests/test_models.py compares them); other tokenizers count whole texts. At most
+    `cache_size` chunks are remembered (then the memory starts again)."""
+
+    def whole(texts: list[str]) -> list[int]:
+        if not texts:
+            return []
+        return [len(ids) for ids in tokenizer(list(texts), add_special_tokens=False)["input_ids"]]
+
+    if not _cuts_at_spaces(tokenizer):
+        return whole
+    backend = tokenizer.backend_tokenizer
+
+    def encode(texts: list[str]) -> list[int]:  # what `whole` does, without the wrapper's cost
+        return [len(e.ids) for e in backend.encode_batch(texts, add_special_tokens=False)]
+
+    # head[w]: tokens of w; tail[w]: tokens of " " + w (a chunk after a cut, its space dropped).
+    head: dict[str, int] = {}
+    tail: dict[str, int] = {}
+    careful = _SPACE_AFTER_SPACE.search
+    cut = _CUT.split
+
+    def chunks(text: str) -> list[str]:
+        """The first chunk, then each later one without its leading space."""
+        if careful(text) is None:  # every space follows a non-space: cut at each
+            return text.split(" ")
+        parts = cut(text)
+        return [parts[0], *(p[1:] for p in parts[1:])]
+
+    def count(texts: list[str]) -> list[int]:
+        split = [chunks(t) for t in texts]
+        out: list[int] = []
+        missed: list[int] = []
+        h, t = head.__getitem__, tail.__getitem__
+        for i, parts in enumerate(split):
+            try:
+                out.append(h(parts[0]) + sum(map(t, parts[1:])))
+            except KeyError:
+                out.append(-1)
+                missed.append(i)
+        if missed:
+            if len(head) + len(tail) > cache_size:
+                head.clear()
+                tail.clear()
+            heads = list({split[i][0]: None for i in missed if split[i][0] not in head})
+            tails = list({w: None for i in missed for w in split[i][1:] if w not in tail})
+            head.update(zip(heads, encode(heads), strict=True))
+            tail.update(zip(tails, encode([" " + w for w in tails]), strict=True))
+            for i in missed:
+                out[i] = h(split[i][0]) + sum(map(t, split[i][1:]))
+        return out
+
+    return count
 
 
 def template_overhead(tokenizer: Any, *, as_text: bool = False) -> Callable[[Sequence[str]], int]:

@@ -95,14 +95,14 @@ def prepare(
     )
     tokenizer = models.load_tokenizer(recipe.model)
 
-    def count_tokens(texts: list[str]) -> list[int]:
-        return [len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
+    count_tokens = models.token_counter(tokenizer)
 
     result = clean.run_clean(
         recipe,
         raw.examples,
         count_tokens=count_tokens,
         template_tokens=models.template_overhead(tokenizer),
+        tokens_within_bytes=models.tokens_within_bytes(tokenizer),
         out_dir=work_dir(recipe) / "clean",
         progress=lambda msg: say(progress, f"  {msg}"),
         force=force_clean,

@@ -98,3 +98,61 @@ def pytest_terminal_summary(terminalreporter) -> None:
         browser = which("chromium") or which("chromium-browser") or "no chromium on PATH"
         line = f"browser tests (tests/test_ui_screenshot.py, {browser}): {said}"
     terminalreporter.write_line(line)
+
+
+# Texts that probe where a token count could change when a text is cut before its spaces: runs of
+# spaces and other whitespace, contractions, digits, non-ASCII letters and spaces, special tokens
+# inside the text, empty and blank texts.
+_TRICKY_TEXTS = [
+    "",
+    " ",
+    "   ",
+    "word",
+    "word ",
+    " leading space",
+    "two  spaces and three   here",
+    "tab\t then space\t word",
+    "new\n line\n\n and \n\n  more",
+    "don't stop, I'm here's 's 'll",
+    "numbers 123 4567 89.5 1,000",
+    "emoji 😀 ok 😀😀 done",
+    "Grüße aus 東京 und Zürich",
+    "<|im_start|>user hi <|im_end|> there",
+    "a<|im_end|> b <|im_start|><|im_end|>",
+    "no\u00a0break\u00a0 space \u00a0x",
+    "em\u2003space \u2003 x",
+    "file\x1c sep \x1c x",
+    "trailing   ",
+    "a .b , c ! d?",
+    "(paren) [bracket] {brace} -- dash",
+]
+
+
+@pytest.fixture
+def tricky_texts() -> list[str]:
+    return list(_TRICKY_TEXTS)
+
+
+@pytest.fixture(scope="session")
+def gpt2_style_tokenizer():
+    """A small byte-level BPE with GPT-2's pre-tokenizer (like SmolLM2's), trained here."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    core = Tokenizer(models.BPE())
+    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    core.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=600,
+        special_tokens=["<|im_start|>", "<|im_end|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    corpus = [t * 3 for t in _TRICKY_TEXTS] + [
+        "the quick brown fox jumps over the lazy dog. " * 5,
+        "It's what they're saying: we've 12 of 345 and we'll see.",
+    ]
+    core.train_from_iterator(corpus, trainer)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=core, eos_token="<|im_end|>", bos_token="<|im_start|>"
+    )

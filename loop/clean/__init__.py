@@ -367,6 +367,7 @@ def run_clean(
     *,
     count_tokens: CountTokens | None,
     template_tokens: TemplateTokens | None = None,
+    tokens_within_bytes: bool = False,
     out_dir: Path,
     progress: Progress | None = None,
     answer_loss: AnswerLoss | None = None,
@@ -377,7 +378,8 @@ def run_clean(
 
     The recipe is valid (`loop.recipe` checked it). `count_tokens` is the recipe model's
     tokenizer as a batch counter (needed by `length`), `template_tokens` what its chat template
-    adds to an example by the roles of its messages (None: nothing);
+    adds to an example by the roles of its messages (None: nothing), `tokens_within_bytes`
+    whether a count never exceeds the text's UTF-8 bytes (`loop.models.tokens_within_bytes`);
     `answer_loss` only for `clean.quality.model_loss`. Deterministic for a recipe and pool; an
     unchanged re-run returns the stored result (`reused=True`) unless `force`.
     `progress` receives `CleanProgress` reports (`str()` of one is a log line).
@@ -411,6 +413,7 @@ def run_clean(
     ctx = StepContext(
         count_tokens=count_tokens,
         template_tokens=template_tokens,
+        tokens_within_bytes=tokens_within_bytes,
         max_tokens=recipe.train.max_length,
         quality=cfg.quality,
         answer_format=cfg.format.answer_format,
@@ -517,12 +520,14 @@ def run_clean(
 
 # Rows per second per step, measured by benchmarks/clean_pool.py on 2 shared cores (load ~3.4):
 # 200k synthetic English-like rows of ~75 words; `length` with the SmolLM2 tokenizer
-# (benchmarks/results/figures/clean_pool_200k.txt). Semantic dedup has its own estimate, from the
-# prompt length.
+# (benchmarks/results/figures/clean_pool_200k.txt). `length` since loop.models.token_counter:
+# that 3,789 times the step's speed-up in one run at 1M rows, 2,363 -> 18,817 rows/s = 8.0x
+# (benchmarks/results/figures/clean_pool_1m.txt, load ~8). Semantic dedup has its own estimate,
+# from the prompt length.
 STEP_ROWS_PER_S: dict[str, float] = {
     "exact_dedup": 43_000.0,
     "near_dedup": 25_000.0,
-    "length": 3_800.0,
+    "length": 30_000.0,
     "format": 340_000.0,
     "pii": 42_000.0,
     "harmful": 9_100.0,

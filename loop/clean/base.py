@@ -9,7 +9,6 @@ never has to rebuild lists and a review decision can overrule a drop.
 from __future__ import annotations
 
 import dataclasses
-import re
 import time
 import unicodedata
 from collections.abc import Callable, Sequence
@@ -74,6 +73,9 @@ class StepContext:
     """What a step may need beyond its own config; the orchestrator fills it from the recipe."""
 
     count_tokens: CountTokens | None = None
+    # count_tokens never gives a text more tokens than its UTF-8 bytes (loop.models.
+    # tokens_within_bytes): the length step skips prompts that cannot make an example too long
+    tokens_within_bytes: bool = False
     template_tokens: TemplateTokens | None = None  # None: the template adds nothing
     max_tokens: int | None = None  # training context (train.max_length) unless the recipe says
     quality: QualityConfig = QualityConfig()
@@ -97,9 +99,6 @@ class StepContext:
             self.progress(CleanProgress(step, done, total, note))
 
 
-_WS = re.compile(r"\s+")
-
-
 def normalize(
     text: str, *, lowercase: bool = True, collapse_whitespace: bool = True, unicode: str = "NFKC"
 ) -> str:
@@ -109,7 +108,10 @@ def normalize(
     if lowercase:
         text = text.lower()
     if collapse_whitespace:
-        text = _WS.sub(" ", text).strip()
+        # the same as re.sub(r"\s+", " ", text).strip() (re's \s and str.split both take what
+        # str.isspace takes) about 5x faster: the regex was half of exact dedup's time
+        # (benchmarks/clean_pool.py)
+        text = " ".join(text.split())
     return text
 
 

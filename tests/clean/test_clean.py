@@ -271,11 +271,11 @@ def test_progress_and_estimate(tmp_path):
     assert not forced.reused
     est = estimate_seconds(recipe().clean, 1_000_000)
     assert set(est) == set(recipe().clean.steps) and all(v > 0 for v in est.values())
-    # twice the rows, twice the time; the tokenizer-bound length filter costs ~11x exact dedup
-    # per row (benchmarks/results/figures/clean_pool_200k.txt)
+    # twice the rows, twice the time; the tokenizer-bound length filter still costs more than
+    # exact dedup per row (benchmarks/results/figures/clean_pool_1m.txt)
     doubled = estimate_seconds(recipe().clean, 2_000_000)
     assert all(doubled[k] == pytest.approx(2 * v) for k, v in est.items())
-    assert est["length"] > 5 * est["exact_dedup"]
+    assert est["length"] > est["exact_dedup"]
     with_semantic = estimate_seconds(
         recipe(steps=["semantic_dedup"], tiers=[{"name": "all"}]).clean, 100_000
     )

@@ -56,3 +56,19 @@ def test_ties_keep_the_first_seen():
         (1, "exact_duplicate"),
         (2, "exact_duplicate"),
     ]
+
+
+def test_whitespace_collapses_as_the_whitespace_regex_does():
+    # normalize joins str.split(); the dedup keys were built with re.sub(r"\s+", " ").strip():
+    # the same on every character Python calls whitespace, alone, in runs and between words
+    import re
+    import sys
+
+    from loop.clean.base import normalize
+
+    spaces = [chr(c) for c in range(sys.maxunicode + 1) if re.fullmatch(r"\s", chr(c))]
+    assert len(spaces) == 29
+    texts = ["", "a", " a ", "a  b\n\nc\t", "\u200b zero width is no space \ufeff"]
+    texts += [f"{s}x{s}{s}y{t}z{s}" for s in spaces for t in spaces[::5]]
+    for t in texts:
+        assert normalize(t, unicode="none", lowercase=False) == re.sub(r"\s+", " ", t).strip()

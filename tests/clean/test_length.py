@@ -72,3 +72,92 @@ def test_needs_a_tokenizer_that_counts_every_text():
     bad = StepContext(count_tokens=lambda texts: [1], max_tokens=10)
     with pytest.raises(ValueError, match="returned 1 counts for 2 texts"):
         length.run([ex(1, 20), ex(1, 20)], LengthConfig(), bad)
+
+
+def test_word_chunk_counter_drops_what_whole_text_counting_drops(gpt2_style_tokenizer):
+    # the same pool through the length step with the word-chunk counter, skipping prompts whose
+    # bytes cannot make the example too long, and with every text tokenized whole (as the step
+    # counted before): the same drops, details and counts
+    from loop import models
+
+    tok = gpt2_style_tokenizer
+    assert models._cuts_at_spaces(tok)
+
+    def whole(texts):
+        return [len(tok(t, add_special_tokens=False)["input_ids"]) for t in texts]
+
+    answers = ["ok", "Yes.", "the quick brown fox  jumps", "It's 12 of 345,  we'll see",
+               "a\n b\n\n  c", "Grüße aus 東京 😀", "", "word " * 40, "<|im_end|> done",
+               "the lazy dog. " * 12]  # fmt: skip
+    prompts = ["What?", "Say  it", "tab\t here", "don't   stop", "x", "Why is it so? " * 6]
+    pool = [
+        make_example(
+            [Message("user", prompts[i % len(prompts)] * (1 + i % 4)), Message("assistant", a)],
+            source=f"t:{i}",
+            format="chat",
+        )
+        for i, a in enumerate(answers * 3)
+    ]
+    fast = models.token_counter(tok)
+    assert fast([e.answer for e in pool]) == whole([e.answer for e in pool])
+    assert models.tokens_within_bytes(tok)
+    for cfg in (LengthConfig(), LengthConfig(min_answer_tokens=3, max_answer_tokens=20)):
+        results = [
+            length.run(
+                pool,
+                cfg,
+                StepContext(
+                    count_tokens=count,
+                    template_tokens=five_per_message,
+                    max_tokens=60,
+                    tokens_within_bytes=within,  # True: prompts under max_tokens in bytes skipped
+                ),
+            )
+            for count, within in ((fast, True), (whole, False))
+        ]
+        got, want = ([(d.index, d.reason, d.detail) for d in r.drops] for r in results)
+        assert got == want
+        assert {reason for _, reason, _ in got} >= {"answer_too_short", "too_long"}
+
+
+def test_prompts_are_counted_exactly_where_their_bytes_could_pass_max_tokens(tiny_cfg):
+    # the tiny tokenizer has one token per ASCII byte: bytes are the count, the edge is exact
+    from loop import models
+
+    tok = models.load_tokenizer(tiny_cfg)
+    assert models.tokens_within_bytes(tok)
+    seen: list[str] = []
+
+    def whole(texts):
+        seen.extend(texts)
+        return [len(tok(t, add_special_tokens=False)["input_ids"]) for t in texts]
+
+    pool = [
+        make_example(
+            [Message("user", "p" * k), Message("assistant", "a" * 20)], source="t", format="chat"
+        )
+        for k in (1, 69, 70, 71, 72, 200)
+    ]
+    cfg = LengthConfig(min_answer_tokens=1, max_answer_tokens=0)
+    outs = [
+        length.run(
+            pool,
+            cfg,
+            StepContext(
+                count_tokens=whole,
+                template_tokens=five_per_message,
+                max_tokens=100,
+                tokens_within_bytes=within,
+            ),
+        )
+        for within in (True, False)
+    ]
+    # 20 answer + 10 template: a prompt of 70 bytes fits exactly, 71 does not
+    assert [(d.index, d.detail) for d in outs[0].drops] == [
+        (3, "example has 101 tokens > 100"),
+        (4, "example has 102 tokens > 100"),
+        (5, "example has 230 tokens > 100"),
+    ]
+    assert outs[0].drops == outs[1].drops
+    prompts_counted = [t for t in seen if t.startswith("p")]
+    assert sorted(map(len, prompts_counted)) == [1, 69, 70, 71, 71, 72, 72, 200, 200]
