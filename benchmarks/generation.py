@@ -1,64 +1,252 @@
-"""Generation speed: batched (left padding, prompts sorted by length) against one prompt at a time.
+"""Generation for evaluation: the path before this benchmark's changes against the current one.
 
-Greedy answers for the same validation prompts with `loop.evaluate.generate`, once with
-`--batch-size` prompts per call and once with one per call, in this process. Goal: >= 4x on 2 CPU
-cores with the packaged SmolLM2.
+On the demo task (`loop demo`'s product pool: a support message -> {"product": "Nimbus X2"}, the
+recipe's system prompt) with the packaged SmolLM2-135M-Instruct, for two cells: the base model
+(zero-shot) and a LoRA adapter trained here on `--train` clean examples. Each cell answers the same
+`--n` clean items, `--max-new-tokens` at most, `--batch-size` per call.
 
-    python benchmarks/generation.py                       # 16 prompts, 32 new tokens
-    python benchmarks/generation.py --n 40 --max-new-tokens 64
+- before: `before_generate` below, a copy of `loop.evaluate.generate` as it was: every item
+  generated, greedy, left-padded batches sorted by length, stop at EOS / end of turn, the adapter
+  unmerged.
+- now: `loop.evaluate.sample_answers`, what `evaluate` runs: an item whose reference greedy decoding
+  writes (read from the validation pass, which `evaluate` runs anyway for the loss) is not
+  generated; the rest stop once no evaluator's score can change; the adapter is folded into plain
+  layers while generating.
+
+Identical means: every evaluator returns the same result (score and sub-metrics) for the two
+answers to an item; the raw text is counted too (a row stopped early keeps only its settled part).
+Timing is wall time in this process, one run each, `before` first.
+
+    python benchmarks/generation.py                    # 40 items, 40 new tokens, batch 16
+    python benchmarks/generation.py --train 32 --n 40
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import os
+import platform
+import tempfile
 import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
-from loop.toy import json_task
+import torch
+
+
+@torch.no_grad()
+def before_generate(
+    model: Any, tokenizer: Any, prompts: list[list[int]], *, max_new_tokens: int, batch_size: int
+) -> list[str]:
+    """`loop.evaluate.generate` before the speed work (kept here as the baseline)."""
+    from transformers import GenerationConfig
+
+    from loop.evaluate import _EvalMode, _model_of
+    from loop.models import stop_token_ids
+
+    model = _model_of(model)
+    device = next(model.parameters()).device
+    pad = tokenizer.pad_token_id
+    stops = stop_token_ids(tokenizer, model)
+    gen_cfg = GenerationConfig(
+        max_new_tokens=max_new_tokens,
+        do_sample=False,
+        num_beams=1,
+        eos_token_id=stops,
+        pad_token_id=pad,
+    )
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]), reverse=True)
+    out = [""] * len(prompts)
+    with _EvalMode(model):
+        for start in range(0, len(order), batch_size):
+            idx = order[start : start + batch_size]
+            width = max(len(prompts[i]) for i in idx)
+            ids = torch.full((len(idx), width), pad, dtype=torch.long)
+            mask = torch.zeros((len(idx), width), dtype=torch.long)
+            for row, i in enumerate(idx):
+                seq = list(prompts[i])
+                ids[row, width - len(seq) :] = torch.tensor(seq, dtype=torch.long)
+                mask[row, width - len(seq) :] = 1
+            gen = model.generate(
+                input_ids=ids.to(device), attention_mask=mask.to(device), generation_config=gen_cfg
+            )
+            for row, i in enumerate(idx):
+                new = gen[row, width:].tolist()
+                for k, tok in enumerate(new):  # cut at the first stop token
+                    if tok in stops:
+                        new = new[:k]
+                        break
+                out[i] = tokenizer.decode(new, skip_special_tokens=True).strip()
+    return out
+
+
+def demo_items(folder: Path, n_val: int, n_train: int) -> tuple[list, list, Any]:
+    """Clean records of the demo product pool, read with the demo recipe's pool settings."""
+    from loop.demo import source_line, write_demo_pool
+    from loop.pool import load_pool
+    from loop.recipe import load_recipe
+
+    recipe = load_recipe(Path(__file__).resolve().parents[1] / "recipes" / "demo.yaml")
+    pool = write_demo_pool(folder, task="product")
+    cfg = dataclasses.replace(recipe.pool, paths=(str(pool.paths[0]),))
+    examples = load_pool(cfg).examples
+    clean = [ex for ex in examples if pool.truth[source_line(ex.source)].kind == "clean"]
+    return clean[:n_val], clean[n_val : n_val + n_train], recipe
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    ap.add_argument("--model", default="smollm2-135m-instruct")
-    ap.add_argument("--n", type=int, default=16, help="validation prompts")
-    ap.add_argument("--max-new-tokens", type=int, default=32)
+    ap.add_argument("--n", type=int, default=40, help="evaluated items")
+    ap.add_argument("--train", type=int, default=32, help="examples the adapter trains on")
+    ap.add_argument("--max-new-tokens", type=int, default=40)
     ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument(
+        "--model", help="another model than the demo recipe's (tiny-random: a smoke run)"
+    )
+    ap.add_argument("--out", type=Path, help="also write the report here")
     a = ap.parse_args()
 
     import transformers
 
-    from loop.evaluate import generate
+    from loop import train
+    from loop.evaluate import (
+        build_evaluators,
+        generate,
+        sample_answers,
+        validation_item_losses,
+    )
     from loop.models import load_base, prompt_ids
-    from loop.recipe import ModelConfig
+    from loop.recipe import EvaluatorSpec
 
     transformers.logging.set_verbosity_error()
-    base = load_base(ModelConfig(name=a.model))
-    val = json_task(a.n, seed=1)
-    prompts = [prompt_ids(base.tokenizer, ex) for ex in val]
-    lens = sorted(len(p) for p in prompts)
-    print(
-        f"model {a.model} on {base.device}; {a.n} prompts of {lens[0]}-{lens[-1]} tokens, max_new_tokens {a.max_new_tokens}"
+    lines: list[str] = []
+
+    def say(text: str) -> None:
+        print(text, flush=True)
+        lines.append(text)
+
+    say(
+        f"command: python benchmarks/generation.py --n {a.n} --train {a.train} "
+        f"--max-new-tokens {a.max_new_tokens} --batch-size {a.batch_size}"
     )
-    generate(base.model, base.tokenizer, prompts[:2], max_new_tokens=4, batch_size=2)  # warm-up
+    say(
+        f"date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC; machine: {platform.machine()}, "
+        f"{os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads), "
+        f"transformers {transformers.__version__}"
+    )
+    say(
+        f"load average at start: {' '.join(f'{x:.1f}' for x in os.getloadavg())} (a sweep shares "
+        "the cores; absolute seconds vary with it, the two paths run back to back)"
+    )
 
-    def timed(batch_size: int) -> tuple[list[str], float]:
-        start = time.perf_counter()
-        out = generate(
-            base.model,
-            base.tokenizer,
-            prompts,
-            max_new_tokens=a.max_new_tokens,
-            batch_size=batch_size,
+    with tempfile.TemporaryDirectory() as tmp:
+        val, train_set, recipe = demo_items(Path(tmp), a.n, a.train)
+    if a.model:
+        recipe = dataclasses.replace(recipe, model=dataclasses.replace(recipe.model, name=a.model))
+    base = load_base(recipe.model)
+    tok = base.tokenizer
+    prompts = [prompt_ids(tok, ex) for ex in val]
+    lens = sorted(len(p) for p in prompts)
+    say(
+        f"model {recipe.model.name} on {base.device}; {len(val)} demo items, prompts of "
+        f"{lens[0]}-{lens[-1]} tokens; max_new_tokens {a.max_new_tokens}, batch {a.batch_size}"
+    )
+
+    t = time.perf_counter()
+    tcfg = dataclasses.replace(
+        recipe.train, budget=dataclasses.replace(recipe.train.budget, epochs=1.0)
+    )
+    trained = train.train_cell(base, train_set, tcfg, recipe.lora, seed=0)
+    say(
+        f"adapter: {trained.steps} steps on {len(train_set)} examples ({time.perf_counter() - t:.0f} s)"
+    )
+
+    suites = {
+        "json_match": build_evaluators([EvaluatorSpec("json_match")]),
+        "exact_match": build_evaluators([EvaluatorSpec("exact_match")]),
+    }
+    before_generate(base.model, tok, prompts[:2], max_new_tokens=2, batch_size=2)  # warm-up
+    rows = []
+    for cell, model in (("trained", trained.model), ("zero-shot", base.model)):
+        if cell == "zero-shot":
+            train.release(trained)
+        t = time.perf_counter()
+        old = before_generate(
+            model, tok, prompts, max_new_tokens=a.max_new_tokens, batch_size=a.batch_size
         )
-        return out, time.perf_counter() - start
-
-    batched, t_batched = timed(a.batch_size)
-    print(f"  batched ({a.batch_size} per call): {t_batched:6.1f} s")
-    single, t_single = timed(1)
-    print(f"  one by one:             {t_single:6.1f} s")
-    same = sum(x == y for x, y in zip(batched, single, strict=True))
-    print(f"speed-up {t_single / t_batched:.1f}x; identical answers {same}/{a.n}")
+        t_old = time.perf_counter() - t
+        # the validation pass evaluate runs for the loss; the flags add one argmax to it
+        flags: list[bool] = []
+        t = time.perf_counter()
+        validation_item_losses(
+            model,
+            tok,
+            val,
+            max_length=recipe.train.max_length,
+            batch_size=a.batch_size,
+            greedy_out=flags,
+        )
+        t_val = time.perf_counter() - t
+        writes = {ex.id: f for ex, f in zip(val, flags, strict=True)}
+        if cell == "trained":  # what merging alone buys: every item generated, no early stop
+            t = time.perf_counter()
+            merged = generate(
+                model, tok, prompts, max_new_tokens=a.max_new_tokens, batch_size=a.batch_size
+            )
+            t_merged = time.perf_counter() - t
+            say(
+                f"  {cell:9} merged only  before {t_old / len(val):6.2f} s/item  now "
+                f"{t_merged / len(val):6.2f} s/item  ratio {t_old / t_merged:5.1f}x  identical "
+                f"text {sum(x == y for x, y in zip(old, merged, strict=True))}/{len(val)}"
+            )
+        say(
+            f"{cell}: validation pass (both paths run it) {t_val:.1f} s; greedy writes the "
+            f"reference for {sum(flags)}/{len(val)}"
+        )
+        for suite, evaluators in suites.items():
+            t = time.perf_counter()
+            new = sample_answers(
+                model,
+                tok,
+                val,
+                evaluators,
+                max_new_tokens=a.max_new_tokens,
+                batch_size=a.batch_size,
+                max_length=recipe.train.max_length,
+                writes_reference=writes,
+            )
+            t_new = time.perf_counter() - t
+            same = sum(
+                all(
+                    ev.fn(x, ex.answer, **ev.params) == ev.fn(y, ex.answer, **ev.params)
+                    for ev in evaluators
+                )
+                for x, y, ex in zip(old, new, val, strict=True)
+            )
+            text = sum(x == y for x, y in zip(old, new, strict=True))
+            score = sum(
+                float(
+                    evaluators[0].fn(y, ex.answer)["score"]
+                    if suite == "json_match"
+                    else evaluators[0].fn(y, ex.answer)
+                )
+                for y, ex in zip(new, val, strict=True)
+            )
+            rows.append((cell, suite, t_old / len(val), t_new / len(val), same, text, score))
+            say(
+                f"  {cell:9} {suite:11} before {t_old / len(val):6.2f} s/item  now "
+                f"{t_new / len(val):6.2f} s/item  ratio {t_old / t_new:5.1f}x  identical "
+                f"scores {same}/{len(val)}  identical text {text}/{len(val)}  "
+                f"{suite} {score / len(val):.0%}"
+            )
+    say(f"load average at end: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
+    if a.out:
+        a.out.parent.mkdir(parents=True, exist_ok=True)
+        a.out.write_text("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":
