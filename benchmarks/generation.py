@@ -96,6 +96,51 @@ def demo_items(folder: Path, n_val: int, n_train: int) -> tuple[list, list, Any]
     return clean[:n_val], clean[n_val : n_val + n_train], recipe
 
 
+def cache_variants(model: Any, tok: Any, prompts: list[list[int]], max_new: int, say) -> None:
+    """One left-padded batch through `generate` with each KV cache setting, twice each, in turns."""
+    from transformers import CompileConfig, GenerationConfig
+
+    from loop.models import stop_token_ids
+
+    width = max(len(p) for p in prompts)
+    ids = torch.full((len(prompts), width), tok.pad_token_id, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for row, p in enumerate(prompts):
+        ids[row, width - len(p) :] = torch.tensor(p)
+        mask[row, width - len(p) :] = 1
+    compiled = CompileConfig(fullgraph=False)
+    compiled._compile_all_devices = True  # transformers compiles on GPUs only unless told
+    variants = {
+        "dynamic cache": {},
+        "static cache": {"cache_implementation": "static", "disable_compile": True},
+        "static + compile": {"cache_implementation": "static", "compile_config": compiled},
+    }
+
+    def run(kw: dict) -> tuple[float, list]:
+        cfg = GenerationConfig(
+            max_new_tokens=max_new,
+            do_sample=False,
+            eos_token_id=stop_token_ids(tok, model),
+            pad_token_id=tok.pad_token_id,
+            **kw,
+        )
+        t = time.perf_counter()
+        with torch.no_grad():
+            out = model.generate(input_ids=ids, attention_mask=mask, generation_config=cfg)
+        return time.perf_counter() - t, out[:, width:].tolist()
+
+    t, reference = run({})
+    say(f"cache variants, one batch of {len(prompts)}: warm-up {t:.1f} s")
+    t, _ = run(variants["static + compile"])
+    say(f"  static + compile, first call (compiles): {t:.1f} s")
+    for rep in range(2):
+        for name, kw in variants.items():
+            t, out = run(kw)
+            say(
+                f"  {name:16} {t:6.1f} s  same tokens as dynamic: {out == reference}  (round {rep + 1})"
+            )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -106,6 +151,13 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument(
         "--model", help="another model than the demo recipe's (tiny-random: a smoke run)"
+    )
+    ap.add_argument("--adapter", type=Path, help="a saved adapter instead of training one")
+    ap.add_argument(
+        "--cache-variants",
+        action="store_true",
+        help="only time one batch of the trained cell, merged: dynamic KV cache (what generate "
+        "uses) vs a static one, eager and under torch.compile",
     )
     ap.add_argument("--out", type=Path, help="also write the report here")
     a = ap.parse_args()
@@ -156,14 +208,29 @@ def main() -> None:
         f"{lens[0]}-{lens[-1]} tokens; max_new_tokens {a.max_new_tokens}, batch {a.batch_size}"
     )
 
-    t = time.perf_counter()
-    tcfg = dataclasses.replace(
-        recipe.train, budget=dataclasses.replace(recipe.train.budget, epochs=1.0)
-    )
-    trained = train.train_cell(base, train_set, tcfg, recipe.lora, seed=0)
-    say(
-        f"adapter: {trained.steps} steps on {len(train_set)} examples ({time.perf_counter() - t:.0f} s)"
-    )
+    if a.adapter:
+        trained = train.load_adapter(base, a.adapter)
+        say(f"adapter: {a.adapter}")
+    else:
+        t = time.perf_counter()
+        tcfg = dataclasses.replace(
+            recipe.train, budget=dataclasses.replace(recipe.train.budget, epochs=1.0)
+        )
+        result = train.train_cell(base, train_set, tcfg, recipe.lora, seed=0)
+        trained = result.model
+        say(
+            f"adapter: {result.steps} steps on {len(train_set)} examples "
+            f"({time.perf_counter() - t:.0f} s)"
+        )
+
+    if a.cache_variants:
+        with train.merged_for_inference(trained) as merged_model:
+            cache_variants(merged_model, tok, prompts[: a.batch_size], a.max_new_tokens, say)
+        say(f"load average at end: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
+        if a.out:
+            a.out.parent.mkdir(parents=True, exist_ok=True)
+            a.out.write_text("\n".join(lines) + "\n")
+        return
 
     suites = {
         "json_match": build_evaluators([EvaluatorSpec("json_match")]),
@@ -171,7 +238,7 @@ def main() -> None:
     }
     before_generate(base.model, tok, prompts[:2], max_new_tokens=2, batch_size=2)  # warm-up
     rows = []
-    for cell, model in (("trained", trained.model), ("zero-shot", base.model)):
+    for cell, model in (("trained", trained), ("zero-shot", base.model)):
         if cell == "zero-shot":
             train.release(trained)
         t = time.perf_counter()
