@@ -15,10 +15,12 @@ recipe's system prompt) with the packaged SmolLM2-135M-Instruct, for two cells: 
 
 Identical means: every evaluator returns the same result (score and sub-metrics) for the two
 answers to an item; the raw text is counted too (a row stopped early keeps only its settled part).
-Timing is wall time in this process, one run each, `before` first.
+Timing is wall time in this process: the paths run in turns, `--rounds` times for the trained
+cell (once for the zero-shot one, whose `before` is the slowest), and the median counts.
 
     python benchmarks/generation.py                    # 40 items, 40 new tokens, batch 16
-    python benchmarks/generation.py --train 32 --n 40
+    python benchmarks/generation.py --adapter DIR      # a saved adapter instead of training one
+    python benchmarks/generation.py --cache-variants   # one batch: dynamic vs static KV cache, compile
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ import argparse
 import dataclasses
 import os
 import platform
+import statistics
+import sys
 import tempfile
 import time
 from datetime import UTC, datetime
@@ -152,6 +156,7 @@ def main() -> None:
     ap.add_argument(
         "--model", help="another model than the demo recipe's (tiny-random: a smoke run)"
     )
+    ap.add_argument("--rounds", type=int, default=3, help="timed rounds of the trained cell")
     ap.add_argument("--adapter", type=Path, help="a saved adapter instead of training one")
     ap.add_argument(
         "--cache-variants",
@@ -181,10 +186,7 @@ def main() -> None:
         print(text, flush=True)
         lines.append(text)
 
-    say(
-        f"command: python benchmarks/generation.py --n {a.n} --train {a.train} "
-        f"--max-new-tokens {a.max_new_tokens} --batch-size {a.batch_size}"
-    )
+    say("command: python " + " ".join(sys.argv))
     say(
         f"date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC; machine: {platform.machine()}, "
         f"{os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads), "
@@ -237,56 +239,71 @@ def main() -> None:
         "exact_match": build_evaluators([EvaluatorSpec("exact_match")]),
     }
     before_generate(base.model, tok, prompts[:2], max_new_tokens=2, batch_size=2)  # warm-up
-    rows = []
+    n = len(val)
+
+    def timed(fn: Any) -> tuple[float, list[str]]:
+        t = time.perf_counter()
+        out = fn()
+        return time.perf_counter() - t, out
+
     for cell, model in (("trained", trained), ("zero-shot", base.model)):
         if cell == "zero-shot":
             train.release(trained)
-        t = time.perf_counter()
-        old = before_generate(
-            model, tok, prompts, max_new_tokens=a.max_new_tokens, batch_size=a.batch_size
-        )
-        t_old = time.perf_counter() - t
         # the validation pass evaluate runs for the loss; the flags add one argmax to it
         flags: list[bool] = []
-        t = time.perf_counter()
-        validation_item_losses(
-            model,
-            tok,
-            val,
-            max_length=recipe.train.max_length,
-            batch_size=a.batch_size,
-            greedy_out=flags,
-        )
-        t_val = time.perf_counter() - t
-        writes = {ex.id: f for ex, f in zip(val, flags, strict=True)}
-        if cell == "trained":  # what merging alone buys: every item generated, no early stop
-            t = time.perf_counter()
-            merged = generate(
-                model, tok, prompts, max_new_tokens=a.max_new_tokens, batch_size=a.batch_size
-            )
-            t_merged = time.perf_counter() - t
-            say(
-                f"  {cell:9} merged only  before {t_old / len(val):6.2f} s/item  now "
-                f"{t_merged / len(val):6.2f} s/item  ratio {t_old / t_merged:5.1f}x  identical "
-                f"text {sum(x == y for x, y in zip(old, merged, strict=True))}/{len(val)}"
-            )
-        say(
-            f"{cell}: validation pass (both paths run it) {t_val:.1f} s; greedy writes the "
-            f"reference for {sum(flags)}/{len(val)}"
-        )
-        for suite, evaluators in suites.items():
-            t = time.perf_counter()
-            new = sample_answers(
+        t_val, _ = timed(
+            lambda model=model, flags=flags: validation_item_losses(
                 model,
                 tok,
                 val,
-                evaluators,
-                max_new_tokens=a.max_new_tokens,
-                batch_size=a.batch_size,
                 max_length=recipe.train.max_length,
-                writes_reference=writes,
+                batch_size=a.batch_size,
+                greedy_out=flags,
             )
-            t_new = time.perf_counter() - t
+        )
+        writes = {ex.id: f for ex, f in zip(val, flags, strict=True)}
+        say(
+            f"{cell}: validation pass (both paths run it) {t_val:.1f} s; greedy writes the "
+            f"reference for {sum(flags)}/{n}"
+        )
+        paths = {
+            "before": lambda model=model: before_generate(
+                model, tok, prompts, max_new_tokens=a.max_new_tokens, batch_size=a.batch_size
+            ),
+        }
+        if cell == "trained":  # what merging alone buys: every item generated, no early stop
+            paths["merged only"] = lambda model=model: generate(
+                model, tok, prompts, max_new_tokens=a.max_new_tokens, batch_size=a.batch_size
+            )
+        for suite, evaluators in suites.items():
+            paths[f"now, {suite}"] = lambda model=model, evaluators=evaluators, writes=writes: (
+                sample_answers(
+                    model,
+                    tok,
+                    val,
+                    evaluators,
+                    max_new_tokens=a.max_new_tokens,
+                    batch_size=a.batch_size,
+                    max_length=recipe.train.max_length,
+                    writes_reference=writes,
+                )
+            )
+        rounds = a.rounds if cell == "trained" else 1
+        times: dict[str, list[float]] = {k: [] for k in paths}
+        answers: dict[str, list[str]] = {}
+        for _ in range(rounds):  # in turns, so a change in the machine's load hits every path
+            for name, fn in paths.items():
+                seconds, answers[name] = timed(fn)
+                times[name].append(seconds)
+        base_s = statistics.median(times["before"]) / n
+        say(
+            f"  {cell:9} before          {base_s:6.2f} s/item  (median of {rounds}: "
+            f"{', '.join(f'{x:.0f}' for x in times['before'])} s)"
+        )
+        old = answers["before"]
+        for name in list(paths)[1:]:
+            new, per = answers[name], statistics.median(times[name]) / n
+            evaluators = suites.get(name.removeprefix("now, "), suites["exact_match"])
             same = sum(
                 all(
                     ev.fn(x, ex.answer, **ev.params) == ev.fn(y, ex.answer, **ev.params)
@@ -295,20 +312,10 @@ def main() -> None:
                 for x, y, ex in zip(old, new, val, strict=True)
             )
             text = sum(x == y for x, y in zip(old, new, strict=True))
-            score = sum(
-                float(
-                    evaluators[0].fn(y, ex.answer)["score"]
-                    if suite == "json_match"
-                    else evaluators[0].fn(y, ex.answer)
-                )
-                for y, ex in zip(new, val, strict=True)
-            )
-            rows.append((cell, suite, t_old / len(val), t_new / len(val), same, text, score))
             say(
-                f"  {cell:9} {suite:11} before {t_old / len(val):6.2f} s/item  now "
-                f"{t_new / len(val):6.2f} s/item  ratio {t_old / t_new:5.1f}x  identical "
-                f"scores {same}/{len(val)}  identical text {text}/{len(val)}  "
-                f"{suite} {score / len(val):.0%}"
+                f"  {cell:9} {name:15} {per:6.2f} s/item  ratio {base_s / per:5.1f}x  identical "
+                f"scores {same}/{n}  identical text {text}/{n}  (median of {rounds}: "
+                f"{', '.join(f'{x:.0f}' for x in times[name])} s)"
             )
     say(f"load average at end: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
     if a.out:

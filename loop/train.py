@@ -358,7 +358,8 @@ def merged_for_inference(model: Any) -> Iterator[Any]:
 
     Unmerged, each of the 210 LoRA layers of the demo (r 16 on every linear layer of SmolLM2's 30
     blocks) adds four small modules to every forward pass (dropout, A, B, scale-and-add), which
-    is most of a decode step's module calls on CPU (benchmarks/generation.py measures the gain).
+    is most of a decode step's module calls on CPU (the gain: "merged only" in
+    benchmarks/results/figures/generation.txt).
     The merged weights are new tensors: the shared base weights are never written, so
     leaving the block restores the very modules that were there (no unmerge rounding); the cost
     is one extra copy of the adapted layers' weights while the block runs. Yields `model`
