@@ -23,7 +23,46 @@ def normalize(text: str) -> str:
     return " ".join(text.split())
 
 
-@register("exact_match")
+# --------------------------------------------------------------------------------------------
+# When an answer's score is settled (generation may stop; see Registered.settled)
+#
+# A prefix of the generated text is judged only up to its last whitespace character: the text
+# before it never changes as tokens are added (a multi-byte character cut between tokens, or a
+# letter a later combining mark would join under NFKC, can only sit after it).
+# --------------------------------------------------------------------------------------------
+
+
+def _stable(text: str) -> str | None:
+    """`text` up to (not including) its last whitespace character; None when it has none."""
+    for i in range(len(text) - 1, -1, -1):
+        if text[i].isspace():
+            return text[:i]
+    return None
+
+
+def _exact_settled(text: str, reference: str, *, ignore_case: bool = False) -> bool:
+    """exact_match is 0 for good once the stable part of the answer, stripped, is not a prefix of
+    the stripped reference: every longer answer, stripped, starts with it."""
+    stable = _stable(text)
+    if stable is None or not stable.strip():
+        return False
+    p, r = stable.strip(), reference.strip()
+    if ignore_case:
+        p, r = p.casefold(), r.casefold()
+    return not r.startswith(p)
+
+
+def _normalized_settled(text: str, reference: str) -> bool:
+    """normalized_match is 0 for good once the words of the stable part are not the reference's
+    first words: `normalize` of a longer answer starts with those same words."""
+    stable = _stable(text)
+    if stable is None:
+        return False
+    words, ref = normalize(stable).split(), normalize(reference).split()
+    return bool(words) and words != ref[: len(words)]
+
+
+@register("exact_match", settled=_exact_settled)
 def exact_match(prediction: str, reference: str, *, ignore_case: bool = False) -> float:
     """1 when the stripped prediction equals the stripped reference."""
     p, r = prediction.strip(), reference.strip()
@@ -32,7 +71,7 @@ def exact_match(prediction: str, reference: str, *, ignore_case: bool = False) -
     return float(p == r)
 
 
-@register("normalized_match")
+@register("normalized_match", settled=_normalized_settled)
 def normalized_match(prediction: str, reference: str) -> float:
     """1 when both are equal after `normalize` (case, whitespace, punctuation ignored)."""
     return float(normalize(prediction) == normalize(reference))
@@ -109,7 +148,27 @@ def _same(a: Any, b: Any, ignore_case: bool) -> bool:
     return a == b
 
 
-@register("json_match")
+def _json_settled(text: str, reference: str, **_: Any) -> bool:
+    """json_match is settled once the answer opens with a complete ``` fence whose content parses:
+    `parse_json` takes the first fence, and no later text moves or changes it.
+
+    A bare JSON object that has closed is not settled: a fence written after it would replace it
+    (`parse_json` reads the fence first), and without `lenient` any text after it makes the
+    answer invalid. Only the end of the answer settles those."""
+    stripped = text.lstrip()
+    if not stripped.startswith("```"):
+        return False
+    fenced = _FENCE.match(stripped)
+    if fenced is None:
+        return False
+    try:
+        json.loads(fenced.group(1).strip())
+    except (json.JSONDecodeError, ValueError):
+        return False
+    return True
+
+
+@register("json_match", settled=_json_settled)
 def json_match(
     prediction: str,
     reference: str,

@@ -15,16 +15,25 @@ class Registered:
     fn: Callable[..., Any]
     kind: Kind
     higher_is_better: bool = True
+    # settled(text, reference, **params): True when no continuation of the answer `text` can
+    # change fn's result, so generation may stop there (loop.evaluate); None: only at the end
+    settled: Callable[..., bool] | None = None
 
 
 _REGISTRY: dict[str, Registered] = {}
 
 
-def register(name: str, *, kind: Kind = "generation", higher_is_better: bool = True):
+def register(
+    name: str,
+    *,
+    kind: Kind = "generation",
+    higher_is_better: bool = True,
+    settled: Callable[..., bool] | None = None,
+):
     """Decorator: make `fn` available to recipes as `name`."""
 
     def wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
-        _REGISTRY[name] = Registered(name, fn, kind, higher_is_better)
+        _REGISTRY[name] = Registered(name, fn, kind, higher_is_better, settled)
         return fn
 
     return wrap

@@ -5,18 +5,25 @@
 - Task evaluators from `evals/` run on a fixed, seeded sample of the validation set
   (`sample_for_generation`), the same items for every cell. Generation is greedy, batched with
   left padding (prompts sorted by length), and stops at EOS / end-of-turn or `max_new_tokens`.
-- The adapter is not merged: merging changes the shared base weights in place (unmerging leaves
-  rounding error), and a merged copy doubles memory.
+- Generation does only the work that can change a score (`sample_answers`; measured in
+  benchmarks/generation.py). An item whose reference greedy decoding writes token for token is
+  read from the validation pass, not generated. A generated row stops as soon as no evaluator's
+  score can change (each evaluator's `settled` rule in evals/, e.g. exact_match once a whole word
+  leaves the reference); its answer is then the text up to there, scored exactly as the whole
+  answer would be. A batch ends when all its rows have.
+- While generating, a LoRA adapter is folded into plain layers (`train.merged_for_inference`):
+  new tensors, so the shared base weights are never written and no unmerge rounding is left.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import inspect
 import math
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -258,6 +265,61 @@ def validation_item_losses(
     return -sum(lp for lp, _ in pairs) / count, [-lp * scale for lp, _ in pairs]
 
 
+Settled = Callable[[str], bool]  # answer text so far -> no continuation can change its scores
+
+
+def settled_check(evaluators: Sequence[Evaluator], reference: str) -> Settled | None:
+    """For one item: a check that says when generation may stop early without changing any score.
+
+    True once every generation evaluator's result is the same for every continuation of the text
+    (each evaluator's own `settled` rule, in evals/); None when one of them has no such rule (a
+    user function, rouge_l, regex...), so the answer runs to its stop token. Teacher-forced and
+    log-likelihood evaluators read no generated text and take no part.
+    """
+    rules = []
+    for ev in evaluators:
+        if ev.kind != "generation":
+            continue
+        rule = evals.get(ev.name).settled
+        if rule is None:
+            return None
+        rules.append((rule, ev.params))
+    if not rules:
+        return None
+    return lambda text: all(rule(text, reference, **params) for rule, params in rules)
+
+
+class _StopWhenSettled:
+    """Per row of a generate() batch: done at a stop token or once its `Settled` check holds.
+
+    A transformers StoppingCriteria (built by `_stopping_criteria`, so transformers is imported
+    on first use only); `stopped_at` keeps the sequence length at which each row stopped."""
+
+    def __init__(self, tokenizer: Any, width: int, checks: Sequence[Settled | None], stops):
+        self.tokenizer, self.width, self.checks, self.stops = tokenizer, width, checks, set(stops)
+        self.stopped_at: list[int | None] = [None] * len(checks)
+
+    def __call__(self, input_ids: torch.Tensor, scores: Any, **kwargs: Any) -> torch.Tensor:
+        length = input_ids.shape[1]
+        rows = input_ids[:, self.width :].tolist()
+        for row, (new, check) in enumerate(zip(rows, self.checks, strict=True)):
+            if self.stopped_at[row] is not None or check is None:
+                continue
+            if any(t in self.stops for t in new):
+                self.stopped_at[row] = length  # ended by its stop token; generate stops it too
+            elif check(self.tokenizer.decode(new, skip_special_tokens=True)):
+                self.stopped_at[row] = length
+        done = [at is not None for at in self.stopped_at]
+        return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
+
+
+def _stopping_criteria(*args: Any) -> Any:
+    from transformers import StoppingCriteria
+
+    cls = type("StopWhenSettled", (_StopWhenSettled, StoppingCriteria), {})
+    return cls(*args)
+
+
 @torch.no_grad()
 def generate(
     model: Any,
@@ -267,11 +329,21 @@ def generate(
     max_new_tokens: int,
     batch_size: int,
     progress: Progress | None = None,
+    settled: Sequence[Settled | None] | None = None,
+    merge: bool = True,
 ) -> list[str]:
     """Greedy answers to tokenized prompts, batched with left padding; stripped, special tokens
     removed. Prompts are sorted by length so a batch holds similar lengths; output is in input order.
+
+    A row ends at a stop token (EOS, end of turn), after `max_new_tokens`, or, with `settled`
+    (one check per prompt, `settled_check`), as soon as its check holds; its answer is then the
+    text up to there, which every evaluator scores as it would the whole answer. A batch ends when
+    all of its rows have. `merge`: fold a LoRA adapter into plain layers while generating
+    (`train.merged_for_inference`; the base model is left as it was).
     """
-    from transformers import GenerationConfig
+    from transformers import GenerationConfig, StoppingCriteriaList
+
+    from loop.train import merged_for_inference
 
     model = _model_of(model)
     device = next(model.parameters()).device
@@ -286,7 +358,7 @@ def generate(
     )
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]), reverse=True)
     out = [""] * len(prompts)
-    with _EvalMode(model):
+    with _EvalMode(model), merged_for_inference(model) if merge else _same(model) as runner:
         for start in range(0, len(order), batch_size):
             idx = order[start : start + batch_size]
             width = max(len(prompts[i]) for i in idx)
@@ -296,11 +368,19 @@ def generate(
                 seq = list(prompts[i])
                 ids[row, width - len(seq) :] = torch.tensor(seq, dtype=torch.long)
                 mask[row, width - len(seq) :] = 1
-            gen = model.generate(
-                input_ids=ids.to(device), attention_mask=mask.to(device), generation_config=gen_cfg
+            checks = [settled[i] for i in idx] if settled is not None else []
+            criteria = None
+            if any(c is not None for c in checks):
+                criteria = _stopping_criteria(tokenizer, width, checks, stops)
+            gen = runner.generate(
+                input_ids=ids.to(device),
+                attention_mask=mask.to(device),
+                generation_config=gen_cfg,
+                **({"stopping_criteria": StoppingCriteriaList([criteria])} if criteria else {}),
             )
             for row, i in enumerate(idx):
-                new = gen[row, width:].tolist()
+                end = criteria.stopped_at[row] if criteria is not None else None
+                new = gen[row, width:end].tolist()
                 for k, tok in enumerate(new):  # cut at the first stop token
                     if tok in stops:
                         new = new[:k]
@@ -309,6 +389,131 @@ def generate(
             if progress:
                 progress("generate", min(start + batch_size, len(order)), len(order))
     return out
+
+
+@contextlib.contextmanager
+def _same(model: Any) -> Iterator[Any]:
+    yield model
+
+
+def sample_answers(
+    model: Any,
+    tokenizer: Any,
+    sample: Sequence[Example],
+    evaluators: Sequence[Evaluator],
+    *,
+    max_new_tokens: int,
+    batch_size: int,
+    max_length: int | None,
+    as_text: bool = False,
+    writes_reference: dict[str, bool] | None = None,
+    progress: Progress | None = None,
+) -> list[str]:
+    """The greedy answer to every sampled item, as the generation evaluators will score it.
+
+    `writes_reference` (example id -> whether greedy decoding writes the reference, from the
+    validation pass): an item whose reference greedy decoding writes token for token, stop token
+    included, needs no generation, its answer is the reference as `generate` would decode it
+    (`known_answer`). The rest are generated, each stopping once no evaluator's score can change
+    (`settled_check`).
+    """
+    model = _model_of(model)
+    known: list[str | None] = [None] * len(sample)
+    if writes_reference is not None and _plain_greedy(model):
+        stops = stop_token_ids(tokenizer, model)
+        for k, ex in enumerate(sample):
+            if writes_reference.get(ex.id):
+                known[k] = known_answer(
+                    tokenizer,
+                    ex,
+                    stops,
+                    max_new_tokens=max_new_tokens,
+                    max_length=max_length,
+                    as_text=as_text,
+                )
+    todo = [k for k, a in enumerate(known) if a is None]
+    prompts = []
+    for k in todo:
+        ids = prompt_ids(tokenizer, sample[k], as_text=as_text)
+        # an over-long prompt keeps its end: that is where the question is
+        prompts.append(ids[-max_length:] if max_length else ids)
+    answers = (
+        generate(
+            model,
+            tokenizer,
+            prompts,
+            max_new_tokens=max_new_tokens,
+            batch_size=batch_size,
+            progress=progress,
+            settled=[settled_check(evaluators, sample[k].answer) for k in todo],
+        )
+        if todo
+        else []
+    )
+    for k, answer in zip(todo, answers, strict=True):
+        known[k] = answer
+    return [a or "" for a in known]
+
+
+def known_answer(
+    tokenizer: Any,
+    ex: Example,
+    stops: Sequence[int],
+    *,
+    max_new_tokens: int,
+    max_length: int | None,
+    as_text: bool = False,
+) -> str | None:
+    """What `generate` returns for `ex` when greedy decoding writes its reference, else None when
+    the validation pass does not settle it: the prompt it scored is not exactly the one
+    generation starts from (cut at `max_length`, or merged with the answer's first token), or the
+    reference has no stop token within `max_length`."""
+    full, _ = encode_example(tokenizer, ex, max_length=None, as_text=as_text)
+    prompt = prompt_ids(tokenizer, ex, as_text=as_text)
+    if (max_length is not None and len(full) > max_length) or full[: len(prompt)] != prompt:
+        return None
+    answer = full[len(prompt) :]
+    end = next((k for k, t in enumerate(answer) if t in set(stops)), None)
+    if end is None:
+        return None
+    return tokenizer.decode(answer[: min(end, max_new_tokens)], skip_special_tokens=True).strip()
+
+
+# generation settings that only choose among tokens greedily anyway; any other a model's own
+# generation config sets (repetition_penalty, min_new_tokens...) would change what greedy writes
+_GREEDY_NEUTRAL = {
+    "bos_token_id",
+    "eos_token_id",
+    "pad_token_id",
+    "decoder_start_token_id",
+    "use_cache",
+    "output_attentions",
+    "output_hidden_states",
+    "transformers_version",
+    "_from_model_config",
+    "max_length",
+    "max_new_tokens",
+    "do_sample",
+    "temperature",
+    "top_k",
+    "top_p",
+    "min_p",
+    "typical_p",
+    "num_beams",
+    "cache_implementation",
+    "return_dict_in_generate",
+    "output_scores",
+    "output_logits",
+}
+
+
+def _plain_greedy(model: Any) -> bool:
+    """True when `generate` decodes plain greedy for this model: its generation config sets no
+    logits processor (a teacher-forced argmax is then what generation picks)."""
+    gen = getattr(model, "generation_config", None)
+    if gen is None:
+        return False
+    return set(gen.to_diff_dict()) <= _GREEDY_NEUTRAL
 
 
 def _loglik_scorer(
@@ -368,8 +573,13 @@ def evaluate(
     t = time.perf_counter()
     item_scores: dict[str, dict[str, float]] = {}
     # teacher-forced evaluators read the validation pass: it runs whenever one is configured
-    greedy: list[bool] | None = [] if any(e.kind == "forced" for e in evaluators) else None
-    if val_loss is None or item_losses or greedy is not None:
+    forced = any(e.kind == "forced" for e in evaluators)
+    generating = any(e.kind == "generation" for e in evaluators)
+    greedy: list[bool] | None = None
+    if val_loss is None or item_losses or forced:
+        # whether greedy decoding writes each reference: the forced evaluators' input, and the
+        # generation sample's known answers (`sample_answers`), from the same forward pass
+        greedy = [] if forced or generating else None
         loss, per_item = validation_item_losses(
             model,
             tokenizer,
@@ -388,19 +598,18 @@ def evaluate(
     greedy_of = {ex.id: g for ex, g in zip(val, greedy or (), strict=False)}
     predictions: list[str | None] = [None] * len(sample)
     t = time.perf_counter()
-    if any(e.kind == "generation" for e in evaluators):
-        prompts = []
-        for ex in sample:
-            ids = prompt_ids(tokenizer, ex, as_text=as_text)
-            # an over-long prompt keeps its end: that is where the question is
-            prompts.append(ids[-max_length:] if max_length else ids)
+    if generating:
         predictions = list(
-            generate(
+            sample_answers(
                 model,
                 tokenizer,
-                prompts,
+                sample,
+                evaluators,
                 max_new_tokens=cfg.max_new_tokens,
                 batch_size=cfg.batch_size,
+                max_length=max_length,
+                as_text=as_text,
+                writes_reference=greedy_of if greedy is not None else None,
                 progress=progress,
             )
         )

@@ -352,6 +352,75 @@ def release(obj: Base | TrainResult | Any) -> None:
     model.requires_grad_(False)
 
 
+@contextlib.contextmanager
+def merged_for_inference(model: Any) -> Iterator[Any]:
+    """The model with every LoRA layer folded into a plain `nn.Linear` (W + s·B·A), for inference.
+
+    Unmerged, each of the 210 LoRA layers of the demo (r 16 on every linear layer of SmolLM2's 30
+    blocks) adds four small modules to every forward pass (dropout, A, B, scale-and-add), which
+    is most of a decode step's module calls on CPU (the gain: "merged only" in
+    benchmarks/results/figures/generation.txt).
+    The merged weights are new tensors: the shared base weights are never written, so
+    leaving the block restores the very modules that were there (no unmerge rounding); the cost
+    is one extra copy of the adapted layers' weights while the block runs. Yields `model`
+    itself when it holds no LoRA layer, or one this does not fold exactly (DoRA and other
+    variants, a LoRA bias, several active adapters, a base layer that is not `nn.Linear`), or
+    when the device has no room for the copy.
+    """
+    from peft.tuners.lora import Linear as LoraLinear
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    tuners = [(n, m) for n, m in inner.named_modules() if isinstance(m, BaseTunerLayer)]
+
+    def foldable(m: Any) -> bool:
+        names = m.active_adapters
+        return (
+            isinstance(m, LoraLinear)
+            and len(names) == 1
+            and not m.merged
+            and names[0] in m.lora_A
+            and names[0] not in getattr(m, "lora_variant", {})
+            and not getattr(m, "lora_bias", {}).get(names[0], False)
+            and type(m.get_base_layer()) is torch.nn.Linear
+        )
+
+    if not tuners or model.training or not all(foldable(m) for _, m in tuners):
+        yield model
+        return
+    swapped: list[tuple[Any, str, Any]] = []
+
+    def restore() -> None:
+        for parent, child, m in reversed(swapped):
+            setattr(parent, child, m)
+        swapped.clear()
+
+    try:
+        with torch.no_grad():
+            for name, m in tuners:
+                layer = m.get_base_layer()
+                delta = m.get_delta_weight(m.active_adapters[0])
+                plain = torch.nn.Linear(
+                    layer.in_features, layer.out_features, bias=False, device="meta"
+                )
+                weight = (layer.weight.float() + delta.float()).to(layer.weight.dtype)
+                plain.weight = torch.nn.Parameter(weight, requires_grad=False)
+                plain.bias = layer.bias  # shared, not copied
+                parent_name, _, child = name.rpartition(".")
+                parent = inner.get_submodule(parent_name)
+                setattr(parent, child, plain)
+                swapped.append((parent, child, m))
+    except torch.OutOfMemoryError:  # no room for the merged copy: generate unmerged
+        restore()
+        _free_memory(str(next(inner.parameters()).device.type))
+        yield model
+        return
+    try:
+        yield inner
+    finally:
+        restore()
+
+
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
 
 

@@ -1,19 +1,25 @@
 from __future__ import annotations
 
+import random
 import sys
 
 import pytest
 import torch
 
+import evals
 from loop.evaluate import (
     build_evaluators,
     evaluate,
     generate,
+    known_answer,
+    sample_answers,
     sample_for_generation,
+    settled_check,
+    validation_item_losses,
     validation_loss,
 )
 from loop.example import Message, make_example
-from loop.models import IGNORE_INDEX, encode_example, prompt_ids
+from loop.models import IGNORE_INDEX, build_tiny_model, encode_example, prompt_ids, stop_token_ids
 from loop.recipe import EvalConfig, EvaluatorSpec
 
 
@@ -321,3 +327,284 @@ def test_the_dry_run_accepts_a_teacher_forced_evaluator(json_task):
     from loop.evaluate import dry_run
 
     dry_run([EvaluatorSpec("greedy_match"), EvaluatorSpec("json_match")], json_task(3))
+
+
+# --------------------------------------------------------------------------------------------
+# Stopping early, answers known from the validation pass, the merged adapter
+# --------------------------------------------------------------------------------------------
+
+
+def _rule(name):
+    return evals.get(name).settled
+
+
+def test_settled_rules_stop_where_the_score_is_decided():
+    exact, norm, js = _rule("exact_match"), _rule("normalized_match"), _rule("json_match")
+    # exact_match: decided once a whole word leaves the reference's path
+    assert exact("Nimbus X3 and", "Nimbus X2")
+    assert not exact("Nimbus X", "Nimbus X2")  # "X" may still become "X2"
+    assert not exact("Nimbus X2 ", "Nimbus X2")  # trailing spaces are stripped
+    assert not exact("Nimbu", "Nimbus X2") and not exact("   ", "Nimbus X2")
+    assert exact("nimbus x3 ", "Nimbus X2", ignore_case=True)
+    assert not exact("nimbus x", "Nimbus X2", ignore_case=True)
+    # normalized_match: decided on whole words only
+    assert norm("The answer is", "positive")
+    assert not norm("Positive.", "positive") and not norm("positive \n", "positive")
+    assert norm("positive and more", "positive")
+    assert not norm("Positive, and", "positive")  # "and" is not a whole word yet
+    # json_match: a complete leading fence decides; a closed bare object does not
+    assert js('```json\n{"product": "Ember"}\n```', '{"product": "Ember"}')
+    assert js('  ```\n{"a": 1}``` and then', '{"a": 1}')
+    assert not js('```json\n{"product": "Ember"}\n', '{"product": "Ember"}')  # fence open
+    assert not js("```json\n{'a': 1}\n```", '{"a": 1}')  # content is not JSON
+    assert not js('{"product": "Ember"}', '{"product": "Ember"}')
+    assert not js('{"product": "Ember"} and', '{"product": "Ember"}', lenient=True)
+
+
+def test_a_closed_object_is_not_a_safe_stop_for_json_match():
+    # why json_match stops only at the end: text after a closed object changes the score
+    fn = evals.get("json_match").fn
+    ref = '{"product": "Ember"}'
+    assert fn(ref, ref)["score"] == 1.0
+    assert fn(ref + " is the product", ref)["score"] == 0.0  # strict: trailing text
+    fenced = ref + '\n```json\n{"product": "Orbit"}\n```'
+    assert fn(fenced, ref, lenient=True)["score"] == 0.0  # a later fence replaces the object
+
+
+@pytest.mark.parametrize(
+    "name,params,reference",
+    [
+        ("exact_match", {}, "Nimbus X2"),
+        ("exact_match", {"ignore_case": True}, "nimbus X2"),
+        ("normalized_match", {}, "Nimbus X2!"),
+        ("json_match", {}, '{"product": "Nimbus X2"}'),
+        ("json_match", {"lenient": True, "ignore_case": True}, '{"product": "Nimbus X2"}'),
+    ],
+)
+def test_a_settled_answer_scores_as_every_continuation_would(name, params, reference):
+    """Fuzz: wherever the rule says settled, the evaluator returns the same result for the text
+    there and for that text continued (what the unstopped path would have scored)."""
+    reg, rng = evals.get(name), random.Random(0)
+    pieces = [
+        "Nimbus",
+        " X2",
+        "x2",
+        " ",
+        "\n",
+        "\t",
+        "!",
+        ".",
+        "`",
+        "```",
+        "```json\n",
+        "{",
+        "}",
+        '"product"',
+        ": ",
+        '"Nimbus X2"',
+        '"Ember"',
+        "[",
+        "]",
+        ",",
+        "e",
+        "\u0301",
+        "ok",
+    ]
+    fired = 0
+    for _ in range(3000):
+        text = "".join(rng.choice(pieces) for _ in range(rng.randint(1, 12)))
+        if reference.startswith("{") and rng.random() < 0.3:
+            text = "```json\n" + reference + "```" + text
+        if not reg.settled(text, reference, **params):
+            continue
+        fired += 1
+        final = reg.fn(text.strip(), reference, **params)
+        for _ in range(5):
+            more = "".join(rng.choice(pieces) for _ in range(rng.randint(1, 8)))
+            assert reg.fn((text + more).strip(), reference, **params) == final, (text, more)
+    assert fired > 50  # the rule did fire: the test exercised it
+
+
+def test_settled_check_needs_a_rule_for_every_generation_evaluator():
+    with_rules = build_evaluators([EvaluatorSpec("exact_match"), EvaluatorSpec("greedy_match")])
+    check = settled_check(with_rules, "Nimbus X2")
+    assert check is not None and check("Orbit S5 is") and not check("Nimbus")
+    both = build_evaluators([EvaluatorSpec("exact_match"), EvaluatorSpec("normalized_match")])
+    assert not settled_check(both, "nimbus x2")("Nimbus X2 ")  # exact may still match
+    assert settled_check(both, "nimbus x2")("Orbit S5 is")
+    assert settled_check(build_evaluators([EvaluatorSpec("rouge_l")]), "x") is None
+    assert settled_check(build_evaluators([EvaluatorSpec("greedy_match")]), "x") is None
+
+
+def _counting_forward(model, monkeypatch):
+    calls = []
+    real = model.forward
+
+    def forward(*args, **kwargs):
+        calls.append(kwargs.get("input_ids").shape if "input_ids" in kwargs else None)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(model, "forward", forward)
+    return calls
+
+
+def _greedy_tokens(model, prompt, n):
+    """Greedy decoding by hand, one prompt, no cache: the reference the batched path must meet."""
+    ids = list(prompt)
+    with torch.no_grad():
+        for _ in range(n):
+            ids.append(int(model(input_ids=torch.tensor([ids])).logits[0, -1].argmax()))
+    return ids[len(prompt) :]
+
+
+def test_generation_stops_each_row_once_settled_and_the_batch_when_all_are(
+    tiny_base, short_task, monkeypatch
+):
+    tok, model = tiny_base.tokenizer, tiny_base.model
+    prompts = [prompt_ids(tok, ex) for ex in short_task(4, seed=4)]
+    tokens = [_greedy_tokens(model, p, 12) for p in prompts]
+    stops = set(stop_token_ids(tok, model))
+    assert not any(stops & set(t) for t in tokens)  # the random model runs to the limit
+
+    def expected(row, check):  # the text at the first token where `check` holds
+        for k in range(1, 13):
+            text = tok.decode(tokens[row][:k], skip_special_tokens=True)
+            if check is not None and check(text):
+                return text.strip()
+        return text.strip()
+
+    # rows stop at different points, the others go on
+    lengths = [3, 5, None, 2]
+    checks = [None if n is None else (lambda t, n=n: len(t) >= n) for n in lengths]
+    cut = generate(model, tok, prompts, max_new_tokens=12, batch_size=4, settled=checks)
+    assert cut == [expected(row, c) for row, c in enumerate(checks)]
+    # when every row has settled the batch ends: a prefill and 3 decode steps, not 11
+    calls = _counting_forward(model, monkeypatch)
+    four = [lambda t: len(tok.encode(t, add_special_tokens=False)) >= 4] * 4
+    cut = generate(model, tok, prompts, max_new_tokens=12, batch_size=4, settled=four)
+    assert cut == [expected(row, c) for row, c in enumerate(four)]
+    assert len(calls) == 4
+
+
+def test_stopped_answers_score_as_the_unstopped_ones(tiny_base, short_task, monkeypatch):
+    """evaluate() with early stopping gives every item the scores the full answers get."""
+    val = short_task(10, seed=6)
+    cfg = EvalConfig(
+        evaluators=(EvaluatorSpec("exact_match"), EvaluatorSpec("normalized_match")),
+        max_new_tokens=10,
+        batch_size=4,
+    )
+    stopped = evaluate(tiny_base, tiny_base.tokenizer, val, cfg, max_length=64)
+    monkeypatch.setattr("loop.evaluate.settled_check", lambda evaluators, reference: None)
+    full = evaluate(tiny_base, tiny_base.tokenizer, val, cfg, max_length=64)
+    assert stopped.metrics == full.metrics
+    assert stopped.item_scores == full.item_scores
+    cut = 0
+    for a, b in zip(stopped.predictions, full.predictions, strict=True):
+        assert b["prediction"].startswith(a["prediction"])
+        cut += len(a["prediction"]) < len(b["prediction"])
+    assert cut >= 3  # rows did stop early (the random model writes tabs between its words)
+
+
+def _memorizing_model(tok, examples, steps=150):
+    """A tiny model trained (all weights) until greedy decoding writes `examples`' answers."""
+    model = build_tiny_model(tok, seed=1)
+    model.train()
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    batch = [encode_example(tok, ex, max_length=None) for ex in examples]
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        for _ in range(steps):
+            for ids, labels in batch:
+                loss = model(input_ids=torch.tensor([ids]), labels=torch.tensor([labels])).loss
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+    return model.eval().requires_grad_(False)
+
+
+def test_answers_read_from_the_validation_pass_are_the_generated_ones(
+    tiny_base, short_task, monkeypatch
+):
+    tok = tiny_base.tokenizer
+    val = short_task(6, seed=8)
+    model = _memorizing_model(tok, val[:3])
+    flags: list[bool] = []
+    validation_item_losses(model, tok, val, max_length=64, batch_size=3, greedy_out=flags)
+    assert flags[:3] == [True] * 3  # memorized
+    evaluators = build_evaluators([EvaluatorSpec("exact_match")])
+    prompts = [prompt_ids(tok, ex) for ex in val]
+    generated = generate(model, tok, prompts, max_new_tokens=8, batch_size=3)
+    for ex, flag, answer in zip(val, flags, generated, strict=True):
+        known = known_answer(tok, ex, stop_token_ids(tok, model), max_new_tokens=8, max_length=64)
+        assert known == ex.answer  # the reference, as generate decodes it
+        if flag:
+            assert answer == known
+    assert (
+        known_answer(tok, val[0], stop_token_ids(tok, model), max_new_tokens=1, max_length=64)
+        == val[0].answer[:1]
+    )
+    assert (
+        known_answer(tok, val[0], stop_token_ids(tok, model), max_new_tokens=8, max_length=5)
+        is None
+    )
+    # only the items the pass does not settle are generated
+    calls = _counting_forward(model, monkeypatch)
+    writes = {ex.id: f for ex, f in zip(val, flags, strict=True)}
+    got = sample_answers(
+        model,
+        tok,
+        val,
+        evaluators,
+        max_new_tokens=8,
+        batch_size=6,
+        max_length=64,
+        writes_reference=writes,
+    )
+    assert [g for g, f in zip(got, flags, strict=True) if f] == [ex.answer for ex in val[:3]]
+    assert all(calls) and all(shape[0] == len(val) - sum(flags) for shape in calls)
+    full = generate(model, tok, prompts, max_new_tokens=8, batch_size=6)
+    assert [exact_match_score(g, ex.answer) for g, ex in zip(got, val, strict=True)] == [
+        exact_match_score(g, ex.answer) for g, ex in zip(full, val, strict=True)
+    ]
+
+
+def exact_match_score(prediction, reference):
+    return evals.get("exact_match").fn(prediction, reference)
+
+
+def test_a_merged_adapter_answers_as_the_unmerged_one(tiny_base, short_task):
+    from loop.recipe import BudgetConfig, LoraConfig, TrainConfig
+    from loop.train import merged_for_inference, release, train_cell
+
+    tok = tiny_base.tokenizer
+    before = {k: v.clone() for k, v in tiny_base.model.state_dict().items()}
+    cfg = TrainConfig(
+        learning_rate=3e-2,
+        batch_size=4,
+        budget=BudgetConfig(policy="min_steps", min_steps=8),
+        warmup_ratio=0.0,
+        max_length=64,
+    )
+    prompts = [prompt_ids(tok, ex) for ex in short_task(8, seed=9)]
+    plain = generate(tiny_base.model, tok, prompts, max_new_tokens=8, batch_size=4)
+    result = train_cell(tiny_base, short_task(16, seed=3), cfg, LoraConfig(r=4, alpha=8), seed=0)
+    try:
+        merged = generate(result.model, tok, prompts, max_new_tokens=8, batch_size=4)
+        unmerged = generate(result.model, tok, prompts, max_new_tokens=8, batch_size=4, merge=False)
+        assert merged == unmerged
+        assert merged != plain  # the adapter changes the answers: the test can fail
+        with merged_for_inference(result.model) as m:
+            assert not any("lora" in n for n, _ in m.named_modules())
+            ids = torch.tensor([prompts[0]])
+            with torch.no_grad():
+                a, b = m(input_ids=ids).logits, result.model(input_ids=ids).logits
+        with torch.no_grad():
+            b = result.model(input_ids=ids).logits
+        assert torch.allclose(a, b, atol=1e-5)
+        # leaving the block restores the LoRA layers and never wrote the base weights
+        assert any("lora_A" in n for n, _ in result.model.named_modules())
+    finally:
+        release(result)
+    after = tiny_base.model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
