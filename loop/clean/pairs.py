@@ -88,7 +88,8 @@ def resolve_group(
     within `threshold` of a record already kept whose answer does not differ materially; else it
     is kept. So a dropped record is itself a duplicate, at the step's threshold, of the record
     it names: a chain A~B~C no longer drops C at A's distance (on a public pool of templated
-    event messages the chain dropped records at prompt cosine 0.76 under a 0.92 threshold).
+    event messages chains had dropped records well under the threshold:
+    benchmarks/results/real-pools/README.md).
     `similarity_to(m, kept)`: m's similarity to each kept record, in the step's own measure.
     """
     kept: list[int] = []
