@@ -12,7 +12,8 @@ Reason codes:
   whole file      empty_file, bad_document, bad_file, missing_column
   one record      not_utf8, bad_json, not_object, bad_row, unknown_format, missing_field, bad_type,
                   empty_prompt, empty_answer, bad_messages, unknown_role, no_final_assistant,
-                  bad_date (a date in the field pool.fields.date names that cannot be read)
+                  bad_date (a date in the field pool.fields.date names that cannot be read),
+                  bad_text (a message holding a lone surrogate escape, which UTF-8 cannot write)
 """
 
 from __future__ import annotations
@@ -991,7 +992,24 @@ def _to_example(rec: dict, where: str, cfg: PoolConfig, tabular: bool) -> Exampl
     if tabular:
         meta = {k: _plain(v) for k, v in meta.items()}
     msgs = tuple(messages)  # make_example, less the copy of the meta dict made just above
-    return Example(content_id(msgs), msgs, where, fmt, meta)
+    try:
+        cid = content_id(msgs)
+    except UnicodeEncodeError as exc:  # a JSON escape such as "\ud800" without its pair
+        raise _Bad("bad_text", _surrogate_detail(msgs, used, exc)) from None
+    return Example(cid, msgs, where, fmt, meta)
+
+
+def _surrogate_detail(msgs: tuple[Message, ...], used: tuple[str, ...], exc: Exception) -> str:
+    """Which message holds the character UTF-8 cannot write, and where in it."""
+    for i, m in enumerate(msgs):
+        for j, ch in enumerate(m.content):
+            if "\ud800" <= ch <= "\udfff":
+                return (
+                    f"message {i} ({m.role}, from field `{'`/`'.join(k for k in used if k)}`) "
+                    f"holds a lone surrogate {ch!r} at character {j}: not Unicode text; expected "
+                    "a JSON escape \\ud800-\\udbff followed by its low half, or the character itself"
+                )
+    return f"a message cannot be written as UTF-8 ({exc})"
 
 
 def _with_provenance(ex: Example, rec: dict, cfg: PoolConfig, src: _Source) -> Example:

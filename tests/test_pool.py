@@ -220,6 +220,17 @@ def test_non_utf8_byte(tmp_path):
     assert "0xff at column 13" in p.message
 
 
+def test_a_lone_surrogate_escape_in_a_message_is_a_problem_not_a_crash(tmp_path):
+    good = json.dumps({"instruction": "i", "output": "o"})
+    lone = r'{"messages": [{"role": "user", "content": "hi \ud800"}, {"role": "assistant", "content": "ok"}]}'
+    paired = r'{"prompt": "smile \ud83d\ude00", "completion": "ok"}'
+    (tmp_path / "s.jsonl").write_text(f"{good}\n{lone}\n{paired}\n", encoding="utf-8")
+    (p,) = problems_of(tmp_path, "s.jsonl")
+    assert (p.source, p.reason) == ("s.jsonl:2", "bad_text")
+    assert "message 0 (user, from field `messages`)" in p.message
+    assert "'\\ud800' at character 3" in p.message and "expected" in p.message
+
+
 def test_json_array_holding_a_non_object(tmp_path):
     (tmp_path / "a.json").write_text(json.dumps([{"prompt": "p", "completion": "c"}, "oops"]))
     (p,) = problems_of(tmp_path, "a.json")
