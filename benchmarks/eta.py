@@ -55,6 +55,23 @@ def recipe_file(folder: Path, seed: int, sizes: list[int], samples: int) -> Path
     return path
 
 
+def cpu_times() -> tuple[int, int]:
+    """(steal, total) jiffies from /proc/stat: time a shared host gave another tenant."""
+    try:
+        with open("/proc/stat") as f:
+            parts = [int(x) for x in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return 0, 0
+    return (parts[7] if len(parts) > 7 else 0), sum(parts)
+
+
+def steal_words(before: tuple[int, int]) -> str:
+    steal, total = (a - b for a, b in zip(cpu_times(), before, strict=True))
+    if total <= 0:
+        return "steal time: not readable here"
+    return f"steal time {100 * steal / total:.0f}% of CPU time (cycles the host gave other tenants)"
+
+
 def ratio(est: float, act: float) -> str:
     r = est / act if act > 0 else float("nan")
     mark = "ok" if 0.75 <= r <= 1.25 else "OFF"
@@ -96,9 +113,10 @@ def main() -> None:
             elif e.kind == "cell_done":
                 marks.append((e.cell, now, e.eta_s))
 
+        stolen = cpu_times()
         driver.sweep(r, progress=log)
         t_start, t_end = marks[0][1], marks[-1][1]
-        print(f"seed {seed}: loop plan ({p.rates.source})")
+        print(f"seed {seed}: loop plan ({p.rates.source}); {steal_words(stolen)}")
         print(f"  whole sweep                    {ratio(p.wall_s, t_end - t_start)}")
         for what, when, eta in marks[1:-1]:
             print(f"  ETA after {what:<20} {ratio(eta, t_end - when)}")

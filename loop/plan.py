@@ -129,11 +129,18 @@ def calibrate(prior: Rates, timings: Sequence[CellTime]) -> Rates:
     """Rates that explain the finished cells: estimated tokens over measured training seconds,
     measured over prior evaluation seconds, summed over the cells (a part that no cell has
     measured yet keeps the prior's rate). Calibrating on the estimate's own tokens also takes
-    out any bias of the token estimate."""
+    out any bias of the token estimate.
+
+    The zero-shot run (no training tokens) calibrates evaluation only until a trained cell has
+    run: the untrained model never writes the reference, so every answer is generated in full,
+    while a trained cell's answers are mostly read from the validation pass or stop early. On
+    benchmarks/eta.py's JSON task it took 12.8 s against 5.6-8.2 s for the trained cells, and
+    counting it made the ETA after the first cell 31% too long."""
     if not timings:
         return prior
     tokens, train_s = sum(t.train_tokens for t in timings), sum(t.train_s for t in timings)
-    ep, em = sum(t.eval_prior_s for t in timings), sum(t.eval_s for t in timings)
+    evals = [t for t in timings if t.train_tokens > 0] or list(timings)
+    ep, em = sum(t.eval_prior_s for t in evals), sum(t.eval_s for t in evals)
     tokens_per_s = tokens / train_s if tokens > 0 and train_s > 0 else prior.tokens_per_s
     eval_scale = em / ep if ep > 0 and em > 0 else prior.eval_scale
     n = len(timings)
@@ -324,10 +331,13 @@ def plan(recipe: Recipe, *, progress: Progress = silent) -> Plan:
 
 
 # The evaluation prior, 2 CPU cores, SmolLM2-135M: validation loss ~0.05 s an item; greedy
-# generation ~0.022 s per item and new token allowed (40 items of at most 40 new tokens took
-# 35-40 s a demo cell); choice_loglik ~0.15 s an item (a forward pass per listed option). Every
-# sweep replaces it with what it measures (`calibrate`).
-_LOSS_S, _GEN_TOKEN_S, _CHOICE_S = 0.05, 0.022, 0.15
+# generation ~0.009 s per item and new token allowed; choice_loglik ~0.15 s an item (a forward
+# pass per listed option). Generation was 0.022 before answers were read from the validation
+# pass and rows stopped once settled (40 items of at most 40 new tokens took 35-40 s a demo
+# cell); after that, benchmarks/eta.py's trained cells measured 0.42-0.47 of the old prior
+# (benchmarks/results/figures/eta.txt). Every sweep replaces it with what it measures
+# (`calibrate`).
+_LOSS_S, _GEN_TOKEN_S, _CHOICE_S = 0.05, 0.009, 0.15
 
 
 def _eval_seconds(recipe: Recipe, n_val: int) -> float:

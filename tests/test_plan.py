@@ -53,12 +53,15 @@ def test_calibrate_takes_the_rates_the_finished_cells_measured():
     zero = plan_mod.CellTime(0.0, 0.0, eval_prior_s=10.0, eval_s=25.0)
     r = plan_mod.calibrate(prior, [zero])
     assert r.tokens_per_s == prior.tokens_per_s and r.eval_scale == pytest.approx(2.5)
-    # a trained cell: 6,000 estimated tokens in 100 s -> 60 tokens/s; evaluation summed over both
+    # a trained cell: 6,000 estimated tokens in 100 s -> 60 tokens/s; from then on evaluation
+    # follows the trained cells only (the zero-shot run generates every answer in full)
     cell = plan_mod.CellTime(6000.0, 100.0, eval_prior_s=10.0, eval_s=15.0)
     r = plan_mod.calibrate(prior, [zero, cell])
-    assert r.tokens_per_s == pytest.approx(60.0) and r.eval_scale == pytest.approx(2.0)
+    assert r.tokens_per_s == pytest.approx(60.0) and r.eval_scale == pytest.approx(1.5)
+    other = plan_mod.CellTime(3000.0, 50.0, eval_prior_s=10.0, eval_s=25.0)
+    assert plan_mod.calibrate(prior, [zero, cell, other]).eval_scale == pytest.approx(2.0)
     assert r.cells == 2 and "measured" in r.source
-    assert plan_mod.cell_seconds(1200, 5.0, r) == pytest.approx(1200 / 60 + 5.0 * 2.0)
+    assert plan_mod.cell_seconds(1200, 5.0, r) == pytest.approx(1200 / 60 + 5.0 * 1.5)
     assert plan_mod.calibrate(prior, []) is prior
 
 
